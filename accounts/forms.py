@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import BaseUserCreationForm
+
+from accounts.models import User
+from sigma_playground.images import ImageRejected, ProcessedImage, process_upload
+
+
+class SignUpForm(BaseUserCreationForm):
+    email = forms.EmailField(max_length=254, help_text="Used for password resets; never shown publicly.")
+
+    class Meta:
+        model = User
+        fields = ("username", "email")
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("That username is taken.", code="unique")
+        return username
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"])
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with that email address already exists.", code="unique")
+        return email
+
+
+class ProfileForm(forms.ModelForm):
+    avatar = forms.FileField(
+        required=False,
+        label="Profile image",
+        help_text="JPEG, PNG or WebP, up to 5 MB. It is resized to a square.",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+    )
+
+    class Meta:
+        model = User
+        fields = ("full_name", "bio", "avatar")
+        widgets = {"bio": forms.Textarea(attrs={"rows": 5})}
+
+    processed_avatar: ProcessedImage | None = None
+
+    def clean_avatar(self):
+        upload = self.cleaned_data.get("avatar")
+        # False: "clear" was ticked; None or the current FieldFile: unchanged.
+        if not upload or not hasattr(upload, "content_type"):
+            return upload
+        try:
+            self.processed_avatar = process_upload(
+                upload,
+                max_bytes=settings.IMAGE_UPLOAD_MAX_BYTES,
+                max_pixels=settings.IMAGE_UPLOAD_MAX_PIXELS,
+                box=(settings.AVATAR_SIZE, settings.AVATAR_SIZE),
+                crop_square=True,
+            )
+        except ImageRejected as exc:
+            raise forms.ValidationError(str(exc), code="invalid_image") from None
+        return upload

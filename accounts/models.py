@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models.functions import Lower
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.validators import USERNAME_MAX_LENGTH, UsernameValidator
+
+
+def avatar_upload_to(instance: User, filename: str) -> str:
+    # The file name is ours, never the uploader's; the stored file is our own re-encoded copy.
+    return f"avatars/{instance.pk or 'new'}/{filename}"
+
+
+class CaseInsensitiveUserManager(UserManager):
+    def get_by_natural_key(self, username: str) -> User:
+        # Log-in accepts "Alice" for "alice", matching the case-insensitive unique constraint.
+        return self.get(username__iexact=username)
+
+
+class User(AbstractUser):
+    username = models.CharField(
+        max_length=USERNAME_MAX_LENGTH,
+        unique=True,
+        validators=[UsernameValidator()],
+        help_text="3-30 letters, digits, hyphens or underscores.",
+        error_messages={"unique": "That username is taken."},
+    )
+    email = models.EmailField("email address", max_length=254)
+    full_name = models.CharField(max_length=150, blank=True)
+    bio = models.TextField(max_length=2000, blank=True)
+    avatar = models.ImageField(
+        upload_to=avatar_upload_to, blank=True, width_field="avatar_width", height_field="avatar_height"
+    )
+    avatar_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    avatar_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    # AbstractUser's split first/last name does not fit people's names; full_name replaces them.
+    first_name = None
+    last_name = None
+
+    objects = CaseInsensitiveUserManager()
+
+    REQUIRED_FIELDS = ["email"]
+
+    class Meta:
+        constraints = [
+            # Case-insensitive uniqueness is the database's job: a form can be bypassed, a race can't.
+            models.UniqueConstraint(
+                Lower("username"),
+                name="accounts_user_username_ci_uniq",
+                violation_error_message="That username is taken.",
+            ),
+            models.UniqueConstraint(
+                Lower("email"),
+                name="accounts_user_email_ci_uniq",
+                violation_error_message="An account with that email address already exists.",
+            ),
+            models.CheckConstraint(condition=~models.Q(email=""), name="accounts_user_email_not_blank"),
+        ]
+
+    def __str__(self) -> str:
+        return self.username
+
+    def get_absolute_url(self) -> str:
+        return reverse("profiles:detail", kwargs={"username": self.username})
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.username
+
+    def get_full_name(self) -> str:
+        return self.full_name
+
+    def get_short_name(self) -> str:
+        return self.full_name or self.username
+
+
+class Follow(models.Model):
+    follower = models.ForeignKey(User, on_delete=models.CASCADE, related_name="following_links")
+    followed = models.ForeignKey(User, on_delete=models.CASCADE, related_name="follower_links")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["follower", "followed"], name="accounts_follow_pair_uniq"),
+            models.CheckConstraint(
+                condition=~models.Q(follower=models.F("followed")), name="accounts_follow_not_self"
+            ),
+        ]
+        indexes = [
+            # "Who follows X, newest first" (followers page); the unique pair index leads with follower.
+            models.Index(fields=["followed", "-created_at", "-id"], name="accounts_follow_followed_idx"),
+            # "Whom does X follow, newest first" (following page, feed authors).
+            models.Index(fields=["follower", "-created_at", "-id"], name="accounts_follow_follower_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.follower} → {self.followed}"

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from accounts import views
+
+app_name = "profiles"
+
+urlpatterns = [
+    path("<str:username>/", views.profile_detail, name="detail"),
+    path("<str:username>/followers/", views.followers, name="followers"),
+    path("<str:username>/following/", views.following, name="following"),
+    path("<str:username>/follow/", views.follow, name="follow"),
+    path("<str:username>/unfollow/", views.unfollow, name="unfollow"),
+]

@@ -1,0 +1,71 @@
+"""Writes to accounts. Views and tasks call these; cache invalidation for these writes belongs here."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from accounts.models import Follow, User
+from sigma_playground.images import ProcessedImage
+
+
+class FollowError(ValueError):
+    """A follow that cannot be made; the message is for the user."""
+
+
+@transaction.atomic
+def user_create(*, username: str, email: str, password: str | None, **extra: object) -> User:
+    user = User(username=username, email=User.objects.normalize_email(email), **extra)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    return user
+
+
+@transaction.atomic
+def user_update_profile(
+    *,
+    user: User,
+    full_name: str,
+    bio: str,
+    avatar: ProcessedImage | None = None,
+    clear_avatar: bool = False,
+) -> User:
+    user.full_name = full_name
+    user.bio = bio
+    old_name = user.avatar.name if user.avatar else None
+    if avatar is not None:
+        # A fresh name per upload, so browsers and CDNs never serve a stale picture from their cache.
+        name = f"{uuid.uuid4().hex}.{avatar.extension}"
+        user.avatar.save(name, ContentFile(avatar.content), save=False)
+    elif clear_avatar:
+        user.avatar = None
+    user.save()
+    if old_name and (avatar is not None or clear_avatar):
+        storage = User._meta.get_field("avatar").storage
+        transaction.on_commit(lambda: storage.delete(old_name))
+    return user
+
+
+def follow(*, follower: User, followed: User) -> bool:
+    """Make ``follower`` follow ``followed``. Idempotent: returns False when the row already existed."""
+    if follower.pk == followed.pk:
+        raise FollowError("You cannot follow yourself.")
+    try:
+        with transaction.atomic():
+            _, created = Follow.objects.get_or_create(follower=follower, followed=followed)
+    except IntegrityError:
+        # Lost a race with a concurrent identical request: the row exists, which is what was asked.
+        created = False
+    return created
+
+
+def unfollow(*, follower: User, followed: User) -> bool:
+    """Idempotent: returns False when there was nothing to delete."""
+    deleted, _ = Follow.objects.filter(follower=follower, followed=followed).delete()
+    return deleted > 0

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import selectors, services
+from accounts.forms import ProfileForm, SignUpForm
+from sigma_playground.pagination import paginate
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = services.user_create(
+            username=form.cleaned_data["username"],
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+        )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome to Sigma Playground, {user.username}!")
+        return redirect(user.get_absolute_url())
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile_edit(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    form = ProfileForm(request.POST or None, request.FILES or None, instance=user)
+    if request.method == "POST" and form.is_valid():
+        services.user_update_profile(
+            user=user,
+            full_name=form.cleaned_data["full_name"],
+            bio=form.cleaned_data["bio"],
+            avatar=form.processed_avatar,
+            clear_avatar=form.cleaned_data.get("avatar") is False,
+        )
+        messages.success(request, "Your profile was saved.")
+        return redirect(user.get_absolute_url())
+    if request.method == "POST":
+        # The bound form's instance has the rejected values; show the stored ones in the header.
+        user.refresh_from_db()
+    return render(request, "accounts/profile_edit.html", {"form": form})
+
+
+def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
+    profile_user = selectors.user_get_public(username=username)
+    if profile_user.username != username:
+        return redirect(profile_user, permanent=True)
+    context = {
+        "profile_user": profile_user,
+        "counts": selectors.follow_counts(user=profile_user),
+        "is_following": selectors.is_following(follower=request.user, followed=profile_user),
+    }
+    return render(request, "accounts/profile_detail.html", context)
+
+
+def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResponse:
+    profile_user = selectors.user_get_public(username=username)
+    if which == "followers":
+        queryset, attr = selectors.followers_of(user=profile_user), "follower"
+    else:
+        queryset, attr = selectors.following_of(user=profile_user), "followed"
+    page = paginate(request, queryset)
+    people = [getattr(link, attr) for link in page.object_list]
+    return render(
+        request,
+        "accounts/follow_list.html",
+        {"profile_user": profile_user, "page": page, "people": people, "which": which},
+    )
+
+
+def followers(request: HttpRequest, username: str) -> HttpResponse:
+    return _follow_list(request, username, which="followers")
+
+
+def following(request: HttpRequest, username: str) -> HttpResponse:
+    return _follow_list(request, username, which="following")
+
+
+@login_required
+@require_POST
+def follow(request: HttpRequest, username: str) -> HttpResponse:
+    target = selectors.user_get_public(username=username)
+    try:
+        services.follow(follower=request.user, followed=target)
+    except services.FollowError as exc:
+        messages.error(request, str(exc))
+        return redirect(target)
+    messages.success(request, f"You follow {target.display_name}.")
+    return redirect(target)
+
+
+@login_required
+@require_POST
+def unfollow(request: HttpRequest, username: str) -> HttpResponse:
+    target = selectors.user_get_public(username=username)
+    services.unfollow(follower=request.user, followed=target)
+    messages.success(request, f"You no longer follow {target.display_name}.")
+    return redirect(target)

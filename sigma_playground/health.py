@@ -1,0 +1,85 @@
+"""Liveness and readiness probes.
+
+``/healthz`` says the process is up and touches nothing. ``/readyz`` checks each dependency and answers
+503 naming whichever failed, so a load balancer stops sending traffic and an operator sees why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    duration_ms: float
+
+
+def check_database() -> CheckResult:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        ok, detail = True, connection.vendor
+    except Exception as exc:  # any driver error means "not ready"
+        ok, detail = False, f"{type(exc).__name__}"
+        logger.warning("readiness: database check failed: %s", exc)
+    return CheckResult("database", ok, detail, (time.perf_counter() - started) * 1000)
+
+
+def check_cache() -> CheckResult:
+    """Round-trip the cache without its fail-open wrapper, which would hide an outage as a miss."""
+    started = time.perf_counter()
+    try:
+        client = getattr(cache, "client", None)
+        if client is not None and hasattr(client, "get_client"):
+            client.get_client(write=True).ping()
+            detail = "redis"
+        else:
+            key = f"readyz:{uuid.uuid4().hex}"
+            cache.set(key, "1", 5)
+            if cache.get(key) != "1":
+                raise RuntimeError("cache round-trip lost the value")
+            cache.delete(key)
+            detail = type(cache).__name__
+        ok = True
+    except Exception as exc:
+        ok, detail = False, f"{type(exc).__name__}"
+        logger.warning("readiness: cache check failed: %s", exc)
+    return CheckResult("cache", ok, detail, (time.perf_counter() - started) * 1000)
+
+
+READINESS_CHECKS = (check_database, check_cache)
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    results = [check() for check in READINESS_CHECKS]
+    failing = [r.name for r in results if not r.ok]
+    body = {
+        "status": "ok" if not failing else "unavailable",
+        "failing": failing,
+        "checks": {r.name: {"ok": r.ok, "detail": r.detail, "ms": round(r.duration_ms, 1)} for r in results},
+    }
+    return JsonResponse(body, status=503 if failing else 200)

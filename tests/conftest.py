@@ -1,0 +1,161 @@
+"""Shared fixtures.
+
+Tests that need PostgreSQL or Redis carry the ``postgres`` / ``redis`` markers. On the embedded defaults
+(no DATABASE_URL / REDIS_URL) they are deselected and the summary says how many and why. With
+``REQUIRE_SERVICES=1`` (CI) a missing or unreachable service stops the run as a failure: never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+from django.test import Client
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
+SERVICE_MARKERS = ("postgres", "redis")
+
+
+def configured_services() -> dict[str, bool]:
+    return {
+        "postgres": settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+        "redis": settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache",
+    }
+
+
+def _unreachable() -> list[str]:
+    problems = []
+    if configured_services()["postgres"]:
+        import psycopg
+
+        db = settings.DATABASES["default"]
+        try:
+            psycopg.connect(
+                host=db["HOST"],
+                port=db["PORT"] or 5432,
+                user=db["USER"],
+                password=db["PASSWORD"] or None,
+                dbname="postgres",
+                connect_timeout=3,
+            ).close()
+        except Exception as exc:
+            problems.append(f"PostgreSQL at {db['HOST']}:{db['PORT']}: {exc}")
+    if configured_services()["redis"]:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
+        except Exception as exc:
+            problems.append(f"Redis at {settings.REDIS_URL}: {exc}")
+    return problems
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not REQUIRE_SERVICES:
+        return
+    missing = [name for name, ok in configured_services().items() if not ok]
+    if missing:
+        raise pytest.UsageError(
+            f"REQUIRE_SERVICES=1 but {', '.join(missing)} is not configured: set DATABASE_URL and REDIS_URL."
+        )
+    problems = _unreachable()
+    if problems:
+        raise pytest.UsageError("REQUIRE_SERVICES=1 but a service is unreachable: " + "; ".join(problems))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    available = configured_services()
+    keep, drop = [], []
+    for item in items:
+        needs = [m for m in SERVICE_MARKERS if item.get_closest_marker(m)]
+        (drop if any(not available[m] for m in needs) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        config.stash[_deselected_key] = len(drop)
+
+
+_deselected_key = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    count = config.stash.get(_deselected_key, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} tests need PostgreSQL or Redis and were not run: set DATABASE_URL and REDIS_URL "
+            "(and REQUIRE_SERVICES=1 to make a missing service a failure).",
+            yellow=True,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STATIC_ROOT.mkdir()
+    # The manifest storage needs collectstatic; tests/test_static.py covers it on its own.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    yield
+    for alias in settings.CACHES:
+        caches[alias].clear()
+
+
+# --- Browsing as a user would: forms with CSRF enforced -------------------------------------------------
+
+_CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+class BrowserClient(Client):
+    """A test client that enforces CSRF and posts forms the way a browser does: GET the page, take the
+    token from the rendered form, POST it back."""
+
+    def __init__(self, **kwargs):
+        super().__init__(enforce_csrf_checks=True, **kwargs)
+
+    def csrf_token_from(self, url: str) -> str:
+        response = self.get(url)
+        assert response.status_code == 200, f"GET {url} gave {response.status_code}"
+        match = _CSRF_RE.search(response.content.decode())
+        assert match, f"no CSRF token in the form at {url}"
+        return match.group(1)
+
+    def submit(self, url: str, data: dict | None = None, *, form_url: str | None = None, **kwargs):
+        token = self.csrf_token_from(form_url or url)
+        return self.post(url, {**(data or {}), "csrfmiddlewaretoken": token}, **kwargs)
+
+
+@pytest.fixture
+def browser() -> BrowserClient:
+    return BrowserClient()
+
+
+@pytest.fixture
+def user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def staff_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def logged_in(browser, user) -> BrowserClient:
+    browser.force_login(user)
+    return browser
