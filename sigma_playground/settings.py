@@ -277,8 +277,15 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / "media")
 
+# Uploaded originals (re-encoded masters) live outside MEDIA_ROOT: nothing serves them; pages use derivatives.
+PRIVATE_MEDIA_ROOT = Path(env_str("PRIVATE_MEDIA_ROOT") or BASE_DIR / "private_media")
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(PRIVATE_MEDIA_ROOT), "base_url": None},
+    },
     # Hashed names, gzip and brotli copies; whitenoise serves them with a one-year immutable Cache-Control.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
@@ -354,3 +361,9 @@ LOGGING = {
 # --- Site -----------------------------------------------------------------------------------------------
 
 PAGE_SIZE = env_int("PAGE_SIZE", 20)
+MAX_PAGE_SIZE = 100
+# Workbook thumbnails: derivative widths (px) rendered in AVIF, WebP and JPEG by a Celery task.
+THUMBNAIL_WIDTHS = (320, 640, 768, 1024, 1280, 1536)
+THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", IMAGE_UPLOAD_MAX_BYTES)
+# How often the trending scores are recomputed from the per-day statistics (seconds).
+TRENDING_REFRESH_SECONDS = env_int("TRENDING_REFRESH_SECONDS", 600)

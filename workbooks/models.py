@@ -1,1 +1,149 @@
-"""Models arrive with the gallery issue."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.urls import reverse
+from django.utils import timezone
+
+HEX_COLOUR_RE = r"^#[0-9a-f]{6}\Z"
+HEX_COLOUR_DB_RE = r"^#[0-9a-f]{6}$"
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public: listed in the gallery"
+    UNLISTED = "unlisted", "Unlisted: only people with the link"
+    PRIVATE = "private", "Private: only you"
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=40)
+    slug = models.SlugField(max_length=50, unique=True)
+    colour = models.CharField(
+        max_length=7,
+        default="#64748b",
+        validators=[RegexValidator(HEX_COLOUR_RE, "Use a colour like #1a2b3c (lower-case hex).")],
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="workbooks_tag_name_ci_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(colour__regex=HEX_COLOUR_DB_RE), name="workbooks_tag_colour_hex"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("workbooks:tag", kwargs={"slug": self.slug})
+
+
+class WorkbookQuerySet(models.QuerySet):
+    def listed(self) -> WorkbookQuerySet:
+        """What anyone may see in lists, search, tag pages, feeds and counts: public, published, by an
+        active author. Unlisted, private and draft workbooks never pass this filter."""
+        return self.filter(visibility=Visibility.PUBLIC, published_at__isnull=False, author__is_active=True)
+
+
+class Workbook(models.Model):
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workbooks")
+    title = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200, allow_unicode=False)
+    description = models.TextField(max_length=5000, blank=True)
+    sigma_embed_url = models.URLField(max_length=300)
+    # The validated, re-encoded master. It lives in the private storage and is never served; pages
+    # use the derivatives listed in ``thumbnail_derivatives`` (rendered by a Celery task).
+    thumbnail = models.CharField(max_length=200, blank=True)
+    thumbnail_width = models.PositiveIntegerField(null=True, blank=True)
+    thumbnail_height = models.PositiveIntegerField(null=True, blank=True)
+    thumbnail_derivatives = models.JSONField(default=dict, blank=True)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    published_at = models.DateTimeField(null=True, blank=True)  # null: a draft
+    is_featured = models.BooleanField(default=False)
+    view_count = models.PositiveBigIntegerField(default=0)
+    favorite_count = models.PositiveIntegerField(default=0)
+    # Denormalised from the last 7 days of WorkbookDailyStat by workbooks.trending; see the formula there.
+    trending_score = models.FloatField(default=0.0)
+    tags = models.ManyToManyField(Tag, through="WorkbookTag", related_name="workbooks", blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WorkbookQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(visibility__in=[v.value for v in Visibility]),
+                name="workbooks_workbook_visibility_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(view_count__gte=0, favorite_count__gte=0, trending_score__gte=0),
+                name="workbooks_workbook_counters_non_negative",
+            ),
+            models.CheckConstraint(condition=~models.Q(title=""), name="workbooks_workbook_title_not_blank"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("workbooks:detail", kwargs={"pk": self.pk, "slug": self.slug})
+
+    @property
+    def is_draft(self) -> bool:
+        return self.published_at is None
+
+    @property
+    def is_listed(self) -> bool:
+        return self.visibility == Visibility.PUBLIC and self.published_at is not None
+
+
+class WorkbookTag(models.Model):
+    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="tag_links")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="workbook_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workbook", "tag"], name="workbooks_workbooktag_pair_uniq")
+        ]
+        indexes = [models.Index(fields=["tag", "workbook"], name="workbooks_wbtag_tag_idx")]
+
+
+class Favorite(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favorites")
+    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="favorites")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "workbook"], name="workbooks_favorite_pair_uniq")
+        ]
+        indexes = [
+            # "My favorites, newest first"; the unique pair index cannot order by date.
+            models.Index(fields=["user", "-created_at", "-id"], name="workbooks_fav_user_date_idx"),
+            # Recounting favorite_count and deleting a workbook's favorites.
+            models.Index(fields=["workbook"], name="workbooks_fav_workbook_idx"),
+        ]
+
+
+class WorkbookDailyStat(models.Model):
+    """Views and favorites per workbook per UTC day: what trending reads."""
+
+    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="daily_stats")
+    date = models.DateField()
+    views = models.PositiveIntegerField(default=0)
+    favorites = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workbook", "date"], name="workbooks_dailystat_pair_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(views__gte=0, favorites__gte=0), name="workbooks_dailystat_non_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["date"], name="workbooks_dailystat_date_idx")]
