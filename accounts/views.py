@@ -10,6 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import selectors, services
 from accounts.forms import ProfileForm, SignUpForm
 from sigma_playground.pagination import paginate
+from workbooks import selectors as workbook_selectors
 
 
 @require_http_methods(["GET", "POST"])
@@ -56,7 +57,11 @@ def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
         return redirect(profile_user, permanent=True)
     context = {
         "profile_user": profile_user,
-        "counts": selectors.follow_counts(user=profile_user),
+        "counts": {
+            **selectors.follow_counts(user=profile_user),
+            **workbook_selectors.profile_stats(user=profile_user),
+        },
+        "workbooks": workbook_selectors.profile_workbooks(user=profile_user),
         "is_following": selectors.is_following(follower=request.user, followed=profile_user),
     }
     return render(request, "accounts/profile_detail.html", context)

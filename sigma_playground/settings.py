@@ -254,6 +254,18 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Every periodic job, in one place. The database scheduler copies these into django-celery-beat's tables
+# at start, where staff can see and change them in admin.
+CELERY_BEAT_SCHEDULE = {
+    "recompute-trending": {
+        "task": "workbooks.tasks.recompute_trending",
+        "schedule": float(env_int("TRENDING_REFRESH_SECONDS", 600)),
+    },
+    "render-pending-thumbnails": {
+        "task": "workbooks.tasks.render_pending_thumbnails",
+        "schedule": 300.0,
+    },
+}
 
 # --- Passwords, i18n ------------------------------------------------------------------------------------
 
@@ -365,5 +377,3 @@ MAX_PAGE_SIZE = 100
 # Workbook thumbnails: derivative widths (px) rendered in AVIF, WebP and JPEG by a Celery task.
 THUMBNAIL_WIDTHS = (320, 640, 768, 1024, 1280, 1536)
 THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", IMAGE_UPLOAD_MAX_BYTES)
-# How often the trending scores are recomputed from the per-day statistics (seconds).
-TRENDING_REFRESH_SECONDS = env_int("TRENDING_REFRESH_SECONDS", 600)

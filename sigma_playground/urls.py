@@ -3,10 +3,12 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
-from sigma_playground import health, views
+from sigma_playground import health
+from workbooks import views as workbook_views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", workbook_views.home, name="home"),
+    path("", include("workbooks.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),

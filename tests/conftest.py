@@ -110,6 +110,17 @@ def _test_settings(settings, tmp_path):
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _celery_eager():
+    """Tasks run in-process in tests, even with a Redis broker configured; the integration test that
+    starts a real worker turns this off for itself."""
+    from sigma_playground.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _clear_caches():
     yield

@@ -59,3 +59,48 @@ def polyglot_png() -> bytes:
 
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>'
+
+
+# Markup the simple "is there HTML in it" scan does not look for: only the structural end-of-image check
+# catches an image followed by it.
+QUIET_HTML = b"<img src=x onerror=alert(document.domain)>"
+
+
+def followed_by(data: bytes, tail: bytes = QUIET_HTML) -> bytes:
+    """An image with something appended after its end: the usual way to build an image/HTML polyglot."""
+    return data + tail
+
+
+def polyglot_jpeg() -> bytes:
+    return image_bytes("JPEG") + b"<html><body><script>alert(document.cookie)</script></body></html>"
+
+
+def truncated_png() -> bytes:
+    data = noisy_image_bytes("PNG", (300, 200))
+    return data[: len(data) // 2]
+
+
+def noisy_image_bytes(fmt: str = "PNG", size: tuple[int, int] = (400, 300), **save) -> bytes:
+    """Random pixels: an image that does not compress to almost nothing."""
+    import os
+
+    image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+    out = io.BytesIO()
+    image.save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def animated_webp(size: tuple[int, int] = (40, 30)) -> bytes:
+    frames = [Image.new("RGB", size, colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    out = io.BytesIO()
+    frames[0].save(out, format="WEBP", save_all=True, append_images=frames[1:], duration=100)
+    return out.getvalue()
+
+
+def png_with_icc_profile(size: tuple[int, int] = (300, 200)) -> bytes:
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    out = io.BytesIO()
+    Image.new("RGB", size, (20, 160, 90)).save(out, format="PNG", icc_profile=profile)
+    return out.getvalue()

@@ -113,6 +113,9 @@ class WorkbookTag(models.Model):
         ]
         indexes = [models.Index(fields=["tag", "workbook"], name="workbooks_wbtag_tag_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.workbook_id} #{self.tag_id}"
+
 
 class Favorite(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favorites")
@@ -129,6 +132,9 @@ class Favorite(models.Model):
             # Recounting favorite_count and deleting a workbook's favorites.
             models.Index(fields=["workbook"], name="workbooks_fav_workbook_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ★ {self.workbook_id}"
 
 
 class WorkbookDailyStat(models.Model):
@@ -147,3 +153,6 @@ class WorkbookDailyStat(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["date"], name="workbooks_dailystat_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.workbook_id} on {self.date}"

@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,100 +17,224 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Tag',
+            name="Tag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=40)),
-                ('slug', models.SlugField(unique=True)),
-                ('colour', models.CharField(default='#64748b', max_length=7, validators=[django.core.validators.RegexValidator('^#[0-9a-f]{6}\\Z', 'Use a colour like #1a2b3c (lower-case hex).')])),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=40)),
+                ("slug", models.SlugField(unique=True)),
+                (
+                    "colour",
+                    models.CharField(
+                        default="#64748b",
+                        max_length=7,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^#[0-9a-f]{6}\\Z", "Use a colour like #1a2b3c (lower-case hex)."
+                            )
+                        ],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('name'), name='workbooks_tag_name_ci_uniq'), models.CheckConstraint(condition=models.Q(('colour__regex', '^#[0-9a-f]{6}$')), name='workbooks_tag_colour_hex')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        django.db.models.functions.text.Lower("name"), name="workbooks_tag_name_ci_uniq"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("colour__regex", "^#[0-9a-f]{6}$")),
+                        name="workbooks_tag_colour_hex",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Workbook',
+            name="Workbook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('slug', models.SlugField(max_length=200)),
-                ('description', models.TextField(blank=True, max_length=5000)),
-                ('sigma_embed_url', models.URLField(max_length=300)),
-                ('thumbnail', models.CharField(blank=True, max_length=200)),
-                ('thumbnail_width', models.PositiveIntegerField(blank=True, null=True)),
-                ('thumbnail_height', models.PositiveIntegerField(blank=True, null=True)),
-                ('thumbnail_derivatives', models.JSONField(blank=True, default=dict)),
-                ('visibility', models.CharField(choices=[('public', 'Public: listed in the gallery'), ('unlisted', 'Unlisted: only people with the link'), ('private', 'Private: only you')], default='public', max_length=10)),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
-                ('is_featured', models.BooleanField(default=False)),
-                ('view_count', models.PositiveBigIntegerField(default=0)),
-                ('favorite_count', models.PositiveIntegerField(default=0)),
-                ('trending_score', models.FloatField(default=0.0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='workbooks', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("slug", models.SlugField(max_length=200)),
+                ("description", models.TextField(blank=True, max_length=5000)),
+                ("sigma_embed_url", models.URLField(max_length=300)),
+                ("thumbnail", models.CharField(blank=True, max_length=200)),
+                ("thumbnail_width", models.PositiveIntegerField(blank=True, null=True)),
+                ("thumbnail_height", models.PositiveIntegerField(blank=True, null=True)),
+                ("thumbnail_derivatives", models.JSONField(blank=True, default=dict)),
+                (
+                    "visibility",
+                    models.CharField(
+                        choices=[
+                            ("public", "Public: listed in the gallery"),
+                            ("unlisted", "Unlisted: only people with the link"),
+                            ("private", "Private: only you"),
+                        ],
+                        default="public",
+                        max_length=10,
+                    ),
+                ),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
+                ("is_featured", models.BooleanField(default=False)),
+                ("view_count", models.PositiveBigIntegerField(default=0)),
+                ("favorite_count", models.PositiveIntegerField(default=0)),
+                ("trending_score", models.FloatField(default=0.0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="workbooks",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='WorkbookTag',
+            name="WorkbookTag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tag', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='workbook_links', to='workbooks.tag')),
-                ('workbook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tag_links', to='workbooks.workbook')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "tag",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="workbook_links",
+                        to="workbooks.tag",
+                    ),
+                ),
+                (
+                    "workbook",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tag_links",
+                        to="workbooks.workbook",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='workbook',
-            name='tags',
-            field=models.ManyToManyField(blank=True, related_name='workbooks', through='workbooks.WorkbookTag', to='workbooks.tag'),
+            model_name="workbook",
+            name="tags",
+            field=models.ManyToManyField(
+                blank=True, related_name="workbooks", through="workbooks.WorkbookTag", to="workbooks.tag"
+            ),
         ),
         migrations.CreateModel(
-            name='Favorite',
+            name="Favorite",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='favorites', to=settings.AUTH_USER_MODEL)),
-                ('workbook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='favorites', to='workbooks.workbook')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="favorites",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workbook",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="favorites",
+                        to="workbooks.workbook",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['user', '-created_at', '-id'], name='workbooks_fav_user_date_idx'), models.Index(fields=['workbook'], name='workbooks_fav_workbook_idx')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'workbook'), name='workbooks_favorite_pair_uniq')],
+                "indexes": [
+                    models.Index(fields=["user", "-created_at", "-id"], name="workbooks_fav_user_date_idx"),
+                    models.Index(fields=["workbook"], name="workbooks_fav_workbook_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "workbook"), name="workbooks_favorite_pair_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WorkbookDailyStat',
+            name="WorkbookDailyStat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('date', models.DateField()),
-                ('views', models.PositiveIntegerField(default=0)),
-                ('favorites', models.PositiveIntegerField(default=0)),
-                ('workbook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='daily_stats', to='workbooks.workbook')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("date", models.DateField()),
+                ("views", models.PositiveIntegerField(default=0)),
+                ("favorites", models.PositiveIntegerField(default=0)),
+                (
+                    "workbook",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="daily_stats",
+                        to="workbooks.workbook",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['date'], name='workbooks_dailystat_date_idx')],
-                'constraints': [models.UniqueConstraint(fields=('workbook', 'date'), name='workbooks_dailystat_pair_uniq'), models.CheckConstraint(condition=models.Q(('favorites__gte', 0), ('views__gte', 0)), name='workbooks_dailystat_non_negative')],
+                "indexes": [models.Index(fields=["date"], name="workbooks_dailystat_date_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("workbook", "date"), name="workbooks_dailystat_pair_uniq"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("favorites__gte", 0), ("views__gte", 0)),
+                        name="workbooks_dailystat_non_negative",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='workbooktag',
-            index=models.Index(fields=['tag', 'workbook'], name='workbooks_wbtag_tag_idx'),
+            model_name="workbooktag",
+            index=models.Index(fields=["tag", "workbook"], name="workbooks_wbtag_tag_idx"),
         ),
         migrations.AddConstraint(
-            model_name='workbooktag',
-            constraint=models.UniqueConstraint(fields=('workbook', 'tag'), name='workbooks_workbooktag_pair_uniq'),
+            model_name="workbooktag",
+            constraint=models.UniqueConstraint(
+                fields=("workbook", "tag"), name="workbooks_workbooktag_pair_uniq"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workbook',
-            constraint=models.CheckConstraint(condition=models.Q(('visibility__in', ['public', 'unlisted', 'private'])), name='workbooks_workbook_visibility_valid'),
+            model_name="workbook",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("visibility__in", ["public", "unlisted", "private"])),
+                name="workbooks_workbook_visibility_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workbook',
-            constraint=models.CheckConstraint(condition=models.Q(('favorite_count__gte', 0), ('trending_score__gte', 0), ('view_count__gte', 0)), name='workbooks_workbook_counters_non_negative'),
+            model_name="workbook",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("favorite_count__gte", 0), ("trending_score__gte", 0), ("view_count__gte", 0)
+                ),
+                name="workbooks_workbook_counters_non_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workbook',
-            constraint=models.CheckConstraint(condition=models.Q(('title', ''), _negated=True), name='workbooks_workbook_title_not_blank'),
+            model_name="workbook",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("title", ""), _negated=True), name="workbooks_workbook_title_not_blank"
+            ),
         ),
     ]

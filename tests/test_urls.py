@@ -1,0 +1,107 @@
+"""Every URL in the resolver, for every kind of visitor: the status each one gets.
+
+A URL pattern added without a row here fails ``test_every_url_is_in_the_table``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.factories import UserFactory, WorkbookFactory
+from workbooks.models import Visibility
+
+ROLES = ("anonymous", "owner", "other", "staff")
+
+
+def S(anonymous, owner, other, staff):  # an upper-case name, so the table reads as one
+    return dict(zip(ROLES, (anonymous, owner, other, staff), strict=True))
+
+
+ALL_200 = S(200, 200, 200, 200)
+LOGIN_ONLY = S(302, 200, 200, 200)
+POST_ONLY_LOGIN = S(302, 405, 405, 405)
+
+# name -> (kwargs builder, expected GET status per role). `w` is a public workbook by `owner`,
+# `p` a private one by `owner`.
+TABLE = {
+    "home": (lambda o: {}, ALL_200),
+    "healthz": (lambda o: {}, ALL_200),
+    "readyz": (lambda o: {}, ALL_200),
+    "workbooks:list": (lambda o: {}, ALL_200),
+    "workbooks:create": (lambda o: {}, LOGIN_ONLY),
+    "workbooks:redirect": (lambda o: {"pk": o["w"].pk}, S(301, 301, 301, 301)),
+    "workbooks:detail": (lambda o: {"pk": o["w"].pk, "slug": o["w"].slug}, ALL_200),
+    "workbooks:detail (private)": (lambda o: {"pk": o["p"].pk, "slug": o["p"].slug}, S(404, 200, 404, 200)),
+    "workbooks:edit": (lambda o: {"pk": o["w"].pk}, S(302, 200, 404, 404)),
+    "workbooks:delete": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
+    "workbooks:favorite": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
+    "workbooks:unfavorite": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
+    "workbooks:tag": (lambda o: {"slug": o["tag"].slug}, ALL_200),
+    "workbooks:feed": (lambda o: {}, LOGIN_ONLY),
+    "workbooks:favorites": (lambda o: {}, LOGIN_ONLY),
+    "accounts:signup": (lambda o: {}, S(200, 302, 302, 302)),
+    "accounts:login": (lambda o: {}, S(200, 302, 302, 302)),
+    "accounts:logout": (lambda o: {}, S(405, 405, 405, 405)),
+    "accounts:password_change": (lambda o: {}, LOGIN_ONLY),
+    "accounts:password_change_done": (lambda o: {}, LOGIN_ONLY),
+    "accounts:profile_edit": (lambda o: {}, LOGIN_ONLY),
+    "profiles:detail": (lambda o: {"username": o["owner"].username}, ALL_200),
+    "profiles:followers": (lambda o: {"username": o["owner"].username}, ALL_200),
+    "profiles:following": (lambda o: {"username": o["owner"].username}, ALL_200),
+    "profiles:follow": (lambda o: {"username": o["owner"].username}, POST_ONLY_LOGIN),
+    "profiles:unfollow": (lambda o: {"username": o["owner"].username}, POST_ONLY_LOGIN),
+    "admin:index": (lambda o: {}, S(302, 302, 302, 200)),
+}
+# Django admin's own URLs are covered by admin:index above and tests/test_admin.py; the monitoring
+# namespace adds its rows when it adds URLs.
+SKIP_NAMESPACES = {"admin"}
+
+
+def named_patterns(resolver: URLResolver | None = None, prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            ns = entry.namespace
+            if ns in SKIP_NAMESPACES:
+                continue
+            names |= named_patterns(entry, f"{prefix}{ns}:" if ns else prefix)
+        elif isinstance(entry, URLPattern):
+            if entry.name:
+                names.add(prefix + entry.name)
+            elif "media" not in str(entry.pattern):
+                names.add(f"<unnamed {entry.pattern}>")
+    return names
+
+
+def test_every_url_is_in_the_table():
+    table_names = {name.split(" ")[0] for name in TABLE}
+    missing = named_patterns() - table_names
+    assert not missing, f"URLs with no row in tests/test_urls.py TABLE: {sorted(missing)}"
+
+
+@pytest.fixture
+def objects(db):
+    from tests.factories import TagFactory
+
+    owner = UserFactory()
+    tag = TagFactory(name="finance")
+    return {
+        "owner": owner,
+        "other": UserFactory(),
+        "staff": UserFactory(is_staff=True, is_superuser=True),
+        "tag": tag,
+        "w": WorkbookFactory(author=owner, tags=[tag]),
+        "p": WorkbookFactory(author=owner, visibility=Visibility.PRIVATE),
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_status_by_role(client, objects, name, role):
+    kwargs_for, expected = TABLE[name]
+    url = reverse(name.split(" ")[0], kwargs=kwargs_for(objects))
+    if role != "anonymous":
+        client.force_login(objects[role])
+    response = client.get(url)
+    assert response.status_code == expected[role], f"{role} GET {url}"

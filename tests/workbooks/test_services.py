@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from tests.factories import UserFactory, WorkbookFactory
+from workbooks import services, trending
+from workbooks.models import Favorite, Workbook, WorkbookDailyStat
+
+
+@pytest.mark.django_db
+def test_favorite_count_follows_rows():
+    workbook, users = WorkbookFactory(), UserFactory.create_batch(3)
+    for user in users:
+        assert services.favorite_add(user=user, workbook=workbook)
+    assert not services.favorite_add(user=users[0], workbook=workbook)
+    assert services.favorite_remove(user=users[1], workbook=workbook)
+    assert not services.favorite_remove(user=users[1], workbook=workbook)
+    workbook.refresh_from_db()
+    assert workbook.favorite_count == Favorite.objects.filter(workbook=workbook).count() == 2
+
+
+@pytest.mark.django_db
+def test_views_only_grow():
+    workbook = WorkbookFactory()
+    today = timezone.now().date()
+    services.apply_views(workbook_id=workbook.pk, date=today, views=5)
+    services.apply_views(workbook_id=workbook.pk, date=today, views=-3)  # ignored: counts never go back
+    services.apply_views(workbook_id=workbook.pk, date=today - dt.timedelta(days=1), views=2)
+    workbook.refresh_from_db()
+    assert workbook.view_count == 7
+    assert dict(WorkbookDailyStat.objects.values_list("date", "views")) == {
+        today: 5,
+        today - dt.timedelta(days=1): 2,
+    }
+
+
+@pytest.mark.django_db
+def test_view_counting_falls_back_to_the_database_when_the_broker_is_down(monkeypatch):
+    from workbooks import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.count_view, "delay", broker_down)
+    workbook = WorkbookFactory()
+    services.workbook_record_view(workbook_id=workbook.pk)
+    workbook.refresh_from_db()
+    assert workbook.view_count == 1
+
+
+@pytest.mark.django_db
+def test_trending_formula_decays_and_ignores_old_days():
+    today = dt.date(2026, 11, 26)
+    hot, old, steady = WorkbookFactory.create_batch(3)
+    rows = [
+        (hot, today, 10, 2),  # today: 10 + 5*2 = 20, weight 1
+        (hot, today - dt.timedelta(days=2), 4, 0),  # weight 0.5 -> 2
+        (old, today - dt.timedelta(days=7), 1000, 100),  # outside the 7-day window
+        (steady, today - dt.timedelta(days=6), 8, 0),  # weight 0.125 -> 1
+    ]
+    WorkbookDailyStat.objects.bulk_create(
+        [WorkbookDailyStat(workbook=w, date=d, views=v, favorites=f) for w, d, v, f in rows]
+    )
+    Workbook.objects.filter(pk=old.pk).update(trending_score=99)  # stale: must drop to 0
+    trending.recompute_trending_scores(today=today)
+    scores = dict(Workbook.objects.values_list("pk", "trending_score"))
+    assert scores[hot.pk] == pytest.approx(22.0)
+    assert scores[steady.pk] == pytest.approx(1.0)
+    assert scores[old.pk] == 0
+    assert trending.score([(0, 10, 2), (2, 4, 0)]) == pytest.approx(22.0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_favorites_leave_one_row_per_pair_and_exact_counts():
+    workbooks = WorkbookFactory.create_batch(3)
+    users = UserFactory.create_batch(6)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(12)
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            barrier.wait()
+            for _ in range(40):
+                user, workbook = rng.choice(users[:3]), rng.choice(workbooks[:2])  # many threads, same pairs
+                if rng.random() < 0.6:
+                    services.favorite_add(user=user, workbook=workbook)
+                else:
+                    services.favorite_remove(user=user, workbook=workbook)
+            services.favorite_add(user=users[3 + seed % 3], workbook=workbooks[2])  # different pairs
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert connection.vendor == "postgresql"
+    for workbook in Workbook.objects.all():
+        rows = Favorite.objects.filter(workbook=workbook)
+        assert workbook.favorite_count == rows.count()
+        assert rows.values("user").distinct().count() == rows.count()
+    assert Workbook.objects.get(pk=workbooks[2].pk).favorite_count == 3

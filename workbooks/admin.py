@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import models
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from workbooks import services
+from workbooks.models import Favorite, Tag, Visibility, Workbook
+
+
+@admin.register(Workbook)
+class WorkbookAdmin(admin.ModelAdmin):
+    list_display = (
+        "title",
+        "author",
+        "visibility",
+        "is_featured",
+        "favorite_count",
+        "view_count",
+        "published_at",
+    )
+    list_select_related = ("author",)
+    list_filter = ("visibility", "is_featured", ("published_at", admin.EmptyFieldListFilter), "published_at")
+    search_fields = ("title", "author__username")
+    raw_id_fields = ("author",)
+    readonly_fields = (
+        "view_count",
+        "favorite_count",
+        "trending_score",
+        "thumbnail",
+        "thumbnail_derivatives",
+        "created_at",
+        "updated_at",
+    )
+    # Counting a million rows on every changelist view is what makes admin slow; the paginator shows
+    # "show all" without a total instead.
+    show_full_result_count = False
+    ordering = ("-id",)
+    list_per_page = 50
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    actions = ("feature", "unfeature", "publish", "unpublish", "make_private")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Workbook]:
+        return super().get_queryset(request).defer("description", "thumbnail_derivatives")
+
+    def _done(self, request: HttpRequest, count: int, what: str) -> None:
+        self.message_user(request, f"{count} workbook{'s' if count != 1 else ''} {what}.", messages.SUCCESS)
+
+    @admin.action(description="Feature selected workbooks")
+    def feature(self, request, queryset):
+        self._done(
+            request, services.workbooks_set_featured(workbook_ids=_ids(queryset), featured=True), "featured"
+        )
+
+    @admin.action(description="Unfeature selected workbooks")
+    def unfeature(self, request, queryset):
+        self._done(
+            request,
+            services.workbooks_set_featured(workbook_ids=_ids(queryset), featured=False),
+            "unfeatured",
+        )
+
+    @admin.action(description="Publish selected drafts now")
+    def publish(self, request, queryset):
+        self._done(
+            request,
+            services.workbooks_set_published(workbook_ids=_ids(queryset), published=True),
+            "published",
+        )
+
+    @admin.action(description="Unpublish selected (back to draft)")
+    def unpublish(self, request, queryset):
+        self._done(
+            request,
+            services.workbooks_set_published(workbook_ids=_ids(queryset), published=False),
+            "unpublished",
+        )
+
+    @admin.action(description="Make selected private")
+    def make_private(self, request, queryset):
+        count = services.workbooks_set_visibility(workbook_ids=_ids(queryset), visibility=Visibility.PRIVATE)
+        self._done(request, count, "made private")
+
+    # Authors publish through the site, where the embed link and thumbnail are validated.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change):
+        # Admin edits go through the services so their side effects (cache invalidation) happen exactly
+        # as for the site's own writes.
+        changed = set(form.changed_data)
+        if "is_featured" in changed:
+            services.workbooks_set_featured(workbook_ids=[obj.pk], featured=obj.is_featured)
+        if "visibility" in changed:
+            services.workbooks_set_visibility(workbook_ids=[obj.pk], visibility=obj.visibility)
+        if "published_at" in changed:
+            services.workbooks_set_published(workbook_ids=[obj.pk], published=obj.published_at is not None)
+        rest = changed - {"is_featured", "visibility", "published_at"}
+        if rest:
+            services.workbook_update(
+                workbook=obj,
+                title=obj.title,
+                sigma_embed_url=obj.sigma_embed_url,
+                description=obj.description,
+                tags=[tag.name for tag in Workbook.objects.get(pk=obj.pk).tags.all()],
+                visibility=obj.visibility,
+                publish=obj.published_at is not None,
+            )
+
+    def delete_model(self, request, obj):
+        services.workbook_delete(workbook=obj)
+
+    def delete_queryset(self, request, queryset):
+        for workbook in queryset:
+            services.workbook_delete(workbook=workbook)
+
+
+def _ids(queryset: QuerySet) -> list[int]:
+    return list(queryset.values_list("pk", flat=True))
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "colour", "usage")
+    search_fields = ("name", "slug")
+    readonly_fields = ("created_at",)
+    prepopulated_fields = {"slug": ("name",)}
+    ordering = ("name",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tag]:
+        return super().get_queryset(request).annotate(usage_count=Count("workbook_links"))
+
+    def get_readonly_fields(self, request, obj=None):
+        # A tag's slug is its URL and its identity; it is set once.
+        return (*self.readonly_fields, "slug") if obj else self.readonly_fields
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if obj else self.prepopulated_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.tag_update(tag=obj, name=obj.name, colour=obj.colour)
+        else:
+            super().save_model(request, obj, form, change)
+
+    @admin.display(description="Workbooks", ordering="usage_count")
+    def usage(self, obj: Tag) -> int:
+        return obj.usage_count
+
+
+@admin.register(Favorite)
+class FavoriteAdmin(admin.ModelAdmin):
+    list_display = ("user", "workbook", "created_at")
+    list_select_related = ("user", "workbook")
+    search_fields = ("user__username", "workbook__title")
+    raw_id_fields = ("user", "workbook")
+    show_full_result_count = False
+    ordering = ("-id",)
+
+    # Favorites belong to their users; staff may remove one (abuse), through the service so that
+    # favorite_count stays equal to the rows.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def delete_model(self, request, obj):
+        services.favorite_remove(user=obj.user, workbook=obj.workbook)
+
+    def delete_queryset(self, request, queryset):
+        for favorite in queryset.select_related("user", "workbook"):
+            services.favorite_remove(user=favorite.user, workbook=favorite.workbook)

@@ -1,0 +1,274 @@
+"""Writes to the gallery. Views, admin actions and tasks call these and nothing else writes workbooks,
+tags, favorites or statistics; that makes this module the one place where cache invalidation goes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.models import User
+from sigma_playground.images import ProcessedImage
+from workbooks import thumbnails
+from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
+
+logger = logging.getLogger(__name__)
+
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 40
+# Path segments that follow /workbooks/<id>/ for actions; a title must not produce one as its slug.
+RESERVED_SLUGS = frozenset({"edit", "delete", "favorite", "unfavorite"})
+TAG_PALETTE = (
+    "#2456d3", "#1a7f37", "#b42318", "#9a6700", "#8250df", "#0f766e",
+    "#c2410c", "#be185d", "#4d7c0f", "#0369a1", "#6d28d9", "#475569",
+)  # fmt: skip
+
+
+def make_slug(title: str) -> str:
+    slug = slugify(title)[:200].strip("-") or "workbook"
+    return f"{slug}-workbook" if slug in RESERVED_SLUGS else slug
+
+
+def tag_colour(name: str) -> str:
+    digest = hashlib.sha256(name.lower().encode()).digest()
+    return TAG_PALETTE[digest[0] % len(TAG_PALETTE)]
+
+
+def tags_resolve(*, names: Sequence[str]) -> list[Tag]:
+    """The tags for ``names``, creating missing ones. The slug is a tag's identity: "Supply Chain" and
+    "supply-chain" are the same tag."""
+    tags: list[Tag] = []
+    seen: set[str] = set()
+    for name in names:
+        slug = slugify(name)[:50]
+        if not slug or slug in seen:
+            continue
+        seen.add(slug)
+        tag = Tag.objects.filter(slug=slug).first()
+        if tag is None:
+            try:
+                with transaction.atomic():
+                    tag = Tag.objects.create(name=name, slug=slug, colour=tag_colour(name))
+            except IntegrityError:  # created concurrently, or same name in another case
+                tag = Tag.objects.filter(slug=slug).first() or Tag.objects.get(name__iexact=name)
+        tags.append(tag)
+    return tags
+
+
+def _set_tags(workbook: Workbook, names: Sequence[str]) -> None:
+    wanted = {tag.pk for tag in tags_resolve(names=names)}
+    current = set(WorkbookTag.objects.filter(workbook=workbook).values_list("tag_id", flat=True))
+    if current - wanted:
+        WorkbookTag.objects.filter(workbook=workbook, tag_id__in=current - wanted).delete()
+    if wanted - current:
+        WorkbookTag.objects.bulk_create(
+            [WorkbookTag(workbook=workbook, tag_id=pk) for pk in sorted(wanted - current)],
+            ignore_conflicts=True,
+        )
+
+
+def _store_thumbnail(workbook: Workbook, image: ProcessedImage) -> None:
+    old = dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail
+    name = thumbnails.save_master(workbook_id=workbook.pk, image=image)
+    workbook.thumbnail = name
+    workbook.thumbnail_width, workbook.thumbnail_height = image.width, image.height
+    workbook.thumbnail_derivatives = {}
+    thumbnails.enqueue_thumbnail_render(workbook.pk, name)
+    _delete_thumbnail_files_on_commit(*old)
+
+
+def _delete_thumbnail_files_on_commit(derivatives: dict, master: str) -> None:
+    if derivatives or master:
+        description = {**derivatives, "master": master or derivatives.get("master", "")}
+        transaction.on_commit(lambda: thumbnails.delete_files(description))
+
+
+@transaction.atomic
+def workbook_publish(
+    *,
+    author: User,
+    title: str,
+    sigma_embed_url: str,
+    description: str = "",
+    tags: Sequence[str] = (),
+    visibility: str = Visibility.PUBLIC,
+    publish: bool = True,
+    thumbnail: ProcessedImage | None = None,
+) -> Workbook:
+    """Create a workbook: published now when ``publish``, otherwise a draft only its author sees."""
+    workbook = Workbook(
+        author=author,
+        title=title,
+        slug=make_slug(title),
+        description=description,
+        sigma_embed_url=sigma_embed_url,
+        visibility=visibility,
+        published_at=timezone.now() if publish else None,
+    )
+    workbook.full_clean(exclude=["thumbnail"])
+    workbook.save()
+    _set_tags(workbook, tags)
+    if thumbnail is not None:
+        _store_thumbnail(workbook, thumbnail)
+        workbook.save(
+            update_fields=["thumbnail", "thumbnail_width", "thumbnail_height", "thumbnail_derivatives"]
+        )
+    return workbook
+
+
+@transaction.atomic
+def workbook_update(
+    *,
+    workbook: Workbook,
+    title: str,
+    sigma_embed_url: str,
+    description: str,
+    tags: Sequence[str],
+    visibility: str,
+    publish: bool,
+    thumbnail: ProcessedImage | None = None,
+    clear_thumbnail: bool = False,
+) -> Workbook:
+    """Edit a workbook. Unticking ``publish`` turns a published workbook back into a draft; ticking it
+    keeps the original publish date."""
+    workbook.title = title
+    workbook.slug = make_slug(title)
+    workbook.description = description
+    workbook.sigma_embed_url = sigma_embed_url
+    workbook.visibility = visibility
+    if publish and workbook.published_at is None:
+        workbook.published_at = timezone.now()
+    elif not publish:
+        workbook.published_at = None
+    if thumbnail is not None:
+        _store_thumbnail(workbook, thumbnail)
+    elif clear_thumbnail and workbook.thumbnail:
+        _delete_thumbnail_files_on_commit(dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail)
+        workbook.thumbnail, workbook.thumbnail_derivatives = "", {}
+        workbook.thumbnail_width = workbook.thumbnail_height = None
+    workbook.full_clean(exclude=["thumbnail"])
+    workbook.save()
+    _set_tags(workbook, tags)
+    return workbook
+
+
+@transaction.atomic
+def workbook_delete(*, workbook: Workbook) -> None:
+    _delete_thumbnail_files_on_commit(dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail)
+    workbook.delete()
+
+
+def workbooks_set_visibility(*, workbook_ids: Iterable[int], visibility: str) -> int:
+    if visibility not in Visibility.values:
+        raise ValueError(f"unknown visibility {visibility!r}")
+    return (
+        Workbook.objects.filter(pk__in=list(workbook_ids))
+        .exclude(visibility=visibility)
+        .update(visibility=visibility, updated_at=timezone.now())
+    )
+
+
+def workbooks_set_published(*, workbook_ids: Iterable[int], published: bool) -> int:
+    ids = list(workbook_ids)
+    if published:
+        qs = Workbook.objects.filter(pk__in=ids, published_at__isnull=True)
+        return qs.update(published_at=timezone.now(), updated_at=timezone.now())
+    return Workbook.objects.filter(pk__in=ids, published_at__isnull=False).update(
+        published_at=None, updated_at=timezone.now()
+    )
+
+
+def workbooks_set_featured(*, workbook_ids: Iterable[int], featured: bool) -> int:
+    return (
+        Workbook.objects.filter(pk__in=list(workbook_ids))
+        .exclude(is_featured=featured)
+        .update(is_featured=featured, updated_at=timezone.now())
+    )
+
+
+def tag_update(*, tag: Tag, name: str, colour: str) -> Tag:
+    tag.name, tag.colour = name, colour
+    tag.full_clean(exclude=["slug"])
+    tag.save()
+    return tag
+
+
+# --- Favorites --------------------------------------------------------------------------------------------
+
+
+def _bump_daily(*, workbook_id: int, date: dt.date, views: int = 0, favorites: int = 0) -> None:
+    """Add to a day's statistics with one upsert (PostgreSQL and SQLite both speak ON CONFLICT)."""
+    table = WorkbookDailyStat._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (workbook_id, date, views, favorites) VALUES (%s, %s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT (workbook_id, date) DO UPDATE SET views = {table}.views + excluded.views, "
+            f"favorites = {table}.favorites + excluded.favorites",
+            [workbook_id, date, views, favorites],
+        )
+
+
+def favorite_add(*, user: User, workbook: Workbook) -> bool:
+    """Favorite ``workbook``; idempotent. The row and the counter change in one transaction, so
+    ``favorite_count`` always equals the number of rows, whatever runs concurrently."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                Favorite.objects.create(user=user, workbook=workbook, created_at=now)
+        except IntegrityError:
+            return False  # already a favorite (perhaps by a concurrent identical request)
+        Workbook.objects.filter(pk=workbook.pk).update(favorite_count=F("favorite_count") + 1)
+        _bump_daily(workbook_id=workbook.pk, date=now.date(), favorites=1)
+    return True
+
+
+def favorite_remove(*, user: User, workbook: Workbook) -> bool:
+    """Un-favorite; idempotent. A favorite added and removed on the same day leaves that day's statistic
+    as it was, so toggling cannot pump trending."""
+    with transaction.atomic():
+        favorite = Favorite.objects.select_for_update().filter(user=user, workbook=workbook).first()
+        if favorite is None:
+            return False
+        favorite.delete()
+        Workbook.objects.filter(pk=workbook.pk).update(favorite_count=Greatest(F("favorite_count") - 1, 0))
+        WorkbookDailyStat.objects.filter(
+            workbook_id=workbook.pk, date=favorite.created_at.date(), favorites__gt=0
+        ).update(favorites=F("favorites") - 1)
+    return True
+
+
+# --- Views ------------------------------------------------------------------------------------------------
+
+
+def workbook_record_view(*, workbook_id: int) -> None:
+    """Count one view. The one entry point for view counting, so its mechanism can change in one place.
+
+    The request only enqueues a task (a push to the broker); the worker does the UPDATE, so a popular
+    workbook's row lock is never waited on by page views. If the broker is unreachable the view is
+    counted directly rather than lost.
+    """
+    from workbooks.tasks import count_view
+
+    day = timezone.now().date().isoformat()
+    try:
+        count_view.delay(workbook_id, day)
+    except Exception:
+        logger.warning("view counting: broker unavailable, counting directly", exc_info=True)
+        apply_views(workbook_id=workbook_id, date=dt.date.fromisoformat(day), views=1)
+
+
+def apply_views(*, workbook_id: int, date: dt.date, views: int) -> None:
+    """Add ``views`` to a workbook's total and its day; counts only ever grow."""
+    if views <= 0:
+        return
+    with transaction.atomic():
+        if Workbook.objects.filter(pk=workbook_id).update(view_count=F("view_count") + views):
+            _bump_daily(workbook_id=workbook_id, date=date, views=views)

@@ -1,0 +1,97 @@
+"""Celery tasks of the gallery. Tasks are idempotent: with ``acks_late`` a task can run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.fields.json import KT
+
+from workbooks import thumbnails
+from workbooks.models import Workbook
+
+logger = logging.getLogger(__name__)
+
+
+# --- Thumbnails -----------------------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=180)
+def render_thumbnail_derivatives(workbook_id: int, master_name: str, force: bool = False) -> bool:
+    """Render a master's derivatives and record them on the workbook; True when it did.
+
+    Does nothing when the workbook is gone or its thumbnail was replaced meanwhile (the files it rendered
+    are deleted again), or when the derivatives are already recorded (a redelivered task) unless ``force``.
+    """
+    row = Workbook.objects.filter(pk=workbook_id).values("thumbnail", "thumbnail_derivatives").first()
+    if row is None or row["thumbnail"] != master_name:
+        return False
+    if not force and (row["thumbnail_derivatives"] or {}).get("master") == master_name:
+        return False
+    try:
+        description = thumbnails.render_derivatives(master_name, workbook_id=workbook_id)
+    except FileNotFoundError:
+        logger.info("thumbnails: master %s of workbook %s is gone", master_name, workbook_id)
+        return False
+    with transaction.atomic():
+        current = (
+            Workbook.objects.select_for_update()
+            .filter(pk=workbook_id, thumbnail=master_name)
+            .values("thumbnail_derivatives")
+            .first()
+        )
+        updated = current is not None and bool(
+            Workbook.objects.filter(pk=workbook_id, thumbnail=master_name).update(
+                thumbnail_derivatives=description
+            )
+        )
+    rendered = set(thumbnails.derivative_names(description))
+    if not updated:
+        thumbnails.delete_names(default_storage, rendered)
+        return False
+    # Derivatives recorded before (an older master's, or a previous run's under other names).
+    stale = set(thumbnails.derivative_names((current or {}).get("thumbnail_derivatives") or {})) - rendered
+    thumbnails.delete_names(default_storage, sorted(stale))
+    return True
+
+
+@shared_task(ignore_result=True)
+def render_pending_thumbnails(limit: int = 200) -> int:
+    """Queue the render of thumbnails whose derivatives are missing (the broker was down when the
+    workbook was saved, or a worker died); returns how many were queued. Safe to schedule with beat."""
+    pending = (
+        Workbook.objects.exclude(thumbnail="")
+        .annotate(rendered_master=KT("thumbnail_derivatives__master"))
+        .filter(Q(rendered_master__isnull=True) | ~Q(rendered_master=F("thumbnail")))
+        .order_by("pk")
+        .values_list("pk", "thumbnail")[:limit]
+    )
+    count = 0
+    for workbook_id, master_name in pending:
+        render_thumbnail_derivatives.delay(workbook_id, master_name)
+        count += 1
+    return count
+
+
+# --- Counters and trending ------------------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def count_view(workbook_id: int, day: str) -> None:
+    """Apply one view counted by a page request (workbooks.services.workbook_record_view)."""
+    import datetime as dt
+
+    from workbooks import services
+
+    services.apply_views(workbook_id=workbook_id, date=dt.date.fromisoformat(day), views=1)
+
+
+@shared_task(ignore_result=True)
+def recompute_trending() -> int:
+    """Beat task: refresh ``trending_score`` from the last 7 days of statistics (see workbooks.trending)."""
+    from workbooks.trending import recompute_trending_scores
+
+    return recompute_trending_scores()

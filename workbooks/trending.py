@@ -1,0 +1,89 @@
+"""Trending: a time-decayed score from the last 7 days of per-day statistics.
+
+    score(w) = Σ over the 7 UTC days d = today-6 … today of
+               (views(w, d) + FAVORITE_WEIGHT · favorites(w, d)) · 0.5 ** (age(d) / HALF_LIFE_DAYS)
+
+with age(d) = today - d in days (0 for today). A favorite weighs as much as FAVORITE_WEIGHT views, and a day's
+activity counts half as much every HALF_LIFE_DAYS days, so a burst this week beats a large all-time
+``view_count``; nothing older than 7 days counts at all.
+
+The score is stored on ``Workbook.trending_score`` so the trending list can be read in index order; a Celery
+beat task recomputes it every ``TRENDING_REFRESH_SECONDS`` (workbooks.tasks.recompute_trending).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from workbooks.models import Workbook, WorkbookDailyStat
+
+WINDOW_DAYS = 7
+HALF_LIFE_DAYS = 2.0
+FAVORITE_WEIGHT = 5.0
+
+
+def day_weight(age_days: int) -> float:
+    return 0.5 ** (age_days / HALF_LIFE_DAYS)
+
+
+def score(stats: list[tuple[int, int, int]]) -> float:
+    """``stats``: (age in days, views, favorites) rows; the same formula as the bulk recompute."""
+    return sum(
+        (views + FAVORITE_WEIGHT * favorites) * day_weight(age)
+        for age, views, favorites in stats
+        if 0 <= age < WINDOW_DAYS
+    )
+
+
+def recompute_trending_scores(*, today: dt.date | None = None) -> int:
+    """Recompute every score from the statistics; returns the number of workbooks whose score changed.
+
+    Workbooks with activity in the window get their new score; others that still carry a score are reset
+    to 0. Computed in Python over the window's rows (a few per active workbook), written in one batched
+    UPDATE per chunk.
+    """
+    today = today or timezone.now().date()
+    start = today - dt.timedelta(days=WINDOW_DAYS - 1)
+    scores: dict[int, float] = {}
+    rows = WorkbookDailyStat.objects.filter(date__gte=start, date__lte=today).values_list(
+        "workbook_id", "date", "views", "favorites"
+    )
+    for workbook_id, date, views, favorites in rows.iterator(chunk_size=5000):
+        age = (today - date).days
+        scores[workbook_id] = scores.get(workbook_id, 0.0) + (
+            views + FAVORITE_WEIGHT * favorites
+        ) * day_weight(age)
+    changed = 0
+    with transaction.atomic():
+        stale = Workbook.objects.filter(trending_score__gt=0).exclude(pk__in=list(scores))
+        changed += stale.update(trending_score=0.0)
+        items = sorted(scores.items())
+        for i in range(0, len(items), 1000):
+            changed += _bulk_set_scores(items[i : i + 1000])
+    return changed
+
+
+def _bulk_set_scores(items: list[tuple[int, float]]) -> int:
+    table = Workbook._meta.db_table
+    if connection.vendor == "postgresql":
+        ids = [pk for pk, _ in items]
+        values = [round(value, 6) for _, value in items]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS w SET trending_score = v.score "  # noqa: S608 (table name is ours)
+                "FROM unnest(%s::bigint[], %s::float8[]) AS v(id, score) "
+                "WHERE w.id = v.id AND w.trending_score IS DISTINCT FROM v.score",
+                [ids, values],
+            )
+            return cursor.rowcount
+    updated = 0
+    for pk, value in items:
+        updated += (
+            Workbook.objects.filter(pk=pk)
+            .exclude(trending_score=round(value, 6))
+            .update(trending_score=round(value, 6))
+        )
+    return updated
