@@ -3,6 +3,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from accounts.models import Follow, User
+from sigma_playground.pagination import EstimatedCountPaginator
 
 
 class UserAdminChangeForm(UserChangeForm):
@@ -27,6 +28,7 @@ class UserAdmin(BaseUserAdmin):
     ordering = ("-created_at", "-id")
     readonly_fields = ("created_at", "last_login", "date_joined")
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Profile", {"fields": ("full_name", "email", "bio", "avatar")}),
@@ -53,3 +55,4 @@ class FollowAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
     show_full_result_count = False
+    paginator = EstimatedCountPaginator

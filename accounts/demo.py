@@ -7,7 +7,7 @@ import random
 from django.db import transaction
 
 from accounts import services
-from accounts.models import Follow, User
+from accounts.models import Follow, User, ci
 
 DEMO_STAFF_USERNAME = "demo"
 DEMO_STAFF_PASSWORD = "sigma-demo-2026"  # noqa: S105 (published on purpose; seed_demo refuses production)
@@ -119,7 +119,7 @@ def demo_people(count: int = 30) -> list[tuple[str, str, str]]:
 @transaction.atomic
 def seed_people(count: int = 30) -> dict[str, int]:
     created_users = 0
-    staff = User.objects.filter(username__iexact=DEMO_STAFF_USERNAME).first()
+    staff = User.objects.filter(username__lower=ci(DEMO_STAFF_USERNAME)).first()
     if staff is None:
         staff = services.user_create(
             username=DEMO_STAFF_USERNAME,
@@ -133,7 +133,7 @@ def seed_people(count: int = 30) -> dict[str, int]:
         created_users += 1
     users = [staff]
     for username, full_name, bio in demo_people(count):
-        user = User.objects.filter(username__iexact=username).first()
+        user = User.objects.filter(username__lower=ci(username)).first()
         if user is None:
             user = services.user_create(
                 username=username,

@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import BaseUserCreationForm
 
-from accounts.models import User
+from accounts.models import User, ci
 from sigma_playground.images import ImageRejected, ProcessedImage, process_upload
 
 
@@ -17,13 +17,13 @@ class SignUpForm(BaseUserCreationForm):
 
     def clean_username(self) -> str:
         username = self.cleaned_data["username"]
-        if User.objects.filter(username__iexact=username).exists():
+        if User.objects.filter(username__lower=ci(username)).exists():
             raise forms.ValidationError("That username is taken.", code="unique")
         return username
 
     def clean_email(self) -> str:
         email = User.objects.normalize_email(self.cleaned_data["email"])
-        if User.objects.filter(email__iexact=email).exists():
+        if User.objects.filter(email__lower=ci(email)).exists():
             raise forms.ValidationError("An account with that email address already exists.", code="unique")
         return email
 

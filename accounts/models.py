@@ -14,10 +14,20 @@ def avatar_upload_to(instance: User, filename: str) -> str:
     return f"avatars/{instance.pk or 'new'}/{filename}"
 
 
+def ci(value: str) -> Lower:
+    """The right-hand side for a case-insensitive match: ``username__lower=ci(x)``.
+
+    Django's ``__iexact`` compiles to ``UPPER(col) = UPPER(%s)`` on PostgreSQL, which the ``lower(...)``
+    unique indexes cannot serve; ``__lower`` (registered on CharField in AccountsConfig.ready) compiles
+    to ``LOWER(col) = LOWER(%s)``, which they do, on every database.
+    """
+    return Lower(models.Value(value))
+
+
 class CaseInsensitiveUserManager(UserManager):
     def get_by_natural_key(self, username: str) -> User:
         # Log-in accepts "Alice" for "alice", matching the case-insensitive unique constraint.
-        return self.get(username__iexact=username)
+        return self.get(username__lower=ci(username))
 
 
 class User(AbstractUser):
@@ -80,8 +90,14 @@ class User(AbstractUser):
 
 
 class Follow(models.Model):
-    follower = models.ForeignKey(User, on_delete=models.CASCADE, related_name="following_links")
-    followed = models.ForeignKey(User, on_delete=models.CASCADE, related_name="follower_links")
+    # No automatic FK indexes: the unique pair leads with follower_id, and the hand-written
+    # accounts_follow_followed_date_idx (0002) leads with followed_id.
+    follower = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="following_links", db_index=False
+    )
+    followed = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="follower_links", db_index=False
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -91,12 +107,7 @@ class Follow(models.Model):
                 condition=~models.Q(follower=models.F("followed")), name="accounts_follow_not_self"
             ),
         ]
-        indexes = [
-            # "Who follows X, newest first" (followers page); the unique pair index leads with follower.
-            models.Index(fields=["followed", "-created_at", "-id"], name="accounts_follow_followed_idx"),
-            # "Whom does X follow, newest first" (following page, feed authors).
-            models.Index(fields=["follower", "-created_at", "-id"], name="accounts_follow_follower_idx"),
-        ]
+        # Indexes: hand-written, in accounts/migrations/0002_indexes.py.
 
     def __str__(self) -> str:
         return f"{self.follower} → {self.followed}"

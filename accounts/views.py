@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -9,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
 from accounts.forms import ProfileForm, SignUpForm
-from sigma_playground.pagination import paginate
+from sigma_playground.pagination import keyset_page_from_request
 from workbooks import selectors as workbook_selectors
 
 
@@ -73,7 +74,9 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
         queryset, attr = selectors.followers_of(user=profile_user), "follower"
     else:
         queryset, attr = selectors.following_of(user=profile_user), "followed"
-    page = paginate(request, queryset)
+    page = keyset_page_from_request(
+        request, queryset, ordering=selectors.FOLLOW_ORDER, per_page=settings.PAGE_SIZE
+    )
     people = [getattr(link, attr) for link in page.object_list]
     return render(
         request,

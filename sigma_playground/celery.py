@@ -1,11 +1,131 @@
-"""The Celery application. Configuration comes from Django settings (``CELERY_*``)."""
+"""The Celery application. Configuration comes from Django settings (``CELERY_*``).
 
+Signals below add what monitoring needs, in workers and in eager mode alike:
+
+* the request id of the web request that queued a task travels in the message headers and is bound while
+  the task runs, so the task's log lines carry it;
+* every task's duration and final state are recorded (``sigma_celery_tasks_total``,
+  ``sigma_celery_task_duration_seconds``) and logged in one line;
+* with ``CELERY_METRICS_PORT`` set, the worker's main process serves its pool processes' metrics on that
+  port (prometheus_client multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set, as it must be for the
+  prefork pool); see README "Monitoring".
+"""
+
+from __future__ import annotations
+
+import logging
 import os
+import threading
+import time
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sigma_playground.settings")
 
 app = Celery("sigma_playground")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger("sigma_playground.celery")
+REQUEST_ID_HEADER = "sigma_request_id"
+
+# task id -> (request-id context token, start time); a dict because prerun and postrun are separate calls.
+_running: dict[str, tuple[object, float]] = {}
+_running_lock = threading.Lock()
+
+
+@signals.before_task_publish.connect
+def _send_request_id(headers: dict | None = None, **kwargs) -> None:
+    from sigma_playground.request_id import current_request_id
+
+    request_id = current_request_id()
+    if request_id and headers is not None:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+def _request_id_of(task) -> str | None:
+    from sigma_playground.request_id import current_request_id, sane_request_id
+
+    request = task.request
+    value = getattr(request, REQUEST_ID_HEADER, None) or (request.headers or {}).get(REQUEST_ID_HEADER)
+    # Eager tasks run inside the request that started them, which has bound the id already.
+    return sane_request_id(value) if value else current_request_id()
+
+
+@signals.task_prerun.connect
+def _task_started(task_id: str | None = None, task=None, **kwargs) -> None:
+    from sigma_playground.request_id import set_request_id
+
+    if task_id is None or task is None:
+        return
+    token = set_request_id(_request_id_of(task))
+    with _running_lock:
+        _running[task_id] = (token, time.perf_counter())
+
+
+@signals.task_postrun.connect
+def _task_finished(task_id: str | None = None, task=None, state: str | None = None, **kwargs) -> None:
+    from monitoring import instruments
+    from sigma_playground.request_id import reset_request_id
+
+    with _running_lock:
+        entry = _running.pop(task_id, None) if task_id else None
+    if entry is None or task is None:
+        return
+    token, started = entry
+    duration = time.perf_counter() - started
+    state_label = (state or "unknown").lower()
+    instruments.CELERY_TASKS.inc(task=task.name, state=state_label)
+    instruments.CELERY_TASK_SECONDS.observe(duration, task=task.name)
+    logger.info(
+        "task %s %s in %.1fms",
+        task.name,
+        state_label,
+        duration * 1000,
+        extra={
+            "task": task.name,
+            "task_id": task_id,
+            "state": state_label,
+            "duration_ms": round(duration * 1000, 1),
+        },
+    )
+    try:
+        reset_request_id(token)  # type: ignore[arg-type]
+    except ValueError:  # postrun ran in another context than prerun (never in Celery's pools)
+        pass
+
+
+@signals.task_revoked.connect
+def _task_revoked(sender=None, **kwargs) -> None:
+    from monitoring import instruments
+
+    instruments.CELERY_TASKS.inc(task=getattr(sender, "name", None) or "other", state="revoked")
+
+
+@signals.worker_init.connect
+def _start_metrics_server(**kwargs) -> None:
+    """In the worker's main process, before its pool forks: clean the multiprocess directory and serve."""
+    from django.conf import settings
+
+    from monitoring.exposition import clean_multiprocess_dir, multiprocess_dir, worker_registry
+
+    port = settings.CELERY_METRICS_PORT
+    if not port:
+        return
+    path = multiprocess_dir()
+    if path:
+        clean_multiprocess_dir(path, keep_pids=[os.getpid()])
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=settings.CELERY_METRICS_ADDR, registry=worker_registry())
+    logger.info("worker metrics on %s:%s (multiprocess dir: %s)", settings.CELERY_METRICS_ADDR, port, path)
+
+
+@signals.worker_process_shutdown.connect
+def _mark_process_dead(pid: int | None = None, **kwargs) -> None:
+    from monitoring.exposition import multiprocess_dir
+
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())

@@ -1,14 +1,246 @@
+"""Pagination that stays flat, and totals that do not count a million rows.
+
+Keyset (seek) pagination: a page is "the next N rows after this one in sort order", found with
+``WHERE (key, id) < (%s, %s) ORDER BY key DESC, id DESC LIMIT N + 1``, one index range scan whatever the
+depth, so page 500 costs what page 1 costs, and rows inserted while someone walks the pages can never
+make an earlier row appear twice. The position travels in an opaque ``cursor`` URL parameter (base64 of
+the boundary row's sort values, the direction and the page number shown). The ordering must end with a
+unique column (``id``) so that rows tied on the sort key are neither skipped nor repeated.
+
+Totals: ``count_for_display`` counts exactly up to ``EXACT_COUNT_LIMIT`` rows (a bounded scan) and above
+that takes PostgreSQL's planner estimate, shown as "about 1.2 million".
+"""
+
 from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.paginator import InvalidPage, Page, Paginator
-from django.db.models import QuerySet
+from django.db import connections
+from django.db.models import F, QuerySet
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from django.http import Http404, HttpRequest
+from django.utils.functional import cached_property
+
+CURSOR_PARAM = "cursor"
+EXACT_COUNT_LIMIT = 10_000
+
+
+class InvalidCursor(Http404):
+    pass
+
+
+# --- Cursors ----------------------------------------------------------------------------------------------
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"d": value.isoformat()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot put {type(value).__name__} in a cursor")
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, text),) = value.items()
+        if kind == "t" and isinstance(text, str):
+            return dt.datetime.fromisoformat(text)
+        if kind == "d" and isinstance(text, str):
+            return dt.date.fromisoformat(text)
+        raise ValueError("bad typed value")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise ValueError("bad value")
+
+
+def encode_cursor(values: Sequence[Any], *, forward: bool, page: int) -> str:
+    payload = {"v": [_encode_value(v) for v in values], "f": forward, "p": page}
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    values: tuple[Any, ...]
+    forward: bool
+    page: int
+
+
+def decode_cursor(text: str, *, width: int) -> Cursor:
+    """Parse a cursor; anything malformed or of the wrong shape is an ``InvalidCursor`` (a 404)."""
+    try:
+        if len(text) > 1000:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        payload = json.loads(raw)
+        values = tuple(_decode_value(v) for v in payload["v"])
+        forward, page = payload["f"], payload["p"]
+        if len(values) != width or not isinstance(forward, bool) or not isinstance(page, int) or page < 1:
+            raise ValueError("wrong shape")
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor("That page link is not valid.") from exc
+    return Cursor(values=values, forward=forward, page=page)
+
+
+# --- Keyset pages -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    object_list: list[Any]
+    number: int
+    has_next: bool
+    has_previous: bool
+    next_cursor: str | None
+    previous_cursor: str | None
+
+    def __iter__(self):
+        return iter(self.object_list)
+
+    def __len__(self) -> int:
+        return len(self.object_list)
+
+    def has_other_pages(self) -> bool:
+        return self.has_next or self.has_previous
+
+
+def _parse_ordering(ordering: Sequence[str]) -> tuple[list[str], bool]:
+    fields = [o.lstrip("-") for o in ordering]
+    descending = {o.startswith("-") for o in ordering}
+    if len(descending) != 1:
+        raise ValueError("keyset ordering must be all ascending or all descending")
+    if fields[-1] not in {"id", "pk"}:
+        raise ValueError("keyset ordering must end with the unique id")
+    return fields, descending.pop()
+
+
+def _key(obj: Any, field: str) -> Any:
+    value = obj
+    for part in field.split("__"):
+        value = getattr(value, part)
+    return value
+
+
+def keyset_page(
+    queryset: QuerySet, *, ordering: Sequence[str], cursor: str | None, per_page: int
+) -> KeysetPage:
+    """One page of ``queryset`` in ``ordering``: the first page, or the page a cursor points to.
+
+    A forward cursor holds the last row of the page before; a backward one (a "previous" link) the first
+    row of the page after. Each carries the number of the page it leads to, for display only. The link
+    back to page 1 has no cursor at all.
+    """
+    fields, descending = _parse_ordering(ordering)
+    position = decode_cursor(cursor, width=len(fields)) if cursor else None
+    qs, number, forward = queryset, 1, True
+    if position is not None:
+        number, forward = position.page, position.forward
+        # Forward in a descending list means "smaller than the boundary"; backward flips it.
+        beyond = TupleLessThan if descending == forward else TupleGreaterThan
+        qs = qs.filter(beyond(Tuple(*(F(f) for f in fields)), position.values))
+    order = list(ordering) if forward else [o[1:] if o.startswith("-") else f"-{o}" for o in ordering]
+    rows = list(qs.order_by(*order)[: per_page + 1])
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    if position is not None and not rows:
+        raise InvalidCursor("That page is empty; the list may have changed.")
+    if forward:
+        has_next, has_previous = more, number > 1
+    else:
+        rows.reverse()
+        has_next, has_previous = True, more
+        number = max(number, 2) if more else 1  # rows added or removed above us since the link was made
+    next_cursor = (
+        encode_cursor([_key(rows[-1], f) for f in fields], forward=True, page=number + 1)
+        if has_next
+        else None
+    )
+    previous_cursor = (
+        encode_cursor([_key(rows[0], f) for f in fields], forward=False, page=number - 1)
+        if has_previous and number > 2
+        else None
+    )
+    return KeysetPage(
+        object_list=rows,
+        number=number,
+        has_next=has_next,
+        has_previous=has_previous,
+        next_cursor=next_cursor,
+        previous_cursor=previous_cursor,
+    )
+
+
+def keyset_page_from_request(
+    request: HttpRequest, queryset: QuerySet, *, ordering: Sequence[str], per_page: int
+) -> KeysetPage:
+    return keyset_page(
+        queryset, ordering=ordering, cursor=request.GET.get(CURSOR_PARAM) or None, per_page=per_page
+    )
+
+
+# --- Counts -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Total:
+    value: int
+    exact: bool
+
+    def __int__(self) -> int:
+        return self.value
+
+
+def planner_estimate(queryset: QuerySet) -> int | None:
+    """PostgreSQL's estimate of the rows ``queryset`` returns (planning only, no execution)."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return None
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def count_for_display(queryset: QuerySet, *, limit: int = EXACT_COUNT_LIMIT) -> Total:
+    """Exact up to ``limit`` (a count over at most limit + 1 rows), the planner's estimate above it."""
+    bounded = queryset.order_by().values("pk")[: limit + 1].count()
+    if bounded <= limit:
+        return Total(bounded, exact=True)
+    estimate = planner_estimate(queryset)
+    # The planner can be far off for rare combinations; never show fewer than we know there are.
+    return Total(max(estimate or 0, limit + 1), exact=False)
+
+
+# --- Numbered pages (small lists and admin) -----------------------------------------------------------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """A Paginator whose ``count`` is exact up to ``EXACT_COUNT_LIMIT`` and estimated above; for admin
+    changelists over large tables, where an exact COUNT(*) on every page view is most of the cost."""
+
+    @cached_property
+    def count(self) -> int:
+        if isinstance(self.object_list, QuerySet):
+            return count_for_display(self.object_list).value
+        return super().count
 
 
 def paginate(request: HttpRequest, queryset: QuerySet, *, per_page: int | None = None) -> Page:
-    """The requested page of ``queryset``; a malformed or out-of-range ``page`` is a 404, never a 500."""
-    paginator = Paginator(queryset, per_page or getattr(settings, "PAGE_SIZE", 20))
+    """A numbered page; a malformed or out-of-range ``page`` is a 404, never a 500."""
+    paginator = Paginator(queryset, per_page or settings.PAGE_SIZE)
     raw = request.GET.get("page", "1")
     try:
         number = int(raw)

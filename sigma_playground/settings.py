@@ -104,8 +104,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "sigma_playground.middleware.StaticFilesMiddleware",
+    "sigma_playground.request_id.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,6 +115,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "monitoring.middleware.ProfileMiddleware",
+    "monitoring.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "sigma_playground.urls"
@@ -143,6 +147,8 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30_000)
 DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000)
+# Statements slower than this are logged (parameters redacted) and aggregated for staff.
+DB_SLOW_QUERY_SECONDS = env_float("DB_SLOW_QUERY_SECONDS", 1.0)
 
 if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL)
@@ -161,9 +167,12 @@ if DATABASE_URL:
             "timeout": env_float("DB_POOL_TIMEOUT", 60.0),
         },
         # Set once per physical connection by libpq, so every pooled connection carries them.
+        # jit=off: JIT compilation pays off for long analytic queries; for our millisecond page queries
+        # its compile time (tens to hundreds of ms, triggered by high cost estimates) is pure loss.
         "options": (
             f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
             f" -c idle_in_transaction_session_timeout={DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+            " -c jit=off"
         ),
         "application_name": env_str("DB_APPLICATION_NAME", "sigma_playground"),
     }
@@ -261,9 +270,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workbooks.tasks.recompute_trending",
         "schedule": float(env_int("TRENDING_REFRESH_SECONDS", 600)),
     },
+    "refresh-search-lexemes": {
+        "task": "workbooks.tasks.refresh_search_lexemes",
+        "schedule": 24 * 3600.0,
+    },
     "render-pending-thumbnails": {
         "task": "workbooks.tasks.render_pending_thumbnails",
         "schedule": 300.0,
+    },
+    # Proves beat -> broker -> worker works; alerts and the health diagnosis watch its timestamp.
+    "monitoring-beat-heartbeat": {
+        "task": "monitoring.tasks.beat_heartbeat",
+        "schedule": 60.0,
+        "options": {"expires": 55},
     },
 }
 
@@ -359,15 +378,28 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        # One JSON object a line in production: request id, route, status, duration, hashed user id.
+        "json": {"()": "sigma_playground.logging_json.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if PRODUCTION else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         # Ignored Redis errors are logged by django-redis here; the filter keeps an outage to a trickle.
         "sigma_playground.cache": {"level": "WARNING", "filters": ["rate_limit"]},
     },
-    "filters": {"rate_limit": {"()": "sigma_playground.log_filters.RateLimitFilter", "per_seconds": 10}},
+    "filters": {
+        "rate_limit": {"()": "sigma_playground.log_filters.RateLimitFilter", "per_seconds": 10},
+        "request_id": {"()": "sigma_playground.request_id.RequestIdFilter"},
+    },
 }
 
 # --- Site -----------------------------------------------------------------------------------------------
@@ -377,3 +409,74 @@ MAX_PAGE_SIZE = 100
 # Workbook thumbnails: derivative widths (px) rendered in AVIF, WebP and JPEG by a Celery task.
 THUMBNAIL_WIDTHS = (320, 640, 768, 1024, 1280, 1536)
 THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", IMAGE_UPLOAD_MAX_BYTES)
+
+# --- Monitoring -----------------------------------------------------------------------------------------
+
+# The design's SLA, as data. Alert thresholds (deploy/prometheus/alerts.yml, checked in
+# tests/monitoring/test_alert_rules.py), the health diagnosis and load-test verdicts read it through
+# monitoring.sla, which also derives the alert levels from it.
+SLA = {
+    "response_time_ms": {
+        "api": {"p50": 200, "p95": 500, "p99": 1000},
+        "page_load": {"p50": 1000, "p95": 2000, "p99": 3000},
+    },
+    "throughput": {"requests_per_second": 1000, "concurrent_users": 5000, "database_connections": 100},
+    "availability": {"uptime_percent": 99.9, "max_downtime_hours_per_year": 8.76, "error_rate_percent": 0.1},
+    "resource_utilization_percent": {"cpu": 70, "memory": 80, "disk": 85},
+    # Not in the design: web.dev's "good" Core Web Vitals, judged at the 75th percentile of page loads.
+    "web_vitals_p75": {"lcp_ms": 2500, "inp_ms": 200, "cls": 0.1},
+}
+# Operational thresholds the SLA does not state.
+MONITORING_THRESHOLDS = {
+    "cache_hit_ratio_min": 0.5,
+    "cache_min_lookups": 100,  # below this many lookups a hit ratio says nothing
+    "beat_heartbeat_max_age_s": 180,  # three missed one-minute heartbeats
+    "queue_backlog": 100,
+    "slow_query_ms": env_int("SLOW_QUERY_MS", 500),
+    "slow_queries_max": 10,
+}
+# Where the diagnosis reads slow queries: a callable returning a list of monitoring.slow_queries.SlowQuery.
+MONITORING_SLOW_QUERY_SOURCE = env_str(
+    "MONITORING_SLOW_QUERY_SOURCE", "monitoring.slow_queries.pg_stat_statements"
+)
+# With it, the diagnosis reads request latency and errors of the whole fleet from Prometheus.
+PROMETHEUS_URL = env_str("PROMETHEUS_URL")
+
+# /metrics answers only these networks (every address in the forwarding chain must be inside), or a
+# request carrying this bearer token; everyone else gets a 404.
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN")
+# /monitoring/health.json for machines: staff sessions always, otherwise this bearer token.
+HEALTH_BEARER_TOKEN = env_str("HEALTH_BEARER_TOKEN") or METRICS_BEARER_TOKEN
+# Reverse proxies in front of the app that append to X-Forwarded-For (rate limits key on the client behind them).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", PRODUCTION) else 0)
+
+# django-prometheus request latency buckets (seconds), including the SLA's 0.2 / 0.5 / 1 s.
+PROMETHEUS_LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    30.0,
+    float("inf"),
+)
+
+# Real-user monitoring: beacons per client per minute, body size, and the data-rum names pages may use.
+RUM_RATE_LIMIT_PER_MINUTE = env_int("RUM_RATE_LIMIT_PER_MINUTE", 30)
+RUM_MAX_BODY_BYTES = 2048
+RUM_INTERACTION_NAMES = ("search", "publish", "login", "signup", "logout", "favorite", "unfavorite", "follow")
+
+# Celery workers serve their own metrics on this port (0: off); see README "Monitoring".
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
+CELERY_METRICS_ADDR = env_str("CELERY_METRICS_ADDR", "127.0.0.1")
+# Workers log through LOGGING above (JSON in production, with the request id of the task's request).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

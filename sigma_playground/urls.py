@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("workbooks.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("", include("monitoring.urls")),
     path("accounts/", include("accounts.urls")),
     path("users/", include("accounts.profile_urls")),
     path("admin/", admin.site.urls),

@@ -7,6 +7,7 @@ from factory.django import DjangoModelFactory
 
 from accounts.models import Follow, User
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookTag
+from workbooks.services import tag_names_text
 
 TEST_PASSWORD = "correct-horse-battery-staple"
 
@@ -65,6 +66,8 @@ class WorkbookFactory(DjangoModelFactory):
     def tags(obj, create, extracted, **kwargs):
         if create and extracted:
             WorkbookTag.objects.bulk_create([WorkbookTag(workbook=obj, tag=tag) for tag in extracted])
+            obj.tag_names = tag_names_text(tag.name for tag in extracted)
+            Workbook.objects.filter(pk=obj.pk).update(tag_names=obj.tag_names)
 
 
 class FavoriteFactory(DjangoModelFactory):

@@ -52,9 +52,14 @@ TABLE = {
     "profiles:follow": (lambda o: {"username": o["owner"].username}, POST_ONLY_LOGIN),
     "profiles:unfollow": (lambda o: {"username": o["owner"].username}, POST_ONLY_LOGIN),
     "admin:index": (lambda o: {}, S(302, 302, 302, 200)),
+    # The test client connects from 127.0.0.1, inside the default METRICS_ALLOWED_NETWORKS; refusals from
+    # elsewhere and the token are tested in tests/monitoring/test_metrics_endpoint.py.
+    "monitoring:metrics": (lambda o: {}, ALL_200),
+    "monitoring:rum": (lambda o: {}, S(405, 405, 405, 405)),
+    "monitoring:health": (lambda o: {}, S(302, 404, 404, 200)),
+    "monitoring:health_json": (lambda o: {}, S(404, 404, 404, 200)),
 }
-# Django admin's own URLs are covered by admin:index above and tests/test_admin.py; the monitoring
-# namespace adds its rows when it adds URLs.
+# Django admin's own URLs are covered by admin:index above and tests/test_admin.py.
 SKIP_NAMESPACES = {"admin"}
 
 

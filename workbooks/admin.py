@@ -5,7 +5,9 @@ from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from workbooks import services
+from accounts.models import ci
+from sigma_playground.pagination import EstimatedCountPaginator
+from workbooks import search, services
 from workbooks.models import Favorite, Tag, Visibility, Workbook
 
 
@@ -36,13 +38,23 @@ class WorkbookAdmin(admin.ModelAdmin):
     # Counting a million rows on every changelist view is what makes admin slow; the paginator shows
     # "show all" without a total instead.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     ordering = ("-id",)
     list_per_page = 50
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     actions = ("feature", "unfeature", "publish", "unpublish", "make_private")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workbook]:
-        return super().get_queryset(request).defer("description", "thumbnail_derivatives")
+        return super().get_queryset(request).defer("description", "thumbnail_derivatives", "tag_names")
+
+    def get_search_results(self, request, queryset, search_term):
+        """On PostgreSQL, title words through the full-text index (an ``icontains`` over a million titles
+        is a sequential scan), or an exact author username; elsewhere Django's default search."""
+        term = search_term.strip()[: search.MAX_QUERY_LENGTH]
+        if not term or not search.is_postgres():
+            return super().get_search_results(request, queryset, search_term)
+        by_author = queryset.filter(author__username__lower=ci(term))
+        return search.matches(queryset, term) | by_author, False
 
     def _done(self, request: HttpRequest, count: int, what: str) -> None:
         self.message_user(request, f"{count} workbook{'s' if count != 1 else ''} {what}.", messages.SUCCESS)
@@ -144,6 +156,13 @@ class TagAdmin(admin.ModelAdmin):
         else:
             super().save_model(request, obj, form, change)
 
+    def delete_model(self, request, obj):
+        services.tag_delete(tag=obj)
+
+    def delete_queryset(self, request, queryset):
+        for tag in queryset:
+            services.tag_delete(tag=tag)
+
     @admin.display(description="Workbooks", ordering="usage_count")
     def usage(self, obj: Tag) -> int:
         return obj.usage_count
@@ -156,6 +175,7 @@ class FavoriteAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "workbook__title")
     raw_id_fields = ("user", "workbook")
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     ordering = ("-id",)
 
     # Favorites belong to their users; staff may remove one (abuse), through the service so that

@@ -69,6 +69,9 @@ class Workbook(models.Model):
     favorite_count = models.PositiveIntegerField(default=0)
     # Denormalised from the last 7 days of WorkbookDailyStat by workbooks.trending; see the formula there.
     trending_score = models.FloatField(default=0.0)
+    # Tag names, space-separated, kept by workbooks.services so that the full-text column (PostgreSQL only,
+    # a stored generated tsvector added in migration 0002; not a model field) can include them.
+    tag_names = models.TextField(blank=True, default="", editable=False)
     tags = models.ManyToManyField(Tag, through="WorkbookTag", related_name="workbooks", blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -103,34 +106,34 @@ class Workbook(models.Model):
         return self.visibility == Visibility.PUBLIC and self.published_at is not None
 
 
+# Foreign keys below say db_index=False where another index already leads with the column (the unique
+# pair constraints, or the hand-written indexes of migration 0003): Django's automatic FK index would be
+# a duplicate that every write pays for.
+
+
 class WorkbookTag(models.Model):
-    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="tag_links")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="workbook_links")
+    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="tag_links", db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="workbook_links", db_index=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["workbook", "tag"], name="workbooks_workbooktag_pair_uniq")
         ]
-        indexes = [models.Index(fields=["tag", "workbook"], name="workbooks_wbtag_tag_idx")]
 
     def __str__(self) -> str:
         return f"{self.workbook_id} #{self.tag_id}"
 
 
 class Favorite(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favorites")
-    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="favorites")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favorites", db_index=False
+    )
+    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="favorites", db_index=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "workbook"], name="workbooks_favorite_pair_uniq")
-        ]
-        indexes = [
-            # "My favorites, newest first"; the unique pair index cannot order by date.
-            models.Index(fields=["user", "-created_at", "-id"], name="workbooks_fav_user_date_idx"),
-            # Recounting favorite_count and deleting a workbook's favorites.
-            models.Index(fields=["workbook"], name="workbooks_fav_workbook_idx"),
         ]
 
     def __str__(self) -> str:
@@ -140,7 +143,9 @@ class Favorite(models.Model):
 class WorkbookDailyStat(models.Model):
     """Views and favorites per workbook per UTC day: what trending reads."""
 
-    workbook = models.ForeignKey(Workbook, on_delete=models.CASCADE, related_name="daily_stats")
+    workbook = models.ForeignKey(
+        Workbook, on_delete=models.CASCADE, related_name="daily_stats", db_index=False
+    )
     date = models.DateField()
     views = models.PositiveIntegerField(default=0)
     favorites = models.PositiveIntegerField(default=0)
@@ -152,7 +157,18 @@ class WorkbookDailyStat(models.Model):
                 condition=models.Q(views__gte=0, favorites__gte=0), name="workbooks_dailystat_non_negative"
             ),
         ]
-        indexes = [models.Index(fields=["date"], name="workbooks_dailystat_date_idx")]
 
     def __str__(self) -> str:
         return f"{self.workbook_id} on {self.date}"
+
+
+class SearchLexeme(models.Model):
+    """Distinct words of the full-text column with their document counts (PostgreSQL only; see
+    workbooks.search). Lets a prefix ("reven") expand to the real words it starts ("revenu"), so the
+    search stays an exact GIN lookup that the planner can estimate."""
+
+    word = models.CharField(max_length=100, primary_key=True)
+    documents = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.word

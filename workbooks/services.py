@@ -14,9 +14,9 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import User
+from accounts.models import User, ci
 from sigma_playground.images import ProcessedImage
-from workbooks import thumbnails
+from workbooks import search, thumbnails
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
 
 logger = logging.getLogger(__name__)
@@ -57,13 +57,14 @@ def tags_resolve(*, names: Sequence[str]) -> list[Tag]:
                 with transaction.atomic():
                     tag = Tag.objects.create(name=name, slug=slug, colour=tag_colour(name))
             except IntegrityError:  # created concurrently, or same name in another case
-                tag = Tag.objects.filter(slug=slug).first() or Tag.objects.get(name__iexact=name)
+                tag = Tag.objects.filter(slug=slug).first() or Tag.objects.get(name__lower=ci(name))
         tags.append(tag)
     return tags
 
 
 def _set_tags(workbook: Workbook, names: Sequence[str]) -> None:
-    wanted = {tag.pk for tag in tags_resolve(names=names)}
+    tags = tags_resolve(names=names)
+    wanted = {tag.pk for tag in tags}
     current = set(WorkbookTag.objects.filter(workbook=workbook).values_list("tag_id", flat=True))
     if current - wanted:
         WorkbookTag.objects.filter(workbook=workbook, tag_id__in=current - wanted).delete()
@@ -71,6 +72,30 @@ def _set_tags(workbook: Workbook, names: Sequence[str]) -> None:
         WorkbookTag.objects.bulk_create(
             [WorkbookTag(workbook=workbook, tag_id=pk) for pk in sorted(wanted - current)],
             ignore_conflicts=True,
+        )
+    tag_names = tag_names_text(tag.name for tag in tags)
+    if workbook.tag_names != tag_names:
+        workbook.tag_names = tag_names
+        Workbook.objects.filter(pk=workbook.pk).update(tag_names=tag_names)
+
+
+def tag_names_text(names: Iterable[str]) -> str:
+    """The denormalised ``Workbook.tag_names`` that the full-text column indexes."""
+    return " ".join(sorted(names, key=str.lower))
+
+
+def _refresh_tag_names(*, workbook_ids: Iterable[int]) -> None:
+    """Recompute ``tag_names`` for these workbooks (after a tag is renamed or deleted)."""
+    ids = sorted(set(workbook_ids))
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        names: dict[int, list[str]] = {pk: [] for pk in chunk}
+        for workbook_id, name in WorkbookTag.objects.filter(workbook_id__in=chunk).values_list(
+            "workbook_id", "tag__name"
+        ):
+            names[workbook_id].append(name)
+        Workbook.objects.bulk_update(
+            [Workbook(pk=pk, tag_names=tag_names_text(n)) for pk, n in names.items()], ["tag_names"]
         )
 
 
@@ -156,6 +181,7 @@ def workbook_update(
     workbook.full_clean(exclude=["thumbnail"])
     workbook.save()
     _set_tags(workbook, tags)
+    search.add_search_lexemes(workbook_id=workbook.pk)
     return workbook
 
 
@@ -193,11 +219,24 @@ def workbooks_set_featured(*, workbook_ids: Iterable[int], featured: bool) -> in
     )
 
 
+@transaction.atomic
 def tag_update(*, tag: Tag, name: str, colour: str) -> Tag:
-    tag.name, tag.colour = name, colour
+    renamed = tag.name != name
+    tag.name, tag.colour = name, colour.lower()
     tag.full_clean(exclude=["slug"])
     tag.save()
+    if renamed:
+        _refresh_tag_names(
+            workbook_ids=WorkbookTag.objects.filter(tag=tag).values_list("workbook_id", flat=True)
+        )
     return tag
+
+
+@transaction.atomic
+def tag_delete(*, tag: Tag) -> None:
+    workbook_ids = list(WorkbookTag.objects.filter(tag=tag).values_list("workbook_id", flat=True))
+    tag.delete()
+    _refresh_tag_names(workbook_ids=workbook_ids)
 
 
 # --- Favorites --------------------------------------------------------------------------------------------

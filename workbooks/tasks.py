@@ -95,3 +95,11 @@ def recompute_trending() -> int:
     from workbooks.trending import recompute_trending_scores
 
     return recompute_trending_scores()
+
+
+@shared_task(ignore_result=True)
+def refresh_search_lexemes() -> int:
+    """Daily beat task: rebuild the prefix-search word list (see workbooks.search)."""
+    from workbooks import search
+
+    return search.refresh_search_lexemes()

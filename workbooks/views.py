@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from sigma_playground.pagination import paginate
+from sigma_playground.pagination import keyset_page_from_request
 from workbooks import selectors, services
 from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
@@ -27,14 +27,20 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def workbook_list(request: HttpRequest) -> HttpResponse:
-    params = selectors.parse_list_params(
-        q=request.GET.get("q"), tags=request.GET.getlist("tag"), sort=request.GET.get("sort")
+    params = selectors.resolve_tags(
+        selectors.parse_list_params(
+            q=request.GET.get("q"), tags=request.GET.getlist("tag"), sort=request.GET.get("sort")
+        )
     )
-    page = paginate(request, selectors.workbook_list(params=params), per_page=page_size(request))
+    listing = selectors.workbook_list(params=params)
+    page = keyset_page_from_request(
+        request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
+    )
     context = {
         "page": page,
+        "total": selectors.workbook_list_total(params=params),
         "params": params,
-        "active_tags": selectors.tags_by_slugs(slugs=params.tags),
+        "active_tags": params.tag_objects,
         "sorts": [*selectors.SORTS, *([selectors.RELEVANCE] if params.q else [])],
     }
     return render(request, "workbooks/list.html", context)
@@ -42,13 +48,21 @@ def workbook_list(request: HttpRequest) -> HttpResponse:
 
 def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
     tag = selectors.tag_get(slug=slug)
-    params = selectors.parse_list_params(q=None, tags=[tag.slug], sort=request.GET.get("sort"))
-    page = paginate(request, selectors.workbook_list(params=params), per_page=page_size(request))
-    return render(
-        request,
-        "workbooks/tag.html",
-        {"tag": tag, "page": page, "params": params, "sorts": list(selectors.SORTS)},
+    params = selectors.resolve_tags(
+        selectors.parse_list_params(q=None, tags=[tag.slug], sort=request.GET.get("sort")), known=[tag]
     )
+    listing = selectors.workbook_list(params=params)
+    page = keyset_page_from_request(
+        request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
+    )
+    context = {
+        "tag": tag,
+        "page": page,
+        "total": selectors.workbook_list_total(params=params),
+        "params": params,
+        "sorts": list(selectors.SORTS),
+    }
+    return render(request, "workbooks/tag.html", context)
 
 
 def workbook_redirect(request: HttpRequest, pk: int) -> HttpResponse:
@@ -144,11 +158,17 @@ def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def feed(request: HttpRequest) -> HttpResponse:
-    page = paginate(request, selectors.feed_for(user=request.user), per_page=page_size(request))
+    listing = selectors.feed_for(user=request.user)
+    page = keyset_page_from_request(
+        request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
+    )
     return render(request, "workbooks/feed.html", {"page": page})
 
 
 @login_required
 def favorites(request: HttpRequest) -> HttpResponse:
-    page = paginate(request, selectors.favorites_of(user=request.user), per_page=page_size(request))
+    listing = selectors.favorites_of(user=request.user)
+    page = keyset_page_from_request(
+        request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
+    )
     return render(request, "workbooks/favorites.html", {"page": page})

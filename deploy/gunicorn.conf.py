@@ -1,0 +1,60 @@
+"""gunicorn configuration: ``gunicorn -c deploy/gunicorn.conf.py sigma_playground.wsgi``.
+
+Sized for the 2-core machines this runs on. Every worker is a separate process, so Prometheus metrics use
+prometheus_client's multiprocess mode: each process writes its samples into PROMETHEUS_MULTIPROC_DIR, /metrics
+merges them, the directory is emptied when the master starts (stale files from an earlier run would add old
+counts, and pids get reused) and a dead worker's live gauges are dropped when it exits.
+
+Environment: GUNICORN_BIND (127.0.0.1:8000), WEB_CONCURRENCY (workers), GUNICORN_THREADS,
+PROMETHEUS_MULTIPROC_DIR (/run/sigma-playground/prometheus-web; must differ from the Celery worker's).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+# Set before any worker imports prometheus_client: the value class is chosen at import time.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/run/sigma-playground/prometheus-web")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sigma_playground.settings")
+
+cores = multiprocessing.cpu_count()
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# 2 x cores + 1 sync-style workers keep both cores busy while some wait on PostgreSQL or Redis; two threads each
+# cover slow I/O without the memory of more processes. Connections: each thread holds at most one pooled
+# connection at a time, so size DB_POOL_MAX_SIZE near the thread count (e.g. DB_POOL_MIN_SIZE=1,
+# DB_POOL_MAX_SIZE=4): 5 workers x 4 = 20, well under the SLA's 100 database connections with Celery added.
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * cores + 1))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 2))
+# Restart a worker after this many requests (jittered so they don't all restart together): bounds slow leaks.
+max_requests = 2000
+max_requests_jitter = 200
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+# Don't import the app in the master: each worker builds its own metrics and database pool after the fork.
+preload_app = False
+accesslog = None  # the app's JSON access log (sigma_playground.request_id) replaces gunicorn's
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server) -> None:
+    """In the master, before any worker exists: empty the metrics directory."""
+    from pathlib import Path
+
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for stale in path.glob("*.db"):
+        stale.unlink()
+        removed += 1
+    server.log.info("prometheus multiprocess dir %s ready (%d stale files removed)", path, removed)
+
+
+def child_exit(server, worker) -> None:
+    """In the master, after a worker exited: drop its live gauges (livesum etc.); counters stay summed."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

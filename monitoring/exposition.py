@@ -1,0 +1,95 @@
+"""What ``/metrics`` and the Celery worker's metrics port serve.
+
+Under gunicorn (several worker processes) and Celery's prefork pool, ``PROMETHEUS_MULTIPROC_DIR`` is set
+before Python starts: every process writes its samples to files there, and a scrape merges them with
+prometheus_client's ``MultiProcessCollector``. Without it (runserver, tests, one process) the default
+registry is served. Either way two series are computed at scrape time rather than recorded: the Celery
+queue lengths and whether the broker answered.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def clean_multiprocess_dir(path: str, keep_pids: Iterable[int] = ()) -> int:
+    """Remove sample files left by earlier runs (whose pids may be reused); returns how many were removed.
+
+    Called by gunicorn's ``on_starting`` and the Celery worker's ``worker_init``, before any worker forks.
+    """
+    os.makedirs(path, exist_ok=True)
+    keep = {str(pid) for pid in keep_pids}
+    removed = 0
+    for name in glob.glob(os.path.join(path, "*.db")):
+        pid = os.path.basename(name).rsplit("_", 1)[-1].removesuffix(".db")
+        if pid not in keep:
+            os.remove(name)
+            removed += 1
+    return removed
+
+
+class QueueLengthCollector(Collector):
+    """``sigma_celery_queue_length{queue}`` and ``sigma_celery_broker_up``, asked of the broker at scrape time.
+
+    A gauge set by a task would freeze exactly when the queue backs up; asking the broker cannot.
+    """
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from monitoring import queues
+
+        lengths, up = queues.queue_lengths()
+        family = GaugeMetricFamily(
+            "sigma_celery_queue_length", "Messages waiting in each Celery queue.", labels=["queue"]
+        )
+        for queue, length in sorted(lengths.items()):
+            family.add_metric([queue], length)
+        yield family
+        yield GaugeMetricFamily(
+            "sigma_celery_broker_up",
+            "1 when the Celery broker answered the last scrape.",
+            value=1 if up else 0,
+        )
+
+
+_SCRAPE_COLLECTORS: list[Collector] = [QueueLengthCollector()]
+_registered_on_default = False
+
+
+def web_registry() -> CollectorRegistry:
+    """The registry one scrape of ``/metrics`` reads."""
+    global _registered_on_default
+    path = multiprocess_dir()
+    if path:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        for collector in _SCRAPE_COLLECTORS:
+            registry.register(collector)
+        return registry
+    if not _registered_on_default:
+        for collector in _SCRAPE_COLLECTORS:
+            REGISTRY.register(collector)
+        _registered_on_default = True
+    return REGISTRY
+
+
+def worker_registry() -> CollectorRegistry:
+    """The registry a Celery worker's metrics port serves: its pool processes' samples, merged."""
+    path = multiprocess_dir()
+    if not path:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return registry

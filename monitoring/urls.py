@@ -1,0 +1,12 @@
+from django.urls import path
+
+from monitoring import views
+
+app_name = "monitoring"
+
+urlpatterns = [
+    path("metrics", views.metrics, name="metrics"),
+    path("monitoring/rum/", views.rum_beacon, name="rum"),
+    path("monitoring/health/", views.health, name="health"),
+    path("monitoring/health.json", views.health_json, name="health_json"),
+]

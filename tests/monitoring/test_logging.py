@@ -1,0 +1,204 @@
+"""Request ids, the JSON access log, and the request id reaching the Celery tasks a request starts."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+
+import pytest
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from sigma_playground.request_id import HEADER, hash_user_id
+from tests.factories import WorkbookFactory
+from tests.test_production_settings import PROD_ENV, run
+
+
+class _Lines:
+    def __init__(self, buffer: io.StringIO, handler: logging.Handler):
+        self.buffer, self.handler = buffer, handler
+
+    def __call__(self) -> list[dict]:
+        return [json.loads(line) for line in self.buffer.getvalue().splitlines()]
+
+    def reattach(self) -> None:
+        """Starting a Celery worker runs django.setup(), which reconfigures logging from scratch."""
+        root = logging.getLogger()
+        if self.handler not in root.handlers:
+            root.addHandler(self.handler)
+        root.setLevel(logging.INFO)
+
+
+@pytest.fixture
+def json_log():
+    """A handler built from production's LOGGING entries (JSON formatter, request-id filter) on the root
+    logger, writing to a buffer; yields a function returning the parsed lines."""
+    formatter = import_string(settings.LOGGING["formatters"]["json"]["()"])()
+    request_filter = import_string(settings.LOGGING["filters"]["request_id"]["()"])()
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(formatter)
+    handler.addFilter(request_filter)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    lines = _Lines(buffer, handler)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def test_a_request_id_is_generated_and_returned(client):
+    response = client.get("/healthz")
+    request_id = response[HEADER]
+    assert len(request_id) == 32 and int(request_id, 16) >= 0
+    assert client.get("/healthz")[HEADER] != request_id
+
+
+@pytest.mark.parametrize("given", ["req-2026-11-26.abc:01", "0f8fad5b-d9cb-469f-a165-70867728950e"])
+def test_a_sane_incoming_request_id_is_kept(client, given):
+    assert client.get("/healthz", HTTP_X_REQUEST_ID=given)[HEADER] == given
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["short", "x" * 129, "has space 12345", "new\nline-forged-log", "<script>alert(1)</script>", "é" * 10],
+)
+def test_an_insane_incoming_request_id_is_replaced(client, given):
+    returned = client.get("/healthz", HTTP_X_REQUEST_ID=given)[HEADER]
+    assert returned != given and len(returned) == 32
+
+
+@pytest.mark.django_db
+def test_the_access_log_line_has_request_id_route_status_duration_and_a_hashed_user(client, user, json_log):
+    client.force_login(user)
+    workbook = WorkbookFactory()
+    response = client.get(
+        workbook.get_absolute_url() + "?q=secret+search", HTTP_X_REQUEST_ID="access-log-test-1"
+    )
+    assert response.status_code == 200
+    lines = json_log()
+    access = next(line for line in lines if line["logger"] == "sigma_playground.request")
+    assert access["request_id"] == "access-log-test-1"
+    assert access["route"] == "workbooks:detail"
+    assert access["status"] == 200
+    assert access["method"] == "GET"
+    assert isinstance(access["duration_ms"], float) and access["duration_ms"] > 0
+    assert (
+        access["user"] == hash_user_id(user.pk)
+        and access["user"] != str(user.pk)
+        and len(access["user"]) == 16
+    )
+    assert access["level"] == "INFO" and access["ts"].endswith("+00:00")
+    text = json.dumps(lines)
+    assert "secret" not in text and user.username not in text and user.email not in text
+
+
+def test_anonymous_requests_log_no_user_and_unresolved_paths_no_route(client, json_log):
+    client.get("/no/such/page/")
+    access = next(line for line in json_log() if line["logger"] == "sigma_playground.request")
+    assert access["user"] is None and access["route"] is None and access["status"] == 404
+    not_found = next(line for line in json_log() if line["logger"] == "django.request")
+    assert not_found["request_id"] == access["request_id"]  # logged by Django after the middleware returned
+    assert "request" not in not_found
+
+
+def test_the_json_formatter_writes_exceptions_and_odd_values(json_log):
+    log = logging.getLogger("tests.json")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        log.exception("failed %s", "here", extra={"thing": object(), "count": 3})
+    line = json_log()[-1]
+    assert line["message"] == "failed here" and line["level"] == "ERROR" and line["count"] == 3
+    assert "ValueError: bad" in line["exc"] and line["thing"].startswith("<object")
+    assert line["request_id"] is None
+
+
+@pytest.mark.django_db
+def test_the_request_id_reaches_the_log_line_of_the_task_the_request_started(client, json_log):
+    """Tasks run eagerly in tests, inside the request: workbook_detail queues count_view."""
+    workbook = WorkbookFactory()
+    client.get(workbook.get_absolute_url(), HTTP_X_REQUEST_ID="flow-into-task-0001")
+    task_line = next(line for line in json_log() if line.get("task") == "workbooks.tasks.count_view")
+    assert task_line["request_id"] == "flow-into-task-0001"
+    assert task_line["state"] == "success" and task_line["logger"] == "sigma_playground.celery"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_request_id_travels_in_the_message_to_a_real_worker(client, json_log):
+    """The same, through a broker and a worker thread (not eager): the id rides in the message headers."""
+    from celery.contrib.testing.worker import start_worker
+
+    from sigma_playground.celery import app
+
+    workbook = WorkbookFactory()
+    app.conf.task_always_eager = False
+    published: list[dict] = []
+
+    from celery import signals
+
+    def capture(headers=None, **kwargs):
+        published.append(dict(headers or {}))
+
+    signals.before_task_publish.connect(capture, weak=False)
+    done = threading.Event()
+
+    def finished(sender=None, **kwargs):
+        if getattr(sender, "name", "") == "workbooks.tasks.count_view":
+            done.set()
+
+    signals.task_postrun.connect(finished, weak=False)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            json_log.reattach()
+            client.get(workbook.get_absolute_url(), HTTP_X_REQUEST_ID="flow-through-broker-01")
+            assert done.wait(20), "the worker did not run count_view"
+    finally:
+        app.conf.task_always_eager = True
+        signals.before_task_publish.disconnect(capture)
+        signals.task_postrun.disconnect(finished)
+    assert any(h.get("sigma_request_id") == "flow-through-broker-01" for h in published)
+    task_line = next(line for line in json_log() if line.get("task") == "workbooks.tasks.count_view")
+    assert task_line["request_id"] == "flow-through-broker-01"
+    workbook.refresh_from_db()
+    assert workbook.view_count == 1
+
+
+def test_tasks_started_outside_a_request_carry_no_request_id(json_log):
+    from monitoring.tasks import beat_heartbeat
+
+    beat_heartbeat.delay()
+    line = next(line for line in json_log() if line.get("task") == "monitoring.tasks.beat_heartbeat")
+    assert line["request_id"] is None
+
+
+def test_production_mode_logs_json_lines():
+    probe = (
+        "import django, logging, json; django.setup(); "
+        "from sigma_playground.request_id import bound_request_id\n"
+        "with bound_request_id('prod-probe-000001'):\n"
+        "    logging.getLogger('probe').warning('hello %s', 'there', extra={'route': 'home'})\n"
+    )
+    result = run(["-c", probe], {**PROD_ENV, "DJANGO_SETTINGS_MODULE": "sigma_playground.settings"})
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert line == {
+        "ts": line["ts"],
+        "level": "WARNING",
+        "logger": "probe",
+        "message": "hello there",
+        "request_id": "prod-probe-000001",
+        "route": "home",
+    }
+
+
+def test_development_mode_logs_plain_lines_with_the_request_id():
+    assert settings.LOGGING["handlers"]["console"]["formatter"] == "plain"
+    assert "%(request_id)s" in settings.LOGGING["formatters"]["plain"]["format"]
+    assert settings.CELERY_WORKER_HIJACK_ROOT_LOGGER is False

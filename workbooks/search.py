@@ -1,0 +1,143 @@
+"""Full-text search over workbooks.
+
+On PostgreSQL: the stored generated ``search_vector`` column (migration 0002) with its GIN index. The
+query is what people type, parsed by ``websearch_to_tsquery`` (``"quoted phrases"``, ``or``, ``-word``).
+
+The last word also matches as a prefix, so ``reven`` finds "revenue" while someone is still typing. A
+tsquery prefix (``'reven':*``) would do it, but the planner cannot estimate one: it guesses a flat ~2% of
+rows, and for a rare prefix then walks the whole newest-first index looking for matches (seconds at a
+million rows). So the prefix is expanded instead, through ``SearchLexeme`` (every distinct word of the
+column, refreshed daily and on each publish), into the ``PREFIX_EXPANSION`` most common real words it
+starts: ``'reven'`` becomes ``'revenu' | 'revenant'``, exact GIN lookups the planner estimates from its
+statistics.
+
+Relevance (``ts_rank_cd``) is computed only over a bounded candidate set, the ``SEARCH_CANDIDATES``
+newest matches, so a word that matches half the table costs a bounded index walk, not a rank computation
+over every match.
+
+On the embedded SQLite default: every plain word must appear in the title, the description or the tag
+names (``icontains``); no ranking, no stemming. Enough for ``make run``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import BooleanField, FloatField, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+SEARCH_CANDIDATES = 2000
+MAX_QUERY_LENGTH = 200
+PREFIX_EXPANSION = 8
+_PLAIN_WORD = re.compile(r"^[^\W_]{2,40}$")  # letters/digits of any script
+# Unqualified on purpose: inside a subquery Django aliases the table (U0), and a qualified name would
+# silently refer to the outer query's row instead. No other table in these queries has the column.
+_VECTOR = "search_vector"
+_LEXEME_TABLE = "workbooks_searchlexeme"
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@dataclass(frozen=True)
+class TsQuery:
+    """A tsquery as SQL with bound parameters (the user's text never becomes SQL)."""
+
+    sql: str
+    params: list[str]
+
+
+def expand_prefix(word: str) -> list[str]:
+    """The most common indexed words starting with ``word`` (lower-cased)."""
+    prefix = word.lower().replace("\\", "").replace("%", "").replace("_", "")
+    if len(prefix) < 2:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT word FROM {_LEXEME_TABLE} WHERE word LIKE %s ORDER BY documents DESC, word LIMIT %s",  # noqa: S608
+            [prefix + "%", PREFIX_EXPANSION],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def build_tsquery(query: str) -> TsQuery:
+    """The tsquery for what someone typed: websearch syntax, the last plain word also as a prefix."""
+    head, _, last = query.rstrip().rpartition(" ")
+    after_or = head.rstrip().lower().endswith(" or") or head.strip().lower() == "or"
+    expandable = (
+        _PLAIN_WORD.match(last) and query.count('"') % 2 == 0 and last.lower() != "or" and not after_or
+    )
+    words = expand_prefix(last) if expandable else []
+    if not words:
+        return TsQuery("websearch_to_tsquery('english', %s)", [query])
+    alternatives = " | ".join("'" + w.replace("'", "''") + "'" for w in words)
+    last_term = "(websearch_to_tsquery('english', %s) || to_tsquery('simple', %s))"
+    if head.strip():
+        # && adds the last word (or any word it starts) as one more AND-ed term. A side made only of
+        # stop words is empty, and PostgreSQL drops it, so "the reven" still finds "revenue".
+        return TsQuery(f"(websearch_to_tsquery('english', %s) && {last_term})", [head, last, alternatives])
+    return TsQuery(last_term, [last, alternatives])
+
+
+def matches(qs: QuerySet, query: str, *, tsquery: TsQuery | None = None) -> QuerySet:
+    """Filter ``qs`` (of Workbook) to rows matching ``query``."""
+    if is_postgres():
+        tsq = tsquery or build_tsquery(query)
+        return qs.filter(RawSQL(f"{_VECTOR} @@ {tsq.sql}", tsq.params, output_field=BooleanField()))
+    for word in query.split()[:10]:
+        word = word.strip("\"'")
+        if word and not word.startswith("-") and word.lower() != "or":
+            qs = qs.filter(
+                Q(title__icontains=word) | Q(description__icontains=word) | Q(tag_names__icontains=word)
+            )
+    return qs
+
+
+def ranked(qs: QuerySet, query: str) -> QuerySet:
+    """Matches of ``query`` among the ``SEARCH_CANDIDATES`` newest, annotated with ``search_rank``."""
+    if not is_postgres():
+        return matches(qs, query).annotate(search_rank=RawSQL("0.0", [], output_field=FloatField()))
+    tsq = build_tsquery(query)
+    candidates = (
+        matches(qs, query, tsquery=tsq).order_by("-published_at", "-id").values("pk")[:SEARCH_CANDIDATES]
+    )
+    return qs.model.objects.filter(pk__in=candidates).annotate(
+        search_rank=RawSQL(f"ts_rank_cd({_VECTOR}, {tsq.sql}, 32)", tsq.params, output_field=FloatField())
+    )
+
+
+# --- The lexeme table -----------------------------------------------------------------------------------
+
+_LISTED_VECTORS = (
+    "SELECT search_vector FROM workbooks_workbook WHERE visibility = ''public'' AND published_at IS NOT NULL"
+)
+
+
+def refresh_search_lexemes() -> int:
+    """Rebuild the lexeme table from every listed workbook (a full scan: a daily beat task)."""
+    if not is_postgres():
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_LEXEME_TABLE}")  # noqa: S608
+        cursor.execute(
+            f"INSERT INTO {_LEXEME_TABLE} (word, documents) "  # noqa: S608
+            f"SELECT word, ndoc FROM ts_stat('{_LISTED_VECTORS}') WHERE length(word) BETWEEN 2 AND 100"
+        )
+        return cursor.rowcount
+
+
+def add_search_lexemes(*, workbook_id: int) -> None:
+    """Make a newly published or edited workbook's words prefix-searchable before the daily refresh."""
+    if not is_postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_LEXEME_TABLE} (word, documents) "  # noqa: S608
+            "SELECT lexeme, 1 FROM workbooks_workbook, unnest(search_vector) "
+            "WHERE id = %s AND length(lexeme) BETWEEN 2 AND 100 "
+            f"ON CONFLICT (word) DO UPDATE SET documents = {_LEXEME_TABLE}.documents + 1",
+            [workbook_id],
+        )
