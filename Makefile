@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker beat clean
+.PHONY: run test test-embedded venv lint format migrate worker beat tools clean
 
 venv: $(STAMP)
 
@@ -35,11 +35,40 @@ format: venv
 migrate: venv
 	$(BIN)/python manage.py migrate --no-input
 
+# The worker serves its pool's metrics on CELERY_METRICS_PORT (9808) from a multiprocess directory it owns.
 worker: venv
-	$(BIN)/celery -A sigma_playground worker --loglevel=INFO --concurrency=2
+	mkdir -p .run/prometheus-celery
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery CELERY_METRICS_PORT=$${CELERY_METRICS_PORT:-9808} \
+		$(BIN)/celery -A sigma_playground worker --loglevel=INFO --concurrency=2
 
 beat: venv
 	$(BIN)/celery -A sigma_playground beat --loglevel=INFO
 
+# Debian's chromium and promtool, for the browser and alert-rule tests (root; .ci/run does the same).
+tools:
+	command -v chromium >/dev/null && command -v promtool >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus)
+
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+
+# Database benchmark (not a test, ~15 minutes): a scratch PostgreSQL database (dropped first if it exists,
+# dropped again at the end), 100,000 then 1,000,000 workbooks with seed_demo, p50/p95 of every list, search,
+# profile and feed query next to a naive baseline, and the goal checks. See docs/performance.md.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/sigma_bench
+
+bench-db: venv
+	@set -e; \
+	export DATABASE_URL='$(BENCH_DATABASE_URL)' DJANGO_ENV=development DEBUG=0; unset REDIS_URL; \
+	results_dir=$$(mktemp -d); results=$$results_dir/bench-db.json; \
+	trap '$(BIN)/python -m bench.bench_db dropdb; rm -rf "$$results_dir"' EXIT; trap 'exit 130' INT TERM; \
+	echo "bench-db: $$(date -u), $$(nproc) CPUs, $$(awk '/MemTotal/ {printf "%.1f GiB", $$2 / 1048576}' /proc/meminfo) memory"; \
+	$(BIN)/python -m bench.bench_db createdb; \
+	echo "migrate"; $(BIN)/python manage.py migrate --no-input --verbosity 0; \
+	echo "seed 100k: seed_demo --workbooks 100000 --users 10000 --favorites 500000 --follows 100000"; \
+	$(BIN)/python manage.py seed_demo --workbooks 100000 --users 10000 --favorites 500000 --follows 100000; \
+	$(BIN)/python -m bench.bench_db measure --label 100k --results "$$results"; \
+	echo "seed up to 1M: seed_demo --workbooks 900000 --users 90000 --favorites 4500000 --follows 900000"; \
+	$(BIN)/python manage.py seed_demo --workbooks 900000 --users 90000 --favorites 4500000 --follows 900000; \
+	$(BIN)/python -m bench.bench_db measure --label 1M --results "$$results"; \
+	$(BIN)/python -m bench.bench_db summary --results "$$results"

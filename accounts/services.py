@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from accounts.models import Follow, User
+from sigma_playground.caching import invalidate
 from sigma_playground.images import ProcessedImage
 
 
@@ -46,6 +47,7 @@ def user_update_profile(
     elif clear_avatar:
         user.avatar = None
     user.save()
+    invalidate.profile_changed(username=user.username)
     if old_name and (avatar is not None or clear_avatar):
         storage = User._meta.get_field("avatar").storage
         transaction.on_commit(lambda: storage.delete(old_name))
@@ -62,10 +64,14 @@ def follow(*, follower: User, followed: User) -> bool:
     except IntegrityError:
         # Lost a race with a concurrent identical request: the row exists, which is what was asked.
         created = False
+    if created:
+        invalidate.follow_changed(follower_username=follower.username, followed_username=followed.username)
     return created
 
 
 def unfollow(*, follower: User, followed: User) -> bool:
     """Idempotent: returns False when there was nothing to delete."""
     deleted, _ = Follow.objects.filter(follower=follower, followed=followed).delete()
+    if deleted:
+        invalidate.follow_changed(follower_username=follower.username, followed_username=followed.username)
     return deleted > 0

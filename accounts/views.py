@@ -6,14 +6,19 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
 from accounts.forms import ProfileForm, SignUpForm
-from sigma_playground.pagination import keyset_page_from_request
+from sigma_playground.caching import keys
+from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
+from sigma_playground.pagination import keyset_page, page_links
 from workbooks import selectors as workbook_selectors
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
@@ -31,6 +36,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/signup.html", {"form": form})
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile_edit(request: HttpRequest) -> HttpResponse:
@@ -52,43 +58,96 @@ def profile_edit(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/profile_edit.html", {"form": form})
 
 
+def _user_page(request: HttpRequest, username: str) -> list[str]:
+    return [keys.LISTS, keys.ns_user(username)]
+
+
+@cache_anonymous_page("profile", namespaces=_user_page)
 def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
     profile_user = selectors.user_get_public(username=username)
     if profile_user.username != username:
         return redirect(profile_user, permanent=True)
-    context = {
-        "profile_user": profile_user,
-        "counts": {
-            **selectors.follow_counts(user=profile_user),
-            **workbook_selectors.profile_stats(user=profile_user),
+    fragment = cached_fragment(
+        "profile",
+        template="accounts/fragments/profile.html",
+        context=lambda: {
+            "profile_user": profile_user,
+            "counts": {
+                **selectors.follow_counts(user=profile_user),
+                **workbook_selectors.profile_stats(user=profile_user),
+            },
+            "workbooks": workbook_selectors.profile_workbooks(user=profile_user),
         },
-        "workbooks": workbook_selectors.profile_workbooks(user=profile_user),
-        "is_following": selectors.is_following(follower=request.user, followed=profile_user),
+        namespaces=_user_page(request, profile_user.username),
+    )
+    is_self = request.user.is_authenticated and request.user.pk == profile_user.pk
+    personal = {
+        "follow": render_to_string(
+            "accounts/includes/follow_button.html",
+            {
+                "profile_user": profile_user,
+                "is_following": selectors.is_following(follower=request.user, followed=profile_user),
+            },
+            request=request,
+        ),
+        "own": render_to_string(
+            "accounts/includes/own_workbooks.html",
+            {"unlisted": workbook_selectors.own_unlisted_workbooks(user=profile_user)},
+            request=request,
+        )
+        if is_self
+        else "",
     }
-    return render(request, "accounts/profile_detail.html", context)
+    return render(
+        request,
+        "accounts/profile_detail.html",
+        {"fragment": fill_personal(fragment, personal), "profile_user": profile_user},
+    )
 
 
 def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResponse:
     profile_user = selectors.user_get_public(username=username)
-    if which == "followers":
-        queryset, attr = selectors.followers_of(user=profile_user), "follower"
-    else:
-        queryset, attr = selectors.following_of(user=profile_user), "followed"
-    page = keyset_page_from_request(
-        request, queryset, ordering=selectors.FOLLOW_ORDER, per_page=settings.PAGE_SIZE
+    query = request.GET
+
+    def context() -> dict:
+        if which == "followers":
+            queryset, attr = selectors.followers_of(user=profile_user), "follower"
+        else:
+            queryset, attr = selectors.following_of(user=profile_user), "followed"
+        page = keyset_page(
+            queryset,
+            ordering=selectors.FOLLOW_ORDER,
+            cursor=query.get("cursor") or None,
+            per_page=settings.PAGE_SIZE,
+        )
+        return {
+            "profile_user": profile_user,
+            "page": page,
+            "links": page_links(query, page),
+            "people": [getattr(link, attr) for link in page.object_list],
+            "which": which,
+        }
+
+    fragment = cached_fragment(
+        which,
+        template="accounts/fragments/follow_list.html",
+        context=context,
+        namespaces=_user_page(request, profile_user.username),
+        variant=request.get_full_path(),
     )
-    people = [getattr(link, attr) for link in page.object_list]
     return render(
         request,
         "accounts/follow_list.html",
-        {"profile_user": profile_user, "page": page, "people": people, "which": which},
+        {"fragment": fragment, "profile_user": profile_user, "which": which},
     )
 
 
+@cache_anonymous_page("followers", namespaces=_user_page)
 def followers(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="followers")
 
 
+@cache_anonymous_page("following", namespaces=_user_page)
 def following(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="following")
 

@@ -20,10 +20,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sigma_playground.settings")
 
 cores = multiprocessing.cpu_count()
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# 2 x cores + 1 sync-style workers keep both cores busy while some wait on PostgreSQL or Redis; two threads each
-# cover slow I/O without the memory of more processes. Connections: each thread holds at most one pooled
-# connection at a time, so size DB_POOL_MAX_SIZE near the thread count (e.g. DB_POOL_MIN_SIZE=1,
-# DB_POOL_MAX_SIZE=4): 5 workers x 4 = 20, well under the SLA's 100 database connections with Celery added.
+# 2 x cores + 1 workers keep both cores busy while some wait on PostgreSQL or Redis; two threads each cover
+# slow I/O without the memory of more processes. Each thread holds at most one pooled connection at a time:
+# size DB_POOL_MIN_SIZE / DB_POOL_MAX_SIZE for this process type (docs/operations.md, "Database connections").
 workers = int(os.environ.get("WEB_CONCURRENCY", 2 * cores + 1))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 2))

@@ -137,7 +137,7 @@ class Report:
 # --- Request latency and errors -------------------------------------------------------------------------------
 
 _LATENCY_BUCKET = "django_http_requests_latency_seconds_by_view_method_bucket"
-_RESPONSES = "django_http_responses_total_by_status_view_method"
+_RESPONSES = "django_http_responses_total_by_status_view_method_total"
 PROMETHEUS_QUERIES = {
     "p95_s": f"histogram_quantile(0.95, sum by (le) (rate({_LATENCY_BUCKET}[{WINDOW}])))",
     "error_ratio": (
@@ -271,7 +271,9 @@ def assess_slow_queries(
         return Finding(**base, severity="info", summary=str(exc), source="slow query source")
     count = len(found)
     worst = ", ".join(f"{q.mean_ms:.0f} ms x{q.calls}: {q.query[:80]}" for q in found[:3])
-    summary = f"{count} queries average over {threshold_ms:.0f} ms" + (f" (worst: {worst})" if worst else "")
+    summary = f"{count} distinct statements slower than {threshold_ms:.0f} ms" + (
+        f" (worst: {worst})" if worst else ""
+    )
     recs = [
         "Review and optimise the slowest queries (EXPLAIN ANALYZE)",
         "Check that an index serves each list query",

@@ -8,9 +8,13 @@ scrape-time collectors in :mod:`monitoring.exposition`: ``sigma_celery_queue_len
 from __future__ import annotations
 
 from django.conf import settings
+from prometheus_client import disable_created_metrics
 
 from monitoring import metrics
 from monitoring.routes import page_route_names
+
+# The *_created series double the series count and Prometheus doesn't need them.
+disable_created_metrics()
 
 # --- Real-user monitoring (static/js/rum.js -> /monitoring/rum/) ---------------------------------------------
 

@@ -98,11 +98,7 @@ class _Label:
         self.name = name
         self._source = values
         self._resolved: frozenset[str] | None = None
-        if isinstance(values, Capped):
-            pass
-        elif callable(values):
-            pass
-        else:
+        if not isinstance(values, Capped) and not callable(values):
             self._resolved = frozenset(values) | {OTHER}
 
     def allowed(self) -> frozenset[str]:

@@ -2,8 +2,8 @@
 
 The source is a callable named by ``settings.MONITORING_SLOW_QUERY_SOURCE`` taking the threshold in ms and
 returning ``list[SlowQuery]``, or raising :class:`Unavailable` to say why it has nothing to report. The default
-reads ``pg_stat_statements`` when the extension is installed; the database issue's slow-query log can replace
-it with a function of the same shape.
+reads the slow-statement log that the query instrumentation keeps (``monitoring.SlowQuery``, one row per
+normalised statement); ``pg_stat_statements`` reads PostgreSQL's extension when it is installed.
 """
 
 from __future__ import annotations
@@ -33,6 +33,29 @@ SlowQuerySource = Callable[[float], list[SlowQuery]]
 
 def source() -> SlowQuerySource:
     return import_string(settings.MONITORING_SLOW_QUERY_SOURCE)
+
+
+def slow_query_log(threshold_ms: float, limit: int = 20) -> list[SlowQuery]:
+    """Distinct statements that ran slower than ``threshold_ms`` within the last window, slowest first."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring.models import SlowQuery as Row
+
+    since = timezone.now() - timedelta(seconds=settings.MONITORING_THRESHOLDS["slow_queries_window_s"])
+    rows = Row.objects.filter(last_seen__gte=since, max_seconds__gt=threshold_ms / 1000).order_by(
+        "-max_seconds"
+    )
+    return [
+        SlowQuery(
+            query=row.sql[:500],
+            calls=row.calls,
+            mean_ms=row.mean_seconds * 1000,
+            max_ms=row.max_seconds * 1000,
+        )
+        for row in rows[:limit]
+    ]
 
 
 def pg_stat_statements(threshold_ms: float, limit: int = 20) -> list[SlowQuery]:

@@ -35,11 +35,15 @@ _ACCEPTED_TYPES = ("text/plain", "application/json", "")
 def rum_beacon(request: HttpRequest) -> HttpResponse:
     """Receive one beacon from static/js/rum.js: 204 when recorded, 4xx otherwise, never 500."""
     try:
-        return _rum_beacon(request)
+        response = _rum_beacon(request)
     except Exception:  # a bug here must cost a beacon, not a 500
         logger.exception("rum: beacon handling failed")
         instruments.RUM_REPORTS.inc(result="malformed")
-        return HttpResponse(status=400)
+        response = HttpResponse(status=400)
+    # Refused beacons are counted in sigma_rum_reports_total; a flood of them must not flood the log as well
+    # (Django logs every 4xx as a warning unless told it was handled).
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def _rum_beacon(request: HttpRequest) -> HttpResponse:

@@ -13,6 +13,7 @@ Signals below add what monitoring needs, in workers and in eager mode alike:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -59,8 +60,12 @@ def _task_started(task_id: str | None = None, task=None, **kwargs) -> None:
     if task_id is None or task is None:
         return
     token = set_request_id(_request_id_of(task))
+    now = time.perf_counter()
     with _running_lock:
-        _running[task_id] = (token, time.perf_counter())
+        if len(_running) > 1000:  # eager tasks that raised skip postrun; forget entries older than an hour
+            for stale in [key for key, (_, started) in _running.items() if now - started > 3600]:
+                del _running[stale]
+        _running[task_id] = (token, now)
 
 
 @signals.task_postrun.connect
@@ -89,10 +94,10 @@ def _task_finished(task_id: str | None = None, task=None, state: str | None = No
             "duration_ms": round(duration * 1000, 1),
         },
     )
-    try:
+    with contextlib.suppress(
+        ValueError
+    ):  # postrun ran in another context than prerun (not in Celery's pools)
         reset_request_id(token)  # type: ignore[arg-type]
-    except ValueError:  # postrun ran in another context than prerun (never in Celery's pools)
-        pass
 
 
 @signals.task_revoked.connect
@@ -100,6 +105,9 @@ def _task_revoked(sender=None, **kwargs) -> None:
     from monitoring import instruments
 
     instruments.CELERY_TASKS.inc(task=getattr(sender, "name", None) or "other", state="revoked")
+
+
+metrics_server = None  # (server, thread) once a worker serves its metrics
 
 
 @signals.worker_init.connect
@@ -117,7 +125,8 @@ def _start_metrics_server(**kwargs) -> None:
         clean_multiprocess_dir(path, keep_pids=[os.getpid()])
     from prometheus_client import start_http_server
 
-    start_http_server(port, addr=settings.CELERY_METRICS_ADDR, registry=worker_registry())
+    global metrics_server
+    metrics_server = start_http_server(port, addr=settings.CELERY_METRICS_ADDR, registry=worker_registry())
     logger.info("worker metrics on %s:%s (multiprocess dir: %s)", settings.CELERY_METRICS_ADDR, port, path)
 
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -75,11 +76,22 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
+    """The database is required; the cache fails open, so without it the site is "degraded": pages are
+    built from the database. Whether degraded means "take me out of rotation" is READINESS_REQUIRES_CACHE
+    (on: 503, the default; off: 200, for fleets where every process shares the one Redis and a 503 everywhere
+    would turn a cache outage into a full outage)."""
     results = [check() for check in READINESS_CHECKS]
     failing = [r.name for r in results if not r.ok]
+    if not failing:
+        status = "ok"
+    elif failing == ["cache"]:
+        status = "degraded"
+    else:
+        status = "unavailable"
     body = {
-        "status": "ok" if not failing else "unavailable",
+        "status": status,
         "failing": failing,
         "checks": {r.name: {"ok": r.ok, "detail": r.detail, "ms": round(r.duration_ms, 1)} for r in results},
     }
-    return JsonResponse(body, status=503 if failing else 200)
+    unready = status == "unavailable" or (status == "degraded" and settings.READINESS_REQUIRES_CACHE)
+    return JsonResponse(body, status=503 if unready else 200)

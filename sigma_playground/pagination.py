@@ -26,7 +26,7 @@ from django.core.paginator import InvalidPage, Page, Paginator
 from django.db import connections
 from django.db.models import F, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, QueryDict
 from django.utils.functional import cached_property
 
 CURSOR_PARAM = "cursor"
@@ -250,3 +250,25 @@ def paginate(request: HttpRequest, queryset: QuerySet, *, per_page: int | None =
         return paginator.page(number)
     except InvalidPage:
         raise Http404("That page does not exist.") from None
+
+
+def query_url(query: QueryDict, **changes: str | list[str] | None) -> str:
+    """``?…`` for the current query string with ``changes`` applied (None removes a key), like Django's
+    ``{% querystring %}`` tag but usable where a template has no request (cached fragments)."""
+    params = query.copy()
+    for name, value in changes.items():
+        if value is None:
+            params.pop(name, None)
+        elif isinstance(value, list):
+            params.setlist(name, value)
+        else:
+            params[name] = value
+    return "?" + params.urlencode() if params else "?"
+
+
+def page_links(query: QueryDict, page: KeysetPage) -> dict[str, str | None]:
+    """The next and previous URLs of a keyset page, keeping every other parameter."""
+    return {
+        "next": query_url(query, cursor=page.next_cursor) if page.has_next else None,
+        "previous": (query_url(query, cursor=page.previous_cursor or None) if page.has_previous else None),
+    }

@@ -1,9 +1,7 @@
-from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
-from sigma_playground import health
+from sigma_playground import health, media
 from workbooks import views as workbook_views
 
 urlpatterns = [
@@ -15,8 +13,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("users/", include("accounts.profile_urls")),
     path("admin/", admin.site.urls),
+    path("media/<path:path>", media.media, name="media"),
 ]
-
-if settings.DEBUG:
-    # Development only; in production a web server or object store serves MEDIA_ROOT.
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -107,6 +107,9 @@ def _test_settings(settings, tmp_path):
         },
     }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Page caching is off unless a test turns it on (tests/caching): tests that change rows through factories
+    # (which bypass the services, and so the invalidation) must not read pages cached before the change.
+    settings.PAGE_CACHE_ENABLED = False
     yield
 
 

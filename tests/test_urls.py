@@ -52,6 +52,8 @@ TABLE = {
     "profiles:follow": (lambda o: {"username": o["owner"].username}, POST_ONLY_LOGIN),
     "profiles:unfollow": (lambda o: {"username": o["owner"].username}, POST_ONLY_LOGIN),
     "admin:index": (lambda o: {}, S(302, 302, 302, 200)),
+    "media": (lambda o: {"path": "thumbs/1/missing-320.webp"}, S(404, 404, 404, 404)),
+    "media (not served)": (lambda o: {"path": "thumbnails/1/master.webp"}, S(404, 404, 404, 404)),
     # The test client connects from 127.0.0.1, inside the default METRICS_ALLOWED_NETWORKS; refusals from
     # elsewhere and the token are tested in tests/monitoring/test_metrics_endpoint.py.
     "monitoring:metrics": (lambda o: {}, ALL_200),

@@ -50,7 +50,9 @@ from django.utils.text import slugify
 
 from accounts.demo import DEMO_STAFF_USERNAME, ROLES, TOPICS, demo_people, seed_people
 from accounts.models import Follow, User, ci
+from sigma_playground.progress import Progress
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
+from workbooks.trending import recompute_trending_scores, score
 
 # =========================================================================================================
 # Vocabulary
@@ -686,20 +688,7 @@ except ImportError:  # pragma: no cover - services is optional for this module
 HAS_TAG_NAMES = any(f.name == "tag_names" for f in Workbook._meta.concrete_fields)
 
 
-def _trending_score_function() -> Callable[[list[tuple[int, int, int]]], float] | None:
-    try:
-        from workbooks.trending import score
-    except ImportError:  # the trending module is optional for the seeding code
-        return None
-    return score
-
-
-def recompute_trending() -> int | None:
-    """Run ``workbooks.trending.recompute_trending_scores()`` when that module exists."""
-    try:
-        from workbooks.trending import recompute_trending_scores
-    except ImportError:
-        return None
+def recompute_trending() -> int:
     return recompute_trending_scores()
 
 
@@ -917,66 +906,6 @@ def _recount(workbook_ids: list[int]) -> None:
 # =========================================================================================================
 # Progress display
 # =========================================================================================================
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-class Progress:
-    """A one-line progress bar: label, bar, done/total, rows per second, ETA.
-
-    On a terminal the line is redrawn in place (``\\r``) at most every ``interval`` seconds; elsewhere (a
-    log file, a test) a line is printed every 10% so the output stays readable.
-    """
-
-    WIDTH = 24
-
-    def __init__(self, stream: TextIO | None, label: str, total: int, *, interval: float = 0.2) -> None:
-        self.stream, self.label, self.total, self.interval = stream, label, max(total, 0), interval
-        self.start = time.perf_counter()
-        self.done = 0
-        self._last_draw = 0.0
-        self._last_decile = -1
-        isatty = getattr(stream, "isatty", None)
-        self.tty = bool(isatty and isatty())
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        fraction = self.done / self.total if self.total else 1.0
-        filled = int(self.WIDTH * fraction)
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        return (
-            f"{self.label:<27} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-            f"{self.done:>11,}/{self.total:,} {fraction:6.1%}  {rate:>10,.0f} rows/s  "
-            f"{'ETA ' + _duration(eta) if self.done < self.total else 'in ' + _duration(elapsed)}"
-        )
-
-    def update(self, done: int) -> None:
-        self.done = done
-        if self.stream is None:
-            return
-        now = time.perf_counter()
-        if self.tty:
-            if now - self._last_draw >= self.interval:
-                self._last_draw = now
-                self.stream.write("\r" + self.line())
-                self.stream.flush()
-        else:
-            decile = int(10 * done / self.total) if self.total else 10
-            if decile > self._last_decile and decile < 10:
-                self._last_decile = decile
-                self.stream.write(self.line() + "\n")
-
-    def close(self) -> None:
-        if self.stream is None:
-            return
-        self.stream.write(("\r" if self.tty else "") + self.line() + "\n")
-        self.stream.flush()
 
 
 # =========================================================================================================
@@ -1396,7 +1325,7 @@ class BulkLoader:
         trending score (with the trending module's own formula when it exists)."""
         rng = random.Random(self.seed * 31 + 4)
         rnd = rng.random
-        score_fn = _trending_score_function()
+        score_fn = score
         self.st_wb = array("i")
         self.st_day = array("i")
         self.st_views = array("i")
@@ -1448,7 +1377,7 @@ class BulkLoader:
                 if today - day < 7:
                     recent.append((today - day, views, favs))
             self.wb_views[off] = total
-            if recent and score_fn is not None:
+            if recent:
                 self.wb_trending[off] = round(score_fn(recent), 6)
             if rank % 65536 == 0:
                 progress.update(rank)

@@ -172,3 +172,14 @@ class SearchLexeme(models.Model):
 
     def __str__(self) -> str:
         return self.word
+
+
+class AppliedViewBatch(models.Model):
+    """A view-counter batch already written to the database (workbooks.counters): makes a flush that is run
+    again after dying halfway count nothing twice. Rows older than a week are deleted nightly."""
+
+    batch_id = models.CharField(max_length=32, unique=True)
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.batch_id

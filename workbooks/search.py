@@ -28,6 +28,8 @@ from django.db import connection, transaction
 from django.db.models import BooleanField, FloatField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
+from sigma_playground.caching.local import LocalLRUCache
+
 SEARCH_CANDIDATES = 2000
 MAX_QUERY_LENGTH = 200
 PREFIX_EXPANSION = 8
@@ -50,11 +52,19 @@ class TsQuery:
     params: list[str]
 
 
+# Expansions are tiny and asked for again and again while people type: kept per process for a minute.
+PREFIX_CACHE = LocalLRUCache("search_prefix", max_entries=2048, ttl=60)
+
+
 def expand_prefix(word: str) -> list[str]:
     """The most common indexed words starting with ``word`` (lower-cased)."""
     prefix = word.lower().replace("\\", "").replace("%", "").replace("_", "")
     if len(prefix) < 2:
         return []
+    return PREFIX_CACHE.get_or_set(prefix, lambda: _lookup_prefix(prefix))
+
+
+def _lookup_prefix(prefix: str) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT word FROM {_LEXEME_TABLE} WHERE word LIKE %s ORDER BY documents DESC, word LIMIT %s",  # noqa: S608

@@ -220,6 +220,12 @@ def profile_workbooks(*, user: User, limit: int = 12) -> list[Workbook]:
     return list(with_cards(Workbook.objects.listed().filter(author=user).order_by(*SORTS["newest"]))[:limit])
 
 
+def own_unlisted_workbooks(*, user: User, limit: int = 50) -> list[Workbook]:
+    """For the author's own eyes: drafts, private and unlisted workbooks, most recently edited first."""
+    listed = Q(visibility=Visibility.PUBLIC, published_at__isnull=False)
+    return list(Workbook.objects.filter(author=user).exclude(listed).order_by("-updated_at", "-id")[:limit])
+
+
 def profile_stats(*, user: User) -> dict[str, int]:
     """Counts shown on a profile, from listed workbooks only: nothing private is counted."""
     totals = (

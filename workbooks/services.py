@@ -8,6 +8,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -15,8 +16,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import User, ci
+from sigma_playground.caching import invalidate
 from sigma_playground.images import ProcessedImage
-from workbooks import search, thumbnails
+from workbooks import counters, search, thumbnails
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
 
 logger = logging.getLogger(__name__)
@@ -145,6 +147,8 @@ def workbook_publish(
         workbook.save(
             update_fields=["thumbnail", "thumbnail_width", "thumbnail_height", "thumbnail_derivatives"]
         )
+    search.add_search_lexemes(workbook_id=workbook.pk)
+    invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[author.username])
     return workbook
 
 
@@ -182,41 +186,58 @@ def workbook_update(
     workbook.save()
     _set_tags(workbook, tags)
     search.add_search_lexemes(workbook_id=workbook.pk)
+    invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[workbook.author.username])
     return workbook
 
 
 @transaction.atomic
 def workbook_delete(*, workbook: Workbook) -> None:
     _delete_thumbnail_files_on_commit(dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail)
+    invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[workbook.author.username])
     workbook.delete()
+
+
+def _bulk_change(workbook_ids: Iterable[int], **changes: object) -> int:
+    """Apply ``changes`` to the workbooks that differ, and invalidate exactly those."""
+    ids = list(workbook_ids)
+    with transaction.atomic():
+        qs = Workbook.objects.filter(pk__in=ids)
+        for field, value in changes.items():
+            if field == "published_at":
+                qs = qs.filter(published_at__isnull=value is not None)
+            else:
+                qs = qs.exclude(**{field: value})
+        affected = list(qs.select_for_update().values_list("pk", "author__username"))
+        if not affected:
+            return 0
+        Workbook.objects.filter(pk__in=[pk for pk, _ in affected]).update(
+            **changes, updated_at=timezone.now()
+        )
+        invalidate.workbooks_changed(
+            workbook_ids=[pk for pk, _ in affected], author_usernames={name for _, name in affected}
+        )
+    return len(affected)
 
 
 def workbooks_set_visibility(*, workbook_ids: Iterable[int], visibility: str) -> int:
     if visibility not in Visibility.values:
         raise ValueError(f"unknown visibility {visibility!r}")
-    return (
-        Workbook.objects.filter(pk__in=list(workbook_ids))
-        .exclude(visibility=visibility)
-        .update(visibility=visibility, updated_at=timezone.now())
-    )
+    return _bulk_change(workbook_ids, visibility=visibility)
 
 
 def workbooks_set_published(*, workbook_ids: Iterable[int], published: bool) -> int:
-    ids = list(workbook_ids)
-    if published:
-        qs = Workbook.objects.filter(pk__in=ids, published_at__isnull=True)
-        return qs.update(published_at=timezone.now(), updated_at=timezone.now())
-    return Workbook.objects.filter(pk__in=ids, published_at__isnull=False).update(
-        published_at=None, updated_at=timezone.now()
-    )
+    return _bulk_change(workbook_ids, published_at=timezone.now() if published else None)
 
 
 def workbooks_set_featured(*, workbook_ids: Iterable[int], featured: bool) -> int:
-    return (
-        Workbook.objects.filter(pk__in=list(workbook_ids))
-        .exclude(is_featured=featured)
-        .update(is_featured=featured, updated_at=timezone.now())
-    )
+    return _bulk_change(workbook_ids, is_featured=featured)
+
+
+def workbook_thumbnail_rendered(*, workbook_id: int) -> None:
+    """Derivatives were recorded (workbooks.tasks): cards and the detail page can show the picture."""
+    author = Workbook.objects.filter(pk=workbook_id).values_list("author__username", flat=True).first()
+    if author is not None:
+        invalidate.workbooks_changed(workbook_ids=[workbook_id], author_usernames=[author])
 
 
 @transaction.atomic
@@ -229,6 +250,7 @@ def tag_update(*, tag: Tag, name: str, colour: str) -> Tag:
         _refresh_tag_names(
             workbook_ids=WorkbookTag.objects.filter(tag=tag).values_list("workbook_id", flat=True)
         )
+    invalidate.lists_changed()  # tag names and colours show on cards, tag pages and detail pages
     return tag
 
 
@@ -237,6 +259,7 @@ def tag_delete(*, tag: Tag) -> None:
     workbook_ids = list(WorkbookTag.objects.filter(tag=tag).values_list("workbook_id", flat=True))
     tag.delete()
     _refresh_tag_names(workbook_ids=workbook_ids)
+    invalidate.lists_changed()
 
 
 # --- Favorites --------------------------------------------------------------------------------------------
@@ -266,6 +289,7 @@ def favorite_add(*, user: User, workbook: Workbook) -> bool:
             return False  # already a favorite (perhaps by a concurrent identical request)
         Workbook.objects.filter(pk=workbook.pk).update(favorite_count=F("favorite_count") + 1)
         _bump_daily(workbook_id=workbook.pk, date=now.date(), favorites=1)
+        invalidate.favorite_changed(workbook_id=workbook.pk)
     return True
 
 
@@ -281,6 +305,7 @@ def favorite_remove(*, user: User, workbook: Workbook) -> bool:
         WorkbookDailyStat.objects.filter(
             workbook_id=workbook.pk, date=favorite.created_at.date(), favorites__gt=0
         ).update(favorites=F("favorites") - 1)
+        invalidate.favorite_changed(workbook_id=workbook.pk)
     return True
 
 
@@ -288,26 +313,6 @@ def favorite_remove(*, user: User, workbook: Workbook) -> bool:
 
 
 def workbook_record_view(*, workbook_id: int) -> None:
-    """Count one view. The one entry point for view counting, so its mechanism can change in one place.
-
-    The request only enqueues a task (a push to the broker); the worker does the UPDATE, so a popular
-    workbook's row lock is never waited on by page views. If the broker is unreachable the view is
-    counted directly rather than lost.
-    """
-    from workbooks.tasks import count_view
-
-    day = timezone.now().date().isoformat()
-    try:
-        count_view.delay(workbook_id, day)
-    except Exception:
-        logger.warning("view counting: broker unavailable, counting directly", exc_info=True)
-        apply_views(workbook_id=workbook_id, date=dt.date.fromisoformat(day), views=1)
-
-
-def apply_views(*, workbook_id: int, date: dt.date, views: int) -> None:
-    """Add ``views`` to a workbook's total and its day; counts only ever grow."""
-    if views <= 0:
-        return
-    with transaction.atomic():
-        if Workbook.objects.filter(pk=workbook_id).update(view_count=F("view_count") + views):
-            _bump_daily(workbook_id=workbook_id, date=date, views=views)
+    """Count one view. The one entry point for view counting (workbooks.counters does the buffering)."""
+    if settings.VIEW_COUNTING_ENABLED:
+        counters.record_view(workbook_id=workbook_id)

@@ -52,6 +52,9 @@ def render_thumbnail_derivatives(workbook_id: int, master_name: str, force: bool
     if not updated:
         thumbnails.delete_names(default_storage, rendered)
         return False
+    from workbooks import services
+
+    services.workbook_thumbnail_rendered(workbook_id=workbook_id)
     # Derivatives recorded before (an older master's, or a previous run's under other names).
     stale = set(thumbnails.derivative_names((current or {}).get("thumbnail_derivatives") or {})) - rendered
     thumbnails.delete_names(default_storage, sorted(stale))
@@ -80,21 +83,40 @@ def render_pending_thumbnails(limit: int = 200) -> int:
 
 
 @shared_task(ignore_result=True)
-def count_view(workbook_id: int, day: str) -> None:
-    """Apply one view counted by a page request (workbooks.services.workbook_record_view)."""
-    import datetime as dt
+def flush_views() -> int:
+    """Beat task, every VIEW_FLUSH_SECONDS: write buffered view counts to the database (workbooks.counters)."""
+    from workbooks import counters
 
-    from workbooks import services
+    return counters.flush_views()
 
-    services.apply_views(workbook_id=workbook_id, date=dt.date.fromisoformat(day), views=1)
+
+@shared_task(ignore_result=True)
+def recount_counters() -> dict[str, int]:
+    """Nightly: recompute every denormalised counter from its rows, fix drift, export the drift found."""
+    from workbooks import maintenance
+
+    return maintenance.recount_counters()
+
+
+@shared_task(ignore_result=True)
+def warm_cache() -> dict[str, float]:
+    """Beat task: render the most requested pages into the cache (workbooks.warming)."""
+    from workbooks import warming
+
+    return warming.warm().as_dict()
 
 
 @shared_task(ignore_result=True)
 def recompute_trending() -> int:
     """Beat task: refresh ``trending_score`` from the last 7 days of statistics (see workbooks.trending)."""
+    from sigma_playground.caching import invalidate
     from workbooks.trending import recompute_trending_scores
 
-    return recompute_trending_scores()
+    with transaction.atomic():
+        changed = recompute_trending_scores()
+        if changed:
+            invalidate.lists_changed()  # trending sections and sort=trending pages
+    return changed
 
 
 @shared_task(ignore_result=True)

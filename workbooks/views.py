@@ -1,14 +1,27 @@
+"""Gallery views. Thin: selectors read, services write, sigma_playground.caching caches.
+
+Public pages are cached twice over (sigma_playground/caching/pages.py): whole pages for anonymous visitors,
+the shared fragment for everyone else, with personal parts (favorite state, owner actions, CSRF tokens)
+rendered per request.
+"""
+
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from sigma_playground.pagination import keyset_page_from_request
-from workbooks import selectors, services
+from sigma_playground.caching import keys
+from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
+from sigma_playground.pagination import keyset_page, keyset_page_from_request, page_links, query_url
+from workbooks import selectors, services, warming
 from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
 
@@ -22,68 +35,125 @@ def page_size(request: HttpRequest) -> int:
     return max(1, min(size, settings.MAX_PAGE_SIZE))
 
 
+def _lists(request: HttpRequest, **kwargs: Any) -> list[str]:
+    return [keys.LISTS]
+
+
+@cache_anonymous_page("home", namespaces=_lists)
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html", {"sections": selectors.home_sections()})
-
-
-def workbook_list(request: HttpRequest) -> HttpResponse:
-    params = selectors.resolve_tags(
-        selectors.parse_list_params(
-            q=request.GET.get("q"), tags=request.GET.getlist("tag"), sort=request.GET.get("sort")
-        )
+    fragment = cached_fragment(
+        "home",
+        template="workbooks/fragments/home.html",
+        context=lambda: {"sections": selectors.home_sections()},
+        namespaces=[keys.LISTS],
     )
+    return render(request, "home.html", {"fragment": fragment})
+
+
+def _list_context(query: QueryDict, params: selectors.ListParams, per_page: int) -> dict[str, Any]:
+    """Everything a list fragment shows, from the query string alone (no request, no user)."""
     listing = selectors.workbook_list(params=params)
-    page = keyset_page_from_request(
-        request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
+    page = keyset_page(
+        listing.queryset, ordering=listing.ordering, cursor=query.get("cursor") or None, per_page=per_page
     )
-    context = {
+    sorts = [*selectors.SORTS, *([selectors.RELEVANCE] if params.q else [])]
+    return {
         "page": page,
+        "links": page_links(query, page),
         "total": selectors.workbook_list_total(params=params),
         "params": params,
         "active_tags": params.tag_objects,
-        "sorts": [*selectors.SORTS, *([selectors.RELEVANCE] if params.q else [])],
+        "sort_links": [
+            {"name": s, "url": query_url(query, sort=s, cursor=None), "active": s == params.sort}
+            for s in sorts
+        ],
+        "clear_tags_url": query_url(query, tag=None, cursor=None),
     }
-    return render(request, "workbooks/list.html", context)
 
 
+@cache_anonymous_page("list", namespaces=_lists)
+def workbook_list(request: HttpRequest) -> HttpResponse:
+    params = selectors.parse_list_params(
+        q=request.GET.get("q"), tags=request.GET.getlist("tag"), sort=request.GET.get("sort")
+    )
+    query, per_page = request.GET, page_size(request)
+    fragment = cached_fragment(
+        "list",
+        template="workbooks/fragments/list.html",
+        context=lambda: _list_context(query, selectors.resolve_tags(params), per_page),
+        namespaces=[keys.LISTS],
+        variant=request.get_full_path(),
+    )
+    return render(
+        request, "workbooks/list.html", {"fragment": fragment, "title": params.q and f"Search: {params.q}"}
+    )
+
+
+@cache_anonymous_page("tag", namespaces=_lists)
 def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
     tag = selectors.tag_get(slug=slug)
-    params = selectors.resolve_tags(
-        selectors.parse_list_params(q=None, tags=[tag.slug], sort=request.GET.get("sort")), known=[tag]
+    query, per_page = request.GET, page_size(request)
+
+    def context() -> dict[str, Any]:
+        params = selectors.resolve_tags(
+            selectors.parse_list_params(q=None, tags=[tag.slug], sort=query.get("sort")), known=[tag]
+        )
+        return {"tag": tag, **_list_context(query, params, per_page)}
+
+    fragment = cached_fragment(
+        "tag",
+        template="workbooks/fragments/tag.html",
+        context=context,
+        namespaces=[keys.LISTS],
+        variant=request.get_full_path(),
     )
-    listing = selectors.workbook_list(params=params)
-    page = keyset_page_from_request(
-        request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
-    )
-    context = {
-        "tag": tag,
-        "page": page,
-        "total": selectors.workbook_list_total(params=params),
-        "params": params,
-        "sorts": list(selectors.SORTS),
-    }
-    return render(request, "workbooks/tag.html", context)
+    return render(request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name})
 
 
 def workbook_redirect(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(selectors.workbook_get_for_viewer(pk=pk, user=request.user), permanent=True)
 
 
+def _count_view(request: HttpRequest, pk: int, slug: str = "") -> None:
+    if not warming.is_warming(request):
+        services.workbook_record_view(workbook_id=pk)
+
+
+@cache_anonymous_page(
+    "detail",
+    namespaces=lambda request, pk, slug: [keys.LISTS, keys.ns_workbook(pk)],
+    on_hit=_count_view,
+)
 def workbook_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
     workbook = selectors.workbook_get_for_viewer(pk=pk, user=request.user)
     if slug != workbook.slug:
         return redirect(workbook, permanent=True)
-    services.workbook_record_view(workbook_id=workbook.pk)
-    context = {
-        "workbook": workbook,
-        "embed_src": iframe_src(workbook.sigma_embed_url),
-        "related": selectors.related_workbooks(workbook=workbook),
-        "is_favorited": selectors.is_favorited(user=request.user, workbook=workbook),
-        "is_owner": request.user.is_authenticated and workbook.author_id == request.user.pk,
-    }
-    return render(request, "workbooks/detail.html", context)
+    _count_view(request, workbook.pk)
+    fragment = cached_fragment(
+        "detail",
+        template="workbooks/fragments/detail.html",
+        context=lambda: {
+            "workbook": workbook,
+            "embed_src": iframe_src(workbook.sigma_embed_url),
+            "related": selectors.related_workbooks(workbook=workbook),
+        },
+        namespaces=[keys.LISTS, keys.ns_workbook(workbook.pk)],
+        variant=str(workbook.pk),
+    )
+    actions = render_to_string(
+        "workbooks/includes/detail_actions.html",
+        {
+            "workbook": workbook,
+            "is_favorited": selectors.is_favorited(user=request.user, workbook=workbook),
+            "is_owner": request.user.is_authenticated and workbook.author_id == request.user.pk,
+        },
+        request=request,
+    )
+    page = fill_personal(fragment, {"actions": actions})
+    return render(request, "workbooks/detail.html", {"fragment": page, "workbook": workbook})
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def workbook_create(request: HttpRequest) -> HttpResponse:
@@ -107,6 +177,7 @@ def workbook_create(request: HttpRequest) -> HttpResponse:
     return render(request, "workbooks/form.html", {"form": form, "workbook": None})
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def workbook_edit(request: HttpRequest, pk: int) -> HttpResponse:
@@ -162,7 +233,7 @@ def feed(request: HttpRequest) -> HttpResponse:
     page = keyset_page_from_request(
         request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
     )
-    return render(request, "workbooks/feed.html", {"page": page})
+    return render(request, "workbooks/feed.html", {"page": page, "links": page_links(request.GET, page)})
 
 
 @login_required
@@ -171,4 +242,4 @@ def favorites(request: HttpRequest) -> HttpResponse:
     page = keyset_page_from_request(
         request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
     )
-    return render(request, "workbooks/favorites.html", {"page": page})
+    return render(request, "workbooks/favorites.html", {"page": page, "links": page_links(request.GET, page)})

@@ -16,6 +16,7 @@
   var clicks = {};
   var submits = {};
   var sent = false;
+  var observers = [];
 
   function observe(type, onEntry, options) {
     try {
@@ -25,6 +26,7 @@
       var init = { type: type, buffered: true };
       for (var key in options || {}) init[key] = options[key];
       observer.observe(init);
+      observers.push([observer, onEntry]);
       return true;
     } catch (e) {
       return false; // this browser doesn't support the entry type: report nothing rather than a zero
@@ -83,6 +85,8 @@
   function send() {
     if (sent) return;
     sent = true;
+    // Entries not yet delivered to the callbacks (an interaction just before leaving the page).
+    observers.forEach(function (pair) { pair[0].takeRecords().forEach(pair[1]); });
     var nav = performance.getEntriesByType("navigation")[0];
     if (nav) {
       metrics.ttfb = nav.responseStart;

@@ -9,11 +9,14 @@ import threading
 
 import pytest
 from django.conf import settings
+from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from sigma_playground.request_id import HEADER, hash_user_id
-from tests.factories import WorkbookFactory
+from tests import images
+from tests.factories import UserFactory, WorkbookFactory
 from tests.test_production_settings import PROD_ENV, run
+from workbooks.models import Workbook
 
 
 class _Lines:
@@ -120,54 +123,71 @@ def test_the_json_formatter_writes_exceptions_and_odd_values(json_log):
     assert line["request_id"] is None
 
 
-@pytest.mark.django_db
-def test_the_request_id_reaches_the_log_line_of_the_task_the_request_started(client, json_log):
-    """Tasks run eagerly in tests, inside the request: workbook_detail queues count_view."""
-    workbook = WorkbookFactory()
-    client.get(workbook.get_absolute_url(), HTTP_X_REQUEST_ID="flow-into-task-0001")
-    task_line = next(line for line in json_log() if line.get("task") == "workbooks.tasks.count_view")
+TASK = "workbooks.tasks.render_thumbnail_derivatives"
+
+
+def publish_with_thumbnail(browser, request_id: str):
+    """A request that starts a Celery task: publishing with a thumbnail queues its rendering (on commit)."""
+    data = {
+        "title": "Request id flow",
+        "description": "",
+        "sigma_embed_url": "https://app.sigmacomputing.com/embed/1-abcdefghijklmnopqrst",
+        "tags": "finance",
+        "visibility": "public",
+        "publish": "on",
+        "thumbnail": images.upload(images.image_bytes("PNG", (400, 300)), "t.png"),
+    }
+    response = browser.submit(reverse("workbooks:create"), data, HTTP_X_REQUEST_ID=request_id)
+    assert response.status_code == 302, response.content[:500]
+    return response
+
+
+@pytest.mark.django_db(transaction=True)  # on_commit runs inside the request, as in production
+def test_the_request_id_reaches_the_log_line_of_the_task_the_request_started(browser, json_log):
+    """Tasks run eagerly in tests, inside the request that started them."""
+    browser.force_login(UserFactory())
+    publish_with_thumbnail(browser, "flow-into-task-0001")
+    task_line = next(line for line in json_log() if line.get("task") == TASK)
     assert task_line["request_id"] == "flow-into-task-0001"
     assert task_line["state"] == "success" and task_line["logger"] == "sigma_playground.celery"
+    assert Workbook.objects.get().thumbnail_derivatives
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_request_id_travels_in_the_message_to_a_real_worker(client, json_log):
-    """The same, through a broker and a worker thread (not eager): the id rides in the message headers."""
+def test_the_request_id_travels_in_the_message_to_a_real_worker(browser, json_log):
+    """The same through a broker and a worker thread (not eager): the id rides in the message headers."""
+    from celery import signals
     from celery.contrib.testing.worker import start_worker
 
     from sigma_playground.celery import app
 
-    workbook = WorkbookFactory()
-    app.conf.task_always_eager = False
+    browser.force_login(UserFactory())
     published: list[dict] = []
-
-    from celery import signals
+    done = threading.Event()
 
     def capture(headers=None, **kwargs):
         published.append(dict(headers or {}))
 
-    signals.before_task_publish.connect(capture, weak=False)
-    done = threading.Event()
-
     def finished(sender=None, **kwargs):
-        if getattr(sender, "name", "") == "workbooks.tasks.count_view":
+        if getattr(sender, "name", "") == TASK:
             done.set()
 
+    signals.before_task_publish.connect(capture, weak=False)
     signals.task_postrun.connect(finished, weak=False)
+    app.conf.task_always_eager = False
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
             json_log.reattach()
-            client.get(workbook.get_absolute_url(), HTTP_X_REQUEST_ID="flow-through-broker-01")
-            assert done.wait(20), "the worker did not run count_view"
+            publish_with_thumbnail(browser, "flow-through-broker-01")
+            assert done.wait(30), "the worker did not run the task"
     finally:
         app.conf.task_always_eager = True
         signals.before_task_publish.disconnect(capture)
         signals.task_postrun.disconnect(finished)
     assert any(h.get("sigma_request_id") == "flow-through-broker-01" for h in published)
-    task_line = next(line for line in json_log() if line.get("task") == "workbooks.tasks.count_view")
-    assert task_line["request_id"] == "flow-through-broker-01"
-    workbook.refresh_from_db()
-    assert workbook.view_count == 1
+    task_line = next(line for line in json_log() if line.get("task") == TASK)
+    assert task_line["request_id"] == "flow-through-broker-01" and task_line["state"] == "success"
+    assert Workbook.objects.get().thumbnail_derivatives
 
 
 def test_tasks_started_outside_a_request_carry_no_request_id(json_log):

@@ -128,7 +128,7 @@ def test_declared_metrics_are_listed_and_task_and_table_label_sets_are_real():
     declared = metrics.declared()
     assert "sigma_rum_timing_seconds" in declared and "sigma_cache_requests_total" in declared
     assert "monitoring.tasks.beat_heartbeat" in metrics.task_names()
-    assert "workbooks.tasks.count_view" in metrics.task_names()
+    assert "workbooks.tasks.render_thumbnail_derivatives" in metrics.task_names()
     assert not any(name.startswith("celery.") for name in metrics.task_names())
     assert "workbooks_workbook" in metrics.model_tables()
 

@@ -115,12 +115,15 @@ def test_wrong_method_media_type_and_size(client):
     assert beacon(client, huge).status_code == 413
 
 
-def test_rate_limited_per_client(client, settings):
+def test_rate_limited_per_client_without_flooding_the_log(client, settings, caplog):
     settings.RUM_RATE_LIMIT_PER_MINUTE = 3
     ok = {"route": "home", "metrics": {"ttfb": 12}}
+    before = sample("sigma_rum_reports_total", {"result": "rate_limited"})
     statuses = [beacon(client, ok, REMOTE_ADDR="198.51.100.7").status_code for _ in range(5)]
     assert statuses == [204, 204, 204, 429, 429]
     assert beacon(client, ok, REMOTE_ADDR="198.51.100.8").status_code == 204
+    assert sample("sigma_rum_reports_total", {"result": "rate_limited"}) == before + 2
+    assert not [r for r in caplog.records if r.name == "django.request"]
 
 
 def test_behind_a_proxy_the_client_is_the_address_the_proxy_appended(client, settings):
@@ -189,11 +192,15 @@ content_types = st.sampled_from(
 
 
 def rum_label_values() -> dict[str, set[str]]:
-    from prometheus_client import REGISTRY
-
     found: dict[str, set[str]] = {}
-    for family in REGISTRY.collect():
-        if family.name.startswith("sigma_rum_"):
+    rum_metrics = (
+        instruments.RUM_TIMING,
+        instruments.RUM_CLS,
+        instruments.RUM_INTERACTIONS,
+        instruments.RUM_REPORTS,
+    )
+    for metric in rum_metrics:
+        for family in metric.prom.collect():
             for s in family.samples:
                 for key, value in s.labels.items():
                     if key != "le":

@@ -1,0 +1,46 @@
+"""What each write makes stale. Called from the service functions (accounts.services, workbooks.services),
+the one place each write happens; the bump runs after the transaction commits, so no reader can rebuild a
+page from data that is about to change and store it under the new generation.
+
+Counters (views, favorites on list cards) are not invalidated: list pages carry them with a lag of at most
+PAGE_CACHE_TTL seconds (plus one rebuild). A workbook's own detail page is refreshed on each favorite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from sigma_playground.caching import keys, service
+
+
+def _after_commit(*namespaces: str) -> None:
+    transaction.on_commit(lambda: service.bump(*namespaces))
+
+
+def workbooks_changed(*, workbook_ids: Iterable[int], author_usernames: Iterable[str]) -> None:
+    """Published, edited, deleted, made private/unlisted, featured, retagged, re-thumbnailed."""
+    _after_commit(
+        keys.LISTS,
+        *(keys.ns_workbook(pk) for pk in workbook_ids),
+        *(keys.ns_user(name) for name in author_usernames),
+    )
+
+
+def lists_changed() -> None:
+    """Something every list shows changed for many workbooks at once (trending scores, a tag rename)."""
+    _after_commit(keys.LISTS)
+
+
+def favorite_changed(*, workbook_id: int) -> None:
+    _after_commit(keys.ns_workbook(workbook_id))
+
+
+def follow_changed(*, follower_username: str, followed_username: str) -> None:
+    _after_commit(keys.ns_user(follower_username), keys.ns_user(followed_username))
+
+
+def profile_changed(*, username: str) -> None:
+    """Name, bio or picture: shown on the profile and on every card and author box of theirs."""
+    _after_commit(keys.LISTS, keys.ns_user(username))

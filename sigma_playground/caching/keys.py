@@ -1,0 +1,101 @@
+"""Every cache key the site uses, built here and nowhere else.
+
+Keys are ``sp:<KEY_VERSION>:<kind>:…``. Changing the shape of a cached value means bumping KEY_VERSION:
+old entries are then simply never read again and expire.
+
+Groups of pages are invalidated with generation counters instead of by listing or scanning their keys
+(the design document's ``KEYS pattern`` + ``DEL`` blocks Redis for the length of a scan on every write):
+a page's key embeds the current generation of each namespace it depends on, and invalidating the
+namespace is one ``INCR``. Namespaces:
+
+- ``lists``: every page that lists workbooks or shows authors on cards (home, /workbooks/ in any
+  sort/filter/search/page, tag pages, related workbooks on detail pages, profiles' workbook grids).
+- ``workbook:<id>``: one workbook's detail page.
+- ``user:<lower-cased username>``: one person's profile, followers and following pages (by name, so an
+  anonymous cache hit needs no database lookup to find the user id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+KEY_VERSION = 1
+PREFIX = f"sp:{KEY_VERSION}"
+
+# Kinds of cached things: the bounded label set of the cache metrics.
+KIND_PAGE = "page"
+KIND_FRAGMENT = "fragment"
+KIND_GENERATION = "generation"
+KIND_FUNCTION = "function"
+KIND_LOCK = "lock"
+KINDS = (KIND_PAGE, KIND_FRAGMENT, KIND_GENERATION, KIND_FUNCTION, KIND_LOCK)
+
+LISTS = "lists"
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def ns_workbook(workbook_id: int) -> str:
+    return f"workbook:{int(workbook_id)}"
+
+
+def ns_user(username: str) -> str:
+    return f"user:{username.lower()}"
+
+
+def generation(namespace: str) -> str:
+    return f"{PREFIX}:gen:{namespace}"
+
+
+def _with_generations(generations: dict[str, int]) -> str:
+    return ",".join(f"{ns}={generations[ns]}" for ns in sorted(generations))
+
+
+def page(view: str, full_path: str, generations: dict[str, int]) -> str:
+    """A whole anonymous page: the view's name, the full path with its query string, the generations."""
+    return f"{PREFIX}:page:{view}:{_digest(full_path + '|' + _with_generations(generations))}"
+
+
+def fragment(name: str, variant: str, generations: dict[str, int]) -> str:
+    """The shared (non-personal) part of a page, for logged-in readers."""
+    return f"{PREFIX}:frag:{name}:{_digest(variant + '|' + _with_generations(generations))}"
+
+
+def function(name: str, args_key: str) -> str:
+    """A function result cached by sigma_playground.caching.service.cached."""
+    return f"{PREFIX}:fn:{name}:{_digest(args_key)}"
+
+
+def lock(key: str) -> str:
+    """The short rebuild lock of a key (stampede control)."""
+    return f"{key}:lock"
+
+
+def local(name: str, args_key: str = "") -> str:
+    """A key in the in-process LRU (sigma_playground.caching.local)."""
+    return f"{name}:{args_key}"
+
+
+# --- View counters (workbooks.counters) --------------------------------------------------------------------
+
+
+def views_buffer(day_iso: str) -> str:
+    """Hash of workbook id -> views not yet written to the database, for one UTC day."""
+    return f"{PREFIX}:views:{day_iso}"
+
+
+def views_claimed(day_iso: str, batch_id: str) -> str:
+    """A buffer renamed away by a flush: the batch it is writing."""
+    return f"{PREFIX}:views:{day_iso}:batch:{batch_id}"
+
+
+def views_days() -> str:
+    """Set of days with a live buffer (so a flush never needs KEYS or SCAN)."""
+    return f"{PREFIX}:views:days"
+
+
+def views_batches() -> str:
+    """Set of claimed batches not yet finished (a flush that died leaves its batch here)."""
+    return f"{PREFIX}:views:batches"

@@ -1,0 +1,24 @@
+"""Serving uploaded media: only derivatives (thumbnails) and re-encoded avatars, never anything else.
+
+Their names change with every upload, so they are cached for MEDIA_CACHE_MAX_AGE (30 days) and marked
+immutable. In production a web server or CDN in front should serve /media/ from MEDIA_ROOT with the same
+rules; this view keeps the rules true where it does not.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
+from django.views.static import serve
+
+SERVED_PREFIXES = ("thumbs/", "avatars/")
+
+
+def media(request: HttpRequest, path: str) -> HttpResponse:
+    if not path.startswith(SERVED_PREFIXES) or ".." in path.split("/"):
+        raise Http404("Not found.")
+    response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    patch_cache_control(response, public=True, max_age=settings.MEDIA_CACHE_MAX_AGE, immutable=True)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,166 @@
+"""The cache service: metrics, generations, the @cached decorator, stampede control, the in-process LRU."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from sigma_playground.caching import keys, service
+from sigma_playground.caching.local import LocalLRUCache
+from tests.caching.conftest import cache_hits
+
+
+def test_hits_and_misses_are_counted_by_kind():
+    before_miss, before_hit = cache_hits("function", "miss"), cache_hits("function", "hit")
+    calls = []
+
+    @service.cached("square", ttl=30, key=lambda n: str(n))
+    def square(n: int) -> int:
+        calls.append(n)
+        return n * n
+
+    assert square(4) == 16 and square(4) == 16 and square(5) == 25
+    assert calls == [4, 5]
+    assert cache_hits("function", "miss") - before_miss == 2
+    assert cache_hits("function", "hit") - before_hit == 1
+
+
+def test_latency_is_observed_by_operation_and_kind():
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "sigma_cache_operation_seconds_count", {"op": "get", "kind": "function"}
+            )
+            or 0
+        )
+
+    before = count()
+    service.get_entry(keys.KIND_FUNCTION, keys.function("x", "1"))
+    assert count() == before + 1
+
+
+def test_generations_invalidate_with_one_increment():
+    calls = []
+
+    @service.cached("lists_thing", ttl=30, key=lambda: "", namespaces=lambda: [keys.LISTS])
+    def thing() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert thing() == 1 and thing() == 1
+    service.bump(keys.LISTS)
+    assert thing() == 2
+    assert service.generations([keys.LISTS, "never-bumped"]) == {keys.LISTS: 1, "never-bumped": 0}
+
+
+def test_keys_are_versioned_and_never_contain_raw_input():
+    key = keys.page("list", "/workbooks/?q=<script>", {keys.LISTS: 3})
+    assert key.startswith(f"sp:{keys.KEY_VERSION}:page:list:")
+    assert "<script>" not in key and len(key) < 80
+
+
+def _stampede(build_seconds: float, *, stale: bool) -> tuple[list[str], int]:
+    key = keys.function("hot", f"stampede-{stale}-{time.time()}")
+    if stale:
+        service.set_entry(keys.KIND_FUNCTION, key, "old", ttl=0.01)  # expired, still within its grace
+        time.sleep(0.05)
+    builds = []
+    lock = threading.Lock()
+
+    def build() -> service.Built:
+        with lock:
+            builds.append(1)
+        time.sleep(build_seconds)
+        return service.Built(result="new", value="new")
+
+    results: list[str] = []
+    barrier = threading.Barrier(50)
+
+    def reader() -> None:
+        barrier.wait()
+        value = service.get_or_build(keys.KIND_FUNCTION, key, build, ttl=30)
+        with lock:
+            results.append(value)
+
+    threads = [threading.Thread(target=reader) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, len(builds)
+
+
+def test_stampede_on_an_expired_hot_key_rebuilds_once_and_serves_stale_meanwhile():
+    results, builds = _stampede(0.3, stale=True)
+    assert builds == 1
+    assert len(results) == 50 and set(results) <= {"old", "new"} and "old" in results
+
+
+def test_stampede_on_a_missing_key_rebuilds_once_and_the_others_wait():
+    results, builds = _stampede(0.3, stale=False)
+    assert builds == 1
+    assert results == ["new"] * 50
+
+
+@pytest.mark.redis
+def test_stampede_against_redis():
+    assert service.backend().is_redis
+    results, builds = _stampede(0.2, stale=True)
+    assert builds == 1 and len(results) == 50
+
+
+# --- In-process LRU -----------------------------------------------------------------------------------------
+
+
+def test_local_cache_is_bounded_and_evicts_least_recently_used():
+    lru = LocalLRUCache("test_lru", max_entries=3, ttl=60)
+    for k in "abc":
+        lru.set(k, k.upper())
+    assert lru.get("a") == "A"  # a is now the most recently used
+    lru.set("d", "D")  # evicts b, the least recently used
+    assert lru.get("b") is None
+    assert [lru.get(k) for k in "acd"] == ["A", "C", "D"]
+    assert len(lru) == 3
+
+
+def test_local_cache_expires_entries():
+    lru = LocalLRUCache("test_ttl", max_entries=10, ttl=0.05)
+    lru.set("k", 1)
+    assert lru.get("k") == 1
+    time.sleep(0.08)
+    assert lru.get("k") is None and len(lru) == 0
+
+
+def test_local_cache_is_thread_safe_and_counts_hits():
+    from prometheus_client import REGISTRY
+
+    lru = LocalLRUCache("test_threads", max_entries=50, ttl=60)
+
+    def work(seed: int) -> None:
+        for i in range(2000):
+            key = str((seed * 7 + i) % 80)
+            if lru.get(key) is None:
+                lru.set(key, i)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(lru) <= 50
+    hits = REGISTRY.get_sample_value(
+        "sigma_local_cache_requests_total", {"cache": "test_threads", "result": "hit"}
+    )
+    misses = REGISTRY.get_sample_value(
+        "sigma_local_cache_requests_total", {"cache": "test_threads", "result": "miss"}
+    )
+    assert hits + misses == 8 * 2000 and hits > 0
+
+
+def test_local_cache_rejects_nonsense_sizes():
+    with pytest.raises(ValueError):
+        LocalLRUCache("bad", max_entries=0)

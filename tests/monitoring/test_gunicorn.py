@@ -1,0 +1,114 @@
+"""deploy/gunicorn.conf.py for real: several workers, one merged /metrics, a clean start, dead workers dropped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+
+from tests.monitoring.helpers import free_port, scrape
+
+ROOT = Path(settings.BASE_DIR)
+CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def healthz_count(text: str) -> float:
+    samples = scrape(text).get("django_http_responses_total_by_status_view_method_total", [])
+    return sum(s.value for s in samples if s.labels.get("view") == "healthz")
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    metrics_dir = tmp_path / "prometheus-web"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")
+    port = free_port()
+    env = {
+        **os.environ,
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "2",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(CONFIG), "sigma_playground.wsgi"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            fetch(base + "/healthz")
+            break
+        except OSError:
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.2)
+    try:
+        yield base, metrics_dir, process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+
+def workers_of(process: subprocess.Popen) -> list[psutil.Process]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        children = psutil.Process(process.pid).children()
+        if len(children) == 2:
+            return children
+        time.sleep(0.1)
+    raise AssertionError("gunicorn did not run 2 workers")
+
+
+@pytest.mark.slow
+def test_metrics_are_merged_across_workers_and_the_directory_starts_clean(gunicorn):
+    base, metrics_dir, process = gunicorn
+    assert not (metrics_dir / "counter_999999.db").exists()
+    workers = workers_of(process)
+    for _ in range(29):
+        fetch(base + "/healthz")
+    # 30 in all with the start-up probe. Whichever worker answers the scrape, it reports all 30.
+    for _ in range(6):
+        assert healthz_count(fetch(base + "/metrics")) == 30
+    served = {int(p.name.rsplit("_", 1)[-1].removesuffix(".db")) for p in metrics_dir.glob("counter_*.db")}
+    assert served <= {w.pid for w in workers} and served
+
+
+@pytest.mark.slow
+def test_a_dead_workers_live_gauges_are_dropped_and_its_counts_kept(gunicorn):
+    base, metrics_dir, process = gunicorn
+    for _ in range(9):
+        fetch(base + "/healthz")
+    victim = workers_of(process)[0]
+    assert (metrics_dir / f"gauge_livesum_{victim.pid}.db").exists()
+    victim.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while (metrics_dir / f"gauge_livesum_{victim.pid}.db").exists():
+        assert time.monotonic() < deadline, "child_exit did not mark the worker dead"
+        time.sleep(0.1)
+    workers_of(process)  # gunicorn replaced it
+    assert healthz_count(fetch(base + "/metrics")) == 10
