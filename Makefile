@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker beat tools clean
+.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db
 
 venv: $(STAMP)
 
@@ -59,7 +59,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/sigma_bench
 
 bench-db: venv
 	@set -e; \
-	export DATABASE_URL='$(BENCH_DATABASE_URL)' DJANGO_ENV=development DEBUG=0; unset REDIS_URL; \
+	export DATABASE_URL='$(BENCH_DATABASE_URL)' DJANGO_ENV=development DEBUG=0 DB_SLOW_QUERY_SECONDS=3600; unset REDIS_URL; \
 	results_dir=$$(mktemp -d); results=$$results_dir/bench-db.json; \
 	trap '$(BIN)/python -m bench.bench_db dropdb; rm -rf "$$results_dir"' EXIT; trap 'exit 130' INT TERM; \
 	echo "bench-db: $$(date -u), $$(nproc) CPUs, $$(awk '/MemTotal/ {printf "%.1f GiB", $$2 / 1048576}' /proc/meminfo) memory"; \
@@ -72,3 +72,12 @@ bench-db: venv
 	$(BIN)/python manage.py seed_demo --workbooks 900000 --users 90000 --favorites 4500000 --follows 900000; \
 	$(BIN)/python -m bench.bench_db measure --label 1M --results "$$results"; \
 	$(BIN)/python -m bench.bench_db summary --results "$$results"
+
+# Web benchmark (not a test, ~10 minutes): gunicorn (deploy/gunicorn.conf.py) in production mode on a scratch
+# PostgreSQL database (sigma_webbench: dropped first if it exists, dropped again at the end) with 100,000
+# workbooks and Redis 10/11 (emptied at the end), driven by wrk from 127.0.0.1: a bare WSGI hello-world (the
+# ceiling), /workbooks/ with the page cache on and off, a detail page with view counting on and off.
+# Prints req/s and p50/p95/p99 per scenario, the ratios and the goals. See docs/performance.md.
+bench-web: venv
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	$(BIN)/python bench/bench_web.py

@@ -52,6 +52,8 @@ DEPTH_LIMIT = 1.5  # page 500 / page 1
 SCALE_LIMIT = 1.5  # largest size / smallest size
 SCALE_FLOOR_MS = 2.0  # both under this: a ratio of tiny numbers says nothing, count it as a pass
 GIN_INDEX = "workbooks_search_idx"
+MEDIUM_SHARE = 0.05  # the medium search word is in about this share of the listed workbooks
+SEARCH_WORDS = ("common", "medium", "rare")
 
 
 def say(message: str = "") -> None:
@@ -365,7 +367,7 @@ def build_ops(params: dict[str, Any]) -> tuple[list[Op], list[str]]:
                 naive_total(tags=[slug]),
             )
         )
-    for which in ("common", "rare"):
+    for which in SEARCH_WORDS:
         word = params[f"word_{which}"]
         ops.append(
             Op(
@@ -441,15 +443,30 @@ def pick_params() -> dict[str, Any]:
         .order_by("-n", "slug")
         .values("slug", "n")
     )
+    listed = Workbook.objects.listed().count()
     with connection.cursor() as cursor:
-        # Real words as people type them: lower-case letters whose English stem is the word itself.
-        words = []
-        for direction in ("DESC", "ASC"):
-            cursor.execute(
-                "SELECT word FROM workbooks_searchlexeme WHERE word ~ '^[a-z]{4,}$' "  # noqa: S608
-                f"AND ts_lexize('english_stem', word) = ARRAY[word::text] ORDER BY documents {direction}, word LIMIT 1"
-            )
-            words.append(cursor.fetchone()[0])
+        # Words as people type them (the lexeme table holds stems: "everi", "revenu"). Topical words come
+        # from the tag names: the most frequent one is the common word, the one nearest MEDIUM_SHARE of the
+        # listed workbooks the medium word (the hardest case for a newest-first candidate walk).
+        tag_words = sorted({w for t in tags for w in t["slug"].split("-") if re.fullmatch(r"[a-z]{4,}", w)})
+        cursor.execute(
+            "SELECT w, l.documents FROM unnest(%s::text[]) AS w "
+            "JOIN workbooks_searchlexeme l ON l.word = (ts_lexize('english_stem', w))[1] "
+            "ORDER BY l.documents DESC, w",
+            [tag_words],
+        )
+        topical = cursor.fetchall()
+        common = topical[0][0]
+        medium = min(topical, key=lambda row: (abs(row[1] - MEDIUM_SHARE * listed), row[0]))[0]
+        # The rare word: the rarest stem, spelled as it appears in the text of the first listed workbooks.
+        cursor.execute(
+            "SELECT w FROM (SELECT DISTINCT unnest(regexp_split_to_array(lower(title || ' ' || description), "
+            "'[^a-z]+')) AS w FROM (SELECT title, description FROM workbooks_workbook "
+            "WHERE visibility = 'public' AND published_at IS NOT NULL ORDER BY id LIMIT 5000) AS s) AS t "
+            "JOIN workbooks_searchlexeme l ON l.word = (ts_lexize('english_stem', w))[1] "
+            "WHERE length(w) >= 4 ORDER BY l.documents, w LIMIT 1"
+        )
+        rare = cursor.fetchone()[0]
         # A reader following 20 authors (the closest to 20; follows are random).
         cursor.execute(
             "SELECT follower_id FROM accounts_follow GROUP BY follower_id "
@@ -466,8 +483,9 @@ def pick_params() -> dict[str, Any]:
     return {
         "tag_common": tags[0]["slug"],
         "tag_rare": tags[-1]["slug"],
-        "word_common": words[0],
-        "word_rare": words[1],
+        "word_common": common,
+        "word_medium": medium,
+        "word_rare": rare,
         "profile_user_id": top_author["author_id"],
         "feed_user_id": feed_user_id,
     }
@@ -486,9 +504,12 @@ def describe_params(params: dict[str, Any]) -> list[str]:
         slug = params[f"tag_{which}"]
         lines.append(f"tag {which}: {slug!r} on {listed.filter(tags__slug=slug).count():,} listed workbooks")
     with connection.cursor() as cursor:
-        for which in ("common", "rare"):
+        for which in SEARCH_WORDS:
             word = params[f"word_{which}"]
-            cursor.execute("SELECT documents FROM workbooks_searchlexeme WHERE word = %s", [word])
+            cursor.execute(
+                "SELECT documents FROM workbooks_searchlexeme WHERE word = (ts_lexize('english_stem', %s))[1]",
+                [word],
+            )
             row = cursor.fetchone()
             lines.append(
                 f"search {which}: {word!r} in {row[0] if row else 0:,} listed workbooks (search lexeme table)"

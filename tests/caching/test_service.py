@@ -164,3 +164,33 @@ def test_local_cache_is_thread_safe_and_counts_hits():
 def test_local_cache_rejects_nonsense_sizes():
     with pytest.raises(ValueError):
         LocalLRUCache("bad", max_entries=0)
+
+
+def test_outage_warnings_are_rate_limited():
+    import logging
+
+    from sigma_playground.log_filters import RateLimitFilter
+
+    flt = RateLimitFilter(per_seconds=60)
+    records = [logging.LogRecord("sigma_playground.cache", logging.WARNING, "", 0, "cache down %s", ("x",), None)]
+    records += [
+        logging.LogRecord("sigma_playground.cache", logging.WARNING, "", 0, "cache down %s", ("x",), None)
+        for _ in range(99)
+    ]
+    assert sum(flt.filter(r) for r in records) == 1
+
+
+def test_a_dead_redis_costs_milliseconds_not_a_timeout_per_request(settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.25, "IGNORE_EXCEPTIONS": True},
+        }
+    }
+    service.reset_backend()
+    started = time.perf_counter()
+    for i in range(200):
+        assert service.get_or_build(keys.KIND_FUNCTION, f"k{i}", lambda: service.Built("v", "v"), ttl=5) == "v"
+    assert time.perf_counter() - started < 1.0
+    assert service.is_degraded()

@@ -384,6 +384,8 @@ def test_slow_query_is_logged_redacted_and_aggregated(settings, caplog):
     from monitoring.models import SlowQuery
     from sigma_playground.db_instrumentation import flush_slow_statements
 
+    flush_slow_statements()  # whatever earlier slow statements this thread queued
+    SlowQuery.objects.all().delete()
     settings.DB_SLOW_QUERY_SECONDS = 0.05
     with caplog.at_level(logging.WARNING, logger="sigma_playground.db.slow"), connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(0.1), %s::text AS secret", ["hunter2-password"])

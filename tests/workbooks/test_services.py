@@ -44,6 +44,10 @@ def test_views_only_grow():
 
 @pytest.mark.django_db
 def test_view_counting_without_redis_writes_straight_to_the_database(settings):
+    from sigma_playground.caching import service
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    service.reset_backend()
     settings.VIEW_COUNTING_ENABLED = True
     workbook = WorkbookFactory()
     services.workbook_record_view(workbook_id=workbook.pk)
@@ -54,6 +58,7 @@ def test_view_counting_without_redis_writes_straight_to_the_database(settings):
     services.workbook_record_view(workbook_id=workbook.pk)
     workbook.refresh_from_db()
     assert workbook.view_count == 2
+    service.reset_backend()
 
 
 @pytest.mark.django_db

@@ -1,0 +1,87 @@
+"""A real Celery worker and a real beat, as separate processes against Redis and PostgreSQL, run the view
+flush and the cache warming on their own schedule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from sigma_playground.caching import keys, service
+from tests.factories import UserFactory, WorkbookFactory
+from workbooks import counters, services
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+        [sys.executable, "-m", "celery", "-A", "sigma_playground", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def page_cached(path: str) -> bool:
+    """Is the anonymous page in the cache? Looked up directly: a GET from here would cache it itself."""
+    key = keys.page("home", path, service.generations([keys.LISTS]))
+    return service.get_entry(keys.KIND_PAGE, key) is not None
+
+
+def test_worker_and_beat_flush_views_and_warm_the_cache(tmp_path):
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "VIEW_FLUSH_SECONDS": "1",
+        "CACHE_WARM_SECONDS": "2",
+        "DB_POOL_MIN_SIZE": "1",
+        "DB_POOL_MAX_SIZE": "2",
+    }
+    workbook = WorkbookFactory(author=UserFactory(), is_featured=True)
+    for _ in range(30):
+        services.workbook_record_view(workbook_id=workbook.pk)
+    assert counters.pending_views() == 30
+
+    worker = start(
+        ["worker", "--pool=solo", "--purge", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+        env,
+        tmp_path / "worker.log",
+    )
+    beat = start(["beat", "--loglevel=INFO", "--schedule", str(tmp_path / "beat.db")], env, tmp_path / "beat.log")
+    try:
+        deadline = time.monotonic() + 90
+        flushed = warmed = False
+        while time.monotonic() < deadline and not (flushed and warmed):
+            time.sleep(1)
+            workbook.refresh_from_db()
+            flushed = workbook.view_count == 30
+            warmed = warmed or page_cached(reverse("home"))
+            assert worker.poll() is None and beat.poll() is None, "a Celery process exited"
+    finally:
+        for process in (beat, worker):
+            process.terminate()
+        for process in (beat, worker):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    logs = (tmp_path / "worker.log").read_text() + (tmp_path / "beat.log").read_text()
+    assert flushed, "views were not flushed by the worker\n" + logs[-3000:]
+    assert warmed, "the home page was not warmed by the worker\n" + logs[-3000:]
+    assert "workbooks.tasks.flush_views" in logs and "workbooks.tasks.warm_cache" in logs
+    assert counters.pending_views() == 0
+    assert Client().get(reverse("home")).get("X-Cache") == "hit"  # and visitors get the warmed page
