@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+    return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "sigma_playground", *args],
         cwd=ROOT,
         env=env,
