@@ -35,9 +35,12 @@ EXPORTER_METRICS = {
     "redis_keyspace_misses_total": "redis-exporter",
 }
 EXPORTER_PREFIXES = ("node_", "pg_", "redis_")
-# Declared here, incremented by another part of the code that may not exist yet: the family must be
-# declared (its # TYPE line on /metrics); samples appear with the first increment.
-INCREMENTED_ELSEWHERE = {"sigma_cache_requests_total": "the caching layer"}
+# Counters that a few ordinary requests may not increment: the family must be declared (its # TYPE line on
+# /metrics); samples appear with the first event.
+INCREMENTED_ELSEWHERE = {
+    "sigma_cache_requests_total": "the caching layer, on its first lookup",
+    "sigma_db_slow_queries_total": "the query instrumentation, on the first statement over DB_SLOW_QUERY_SECONDS",
+}
 
 _KEYWORDS = {
     "by",
