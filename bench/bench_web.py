@@ -66,6 +66,8 @@ HOST = "127.0.0.1"
 
 SEED_ARGS = ["--workbooks", "100000", "--users", "10000", "--favorites", "500000", "--follows", "100000"]
 WRK_THREADS, WRK_CONNECTIONS = 2, 32
+WRK_TIMEOUT = 10  # seconds; a response slower than this is a failed run, not a data point
+QUIET_CORES = 0.3  # CPU (cores) other processes may use before a scenario waits for the machine to calm down
 
 # Goals of the issue: (name, numerator scenario, denominator scenario, minimum ratio of requests/s).
 GOALS = (
@@ -283,6 +285,139 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# --- CPU accounting: who used the machine's cores while wrk ran ------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int | str) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # fields from 3 (state) on
+    except OSError:
+        return None
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy / _TICK, (busy + idle + iowait) / _TICK
+
+
+def tree_cpu(master: int) -> float:
+    """CPU seconds of a gunicorn master, its live workers and the workers it has reaped (recycled)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _proc_stat(entry)
+        if fields is None:
+            continue
+        if int(entry) == master:
+            total += sum(int(x) for x in fields[11:15]) / _TICK  # utime stime cutime cstime
+        elif int(fields[1]) == master:
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def named_cpu() -> dict[str, float]:
+    """CPU seconds so far of our PostgreSQL backends (their title names the database) and of redis-server."""
+    out = {"postgres": 0.0, "redis": 0.0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        key = "postgres" if DB_NAME.encode() in cmdline and b"postgres" in cmdline else None
+        key = key or ("redis" if cmdline.startswith(b"redis-server") else None)
+        fields = _proc_stat(entry) if key else None
+        if fields is not None:
+            out[key] += (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+@dataclass
+class CpuSnapshot:
+    wall: float
+    machine: tuple[float, float]
+    server: float
+    wrk: float
+    named: dict[str, float]
+
+    @classmethod
+    def take(cls, master: int | None) -> CpuSnapshot:
+        children = os.times()
+        return cls(
+            wall=time.monotonic(),
+            machine=machine_busy(),
+            server=tree_cpu(master) if master else 0.0,
+            wrk=children.children_user + children.children_system,  # wrk is our only child meanwhile
+            named=named_cpu(),
+        )
+
+
+@dataclass
+class CpuUse:
+    """Cores used on average during the run, by whom."""
+
+    cores: int
+    server: float
+    wrk: float
+    postgres: float
+    redis: float
+    other: float
+    server_ms_per_request: float
+
+    @classmethod
+    def between(cls, a: CpuSnapshot, b: CpuSnapshot, requests: int) -> CpuUse:
+        wall = max(b.wall - a.wall, 1e-6)
+        busy = b.machine[0] - a.machine[0]
+        server, wrk_cpu = b.server - a.server, b.wrk - a.wrk
+        pg, rd = (b.named[k] - a.named[k] for k in ("postgres", "redis"))
+        other = max(0.0, busy - server - wrk_cpu - pg - rd)
+        return cls(
+            cores=os.cpu_count() or 1,
+            server=server / wall,
+            wrk=wrk_cpu / wall,
+            postgres=pg / wall,
+            redis=rd / wall,
+            other=other / wall,
+            server_ms_per_request=1000 * server / max(requests, 1),
+        )
+
+    def describe(self) -> str:
+        return (
+            f"cores used: gunicorn {self.server:.2f}, wrk {self.wrk:.2f}, postgres {self.postgres:.2f}, "
+            f"redis {self.redis:.2f}, other processes {self.other:.2f} (of {self.cores}); "
+            f"gunicorn {self.server_ms_per_request:.2f} ms CPU per request"
+        )
+
+
+def wait_for_quiet(budget: float) -> str | None:
+    """Wait (at most ``budget`` seconds) until other processes use under QUIET_CORES; returns a warning if not."""
+    deadline = time.monotonic() + budget
+    announced = False
+    while True:
+        a = machine_busy()
+        time.sleep(2)
+        b = machine_busy()
+        busy = (b[0] - a[0]) / max(b[1] - a[1], 1e-6) * (os.cpu_count() or 1)
+        if busy < QUIET_CORES:
+            return None
+        if time.monotonic() >= deadline:
+            return f"the machine was busy ({busy:.2f} cores used by other processes) when the run started"
+        if not announced:
+            progress(
+                f"other processes use {busy:.2f} cores: waiting up to {budget:.0f} s for a quieter machine"
+            )
+            announced = True
+
+
 @dataclass
 class Response:
     status: int
@@ -413,6 +548,7 @@ def wrk(port: int, path: str, *, duration: int, capture: bool = False) -> WrkRes
         f"-t{WRK_THREADS}",
         f"-c{WRK_CONNECTIONS}",
         f"-d{duration}s",
+        f"--timeout={WRK_TIMEOUT}s",  # default 2 s drops slow responses from the statistics
         "--latency",
         "-s",
         str(WRK_SCRIPT),
@@ -484,6 +620,7 @@ SCENARIO_NAMES = ("hello", "list-cached", "list-uncached", "detail-counting", "d
 class Outcome:
     scenario: Scenario
     result: WrkResult
+    cpu: CpuUse
     notes: list[str]
 
 
@@ -542,11 +679,16 @@ def check_response(scenario: Scenario, resp: Response, when: str) -> None:
         raise BenchError(f"{scenario.name}: X-Cache: {x_cache!r} {when}, but the page cache should be off")
 
 
-def run_scenario(scenario: Scenario, *, env: dict[str, str], duration: int, work: Path) -> Outcome:
+def run_scenario(
+    scenario: Scenario, *, env: dict[str, str], duration: int, work: Path, quiet_wait: float
+) -> Outcome:
+    notes: list[str] = []
+    busy = wait_for_quiet(quiet_wait)
+    if busy:
+        notes.append(f"WARNING: {busy}")
     port = free_port()
     log_path = work / f"gunicorn-{scenario.name}.log"
     server = Gunicorn(scenario.app, env={**env, **scenario.env}, port=port, log_path=log_path)
-    notes: list[str] = []
     progress(f"{scenario.name}: start gunicorn on {HOST}:{port} ({scenario.description})")
     try:
         server.start()
@@ -558,12 +700,17 @@ def run_scenario(scenario: Scenario, *, env: dict[str, str], duration: int, work
         check_response(scenario, checked, "after warming")
         expected = checked.wire_size
         views_before = buffered_views(scenario.counted_workbook or scenario.uncounted_workbook or 0)
+        workers = server.log_text().count("Booting worker with pid")
         progress(
-            f"{scenario.name}: {scenario.path} -> 200, {len(checked.body):,} bytes body"
+            f"{scenario.name}: {workers} gunicorn workers; {scenario.path} -> 200, {len(checked.body):,} bytes body"
             f"{', X-Cache: ' + checked.header('X-Cache') if checked.header('X-Cache') else ''}; "
             f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{duration}s"
         )
+        before = CpuSnapshot.take(server.proc.pid if server.proc else None)
         result = wrk(port, scenario.path, duration=duration)
+        cpu = CpuUse.between(
+            before, CpuSnapshot.take(server.proc.pid if server.proc else None), result.requests
+        )
         per_response = result.bytes / max(result.requests, 1)
         socket_errors = {k: v for k, v in result.errors.items() if k != "status" and v}
         problems = []
@@ -609,12 +756,17 @@ def run_scenario(scenario: Scenario, *, env: dict[str, str], duration: int, work
                 f"{scenario.name}: {tracebacks} tracebacks in gunicorn's log:\n{server.log_tail(80)}"
             )
         if restarts:
-            notes.append(f"{restarts} worker restarts (max_requests) during the run")
+            notes.append(f"{restarts} workers recycled (max_requests) during the run")
+        notes.append(cpu.describe())
+        if cpu.other > QUIET_CORES:
+            notes.append(
+                f"WARNING: other processes used {cpu.other:.2f} cores during the run: req/s is pessimistic"
+            )
         progress(
             f"{scenario.name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p95 {result.p95_ms:.2f} ms, "
             f"p99 {result.p99_ms:.2f} ms ({result.requests:,} requests)"
         )
-        return Outcome(scenario, result, notes)
+        return Outcome(scenario, result, cpu, notes)
     finally:
         server.stop()
 
@@ -630,7 +782,7 @@ def report(outcomes: list[Outcome], *, duration: int) -> list[bool]:
         f"Results: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{duration}s --latency from {HOST}, gunicorn -c "
         "deploy/gunicorn.conf.py, production mode"
     )
-    rows = [("scenario", "path", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests")]
+    rows = [("scenario", "path", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "CPU ms/req")]
     for o in outcomes:
         r = o.result
         rows.append(
@@ -642,6 +794,7 @@ def report(outcomes: list[Outcome], *, duration: int) -> list[bool]:
                 f"{r.p95_ms:.2f}",
                 f"{r.p99_ms:.2f}",
                 f"{r.requests:,}",
+                f"{o.cpu.server_ms_per_request:.2f}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -681,6 +834,22 @@ def report(outcomes: list[Outcome], *, duration: int) -> list[bool]:
 # =========================================================================================================
 
 
+def machine_summary() -> str:
+    with open("/proc/meminfo") as f:
+        mem_kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    with _pg_admin() as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]
+    redis_version = redis_client(REDIS_CACHE_DB).info("server")["redis_version"]
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10).stdout.split("[")[
+        0
+    ]  # noqa: S607
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {os.cpu_count()} CPUs, "
+        f"{mem_kib / 1048576:.1f} GiB memory; PostgreSQL {pg}; Redis {redis_version}; {wrk_version.strip()}; "
+        f"Python {sys.version.split()[0]}"
+    )
+
+
 def preflight() -> None:
     if not shutil.which("wrk"):
         raise BenchError("wrk is not installed (apt-get install -y wrk)")
@@ -710,6 +879,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=SCENARIO_NAMES,
         help="run only these scenarios (repeatable; default all)",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120,
+        help="before each scenario, wait up to this many seconds for other processes to leave the CPUs "
+        f"(under {QUIET_CORES} cores busy; default 120, 0: don't wait)",
+    )
     parser.add_argument("--keep-db", action="store_true", help="keep the database and Redis data at the end")
     parser.add_argument(
         "--reuse-db", action="store_true", help="use the database of an earlier --keep-db run"
@@ -730,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     try:
         preflight()
+        say(f"bench-web: {machine_summary()}")
         if args.reuse_db:
             progress(f"database: reusing {DB_NAME}")
             flush_redis()
@@ -743,7 +920,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             s for s in scenarios(detail_id, detail_path) if not args.scenario or s.name in args.scenario
         ]
         for scenario in selected:
-            outcomes.append(run_scenario(scenario, env=prod, duration=args.duration, work=work))
+            outcomes.append(
+                run_scenario(
+                    scenario, env=prod, duration=args.duration, work=work, quiet_wait=args.quiet_wait
+                )
+            )
         report(outcomes, duration=args.duration)
         return 0
     except BenchError as exc:

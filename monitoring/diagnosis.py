@@ -140,8 +140,9 @@ _LATENCY_BUCKET = "django_http_requests_latency_seconds_by_view_method_bucket"
 _RESPONSES = "django_http_responses_total_by_status_view_method_total"
 PROMETHEUS_QUERIES = {
     "p95_s": f"histogram_quantile(0.95, sum by (le) (rate({_LATENCY_BUCKET}[{WINDOW}])))",
+    # "or vector(0)": with no 5xx series at all the ratio is 0, not "no data".
     "error_ratio": (
-        f'sum(rate({_RESPONSES}{{status=~"5.."}}[{WINDOW}])) / sum(rate({_RESPONSES}[{WINDOW}]))'
+        f'(sum(rate({_RESPONSES}{{status=~"5.."}}[{WINDOW}])) or vector(0)) / sum(rate({_RESPONSES}[{WINDOW}]))'
     ),
     "requests": f"sum(increase({_RESPONSES}[{WINDOW}]))",
 }
@@ -430,42 +431,51 @@ class CacheState:
     error: str = ""
 
 
+def _cache_lookups(result: str) -> str:
+    return f'sum(increase(sigma_cache_requests_total{{result="{result}"}}[{WINDOW}]))'
+
+
 def cache_state() -> CacheState:
+    """Reachability by PING (or a round trip), and the hit ratio from the best source at hand: Prometheus
+    (all processes, last 5 minutes), else this process's own counter, else Redis's keyspace statistics (whole
+    server since it started, Celery's broker lookups included)."""
     from sigma_playground.health import check_cache
 
     result = check_cache()
     client = getattr(cache, "client", None)
-    if client is not None and hasattr(client, "get_client"):
-        if not result.ok:
-            return CacheState("redis", False, None, None, "PING", error=result.detail)
+    is_redis = client is not None and hasattr(client, "get_client")
+    backend = "redis" if is_redis else type(caches["default"]).__name__
+    if not result.ok:
+        return CacheState(backend, False, None, None, "PING", error=result.detail)
+    if settings.PROMETHEUS_URL:
+        try:
+            hits = _prometheus_scalar(settings.PROMETHEUS_URL, _cache_lookups("hit"), 2.0)
+            misses = _prometheus_scalar(settings.PROMETHEUS_URL, _cache_lookups("miss"), 2.0)
+            return CacheState(
+                backend, True, hits, misses, f"Prometheus at {settings.PROMETHEUS_URL}, last {WINDOW}"
+            )
+        except PrometheusError:
+            pass
+    hits, misses = _process_cache_lookups("hit"), _process_cache_lookups("miss")
+    source = "sigma_cache_requests_total of this process, since it started"
+    if is_redis and hits + misses < settings.MONITORING_THRESHOLDS["cache_min_lookups"]:
         info = client.get_client(write=False).info("stats")
-        return CacheState(
-            "redis",
-            True,
-            float(info.get("keyspace_hits", 0)),
-            float(info.get("keyspace_misses", 0)),
-            "Redis INFO stats (whole server, since it started)",
-        )
-    from prometheus_client import REGISTRY
+        hits, misses = float(info.get("keyspace_hits", 0)), float(info.get("keyspace_misses", 0))
+        source = "Redis INFO stats (whole server incl. the Celery broker, since it started)"
+    return CacheState(backend, True, hits, misses, source)
 
-    hits = _sum_samples(REGISTRY, "sigma_cache_requests_total", result="hit")
-    misses = _sum_samples(REGISTRY, "sigma_cache_requests_total", result="miss")
-    return CacheState(
-        type(caches["default"]).__name__,
-        result.ok,
-        hits,
-        misses,
-        "sigma_cache_requests_total of this process",
+
+def _process_cache_lookups(result: str) -> float:
+    """This process's sigma_cache_requests_total for one result, summed over kinds (no registry-wide collect:
+    that would also run the scrape-time collectors)."""
+    from monitoring.instruments import CACHE_REQUESTS
+
+    return sum(
+        sample.value
+        for family in CACHE_REQUESTS.prom.collect()
+        for sample in family.samples
+        if sample.name == "sigma_cache_requests_total" and sample.labels.get("result") == result
     )
-
-
-def _sum_samples(registry, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def assess_cache(state: CacheState, t: Threshold, min_lookups: int) -> Finding:

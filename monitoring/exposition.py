@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -28,7 +28,8 @@ def multiprocess_dir() -> str | None:
 def clean_multiprocess_dir(path: str, keep_pids: Iterable[int] = ()) -> int:
     """Remove sample files left by earlier runs (whose pids may be reused); returns how many were removed.
 
-    Called by gunicorn's ``on_starting`` and the Celery worker's ``worker_init``, before any worker forks.
+    Called by the Celery worker's ``worker_init`` before its pool forks (deploy/gunicorn.conf.py does the same
+    in ``on_starting``, without importing Django into the master).
     """
     os.makedirs(path, exist_ok=True)
     keep = {str(pid) for pid in keep_pids}
@@ -64,25 +65,22 @@ class QueueLengthCollector(Collector):
         )
 
 
-_SCRAPE_COLLECTORS: list[Collector] = [QueueLengthCollector()]
-_registered_on_default = False
-
-
-def web_registry() -> CollectorRegistry:
-    """The registry one scrape of ``/metrics`` reads."""
-    global _registered_on_default
+def web_registries() -> list[CollectorRegistry]:
+    """What one scrape of ``/metrics`` reads: the samples (merged across processes in multiprocess mode) and
+    a registry of the scrape-time collectors, kept off the default registry so that reading a sample
+    elsewhere (``REGISTRY.get_sample_value``) never asks the broker."""
+    scrape_time = CollectorRegistry()
+    scrape_time.register(QueueLengthCollector())
     path = multiprocess_dir()
-    if path:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=path)
-        for collector in _SCRAPE_COLLECTORS:
-            registry.register(collector)
-        return registry
-    if not _registered_on_default:
-        for collector in _SCRAPE_COLLECTORS:
-            REGISTRY.register(collector)
-        _registered_on_default = True
-    return REGISTRY
+    if not path:
+        return [REGISTRY, scrape_time]
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged, path=path)
+    return [merged, scrape_time]
+
+
+def web_exposition() -> bytes:
+    return b"".join(generate_latest(registry) for registry in web_registries())
 
 
 def worker_registry() -> CollectorRegistry:

@@ -9,11 +9,11 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from monitoring import access, instruments, rum
 from monitoring.diagnosis import diagnose
-from monitoring.exposition import web_registry
+from monitoring.exposition import web_exposition
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition; a 404 (as if it weren't there) unless from an allowed network or with the token."""
     if not access.metrics_allowed(request):
         raise Http404
-    return HttpResponse(generate_latest(web_registry()), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(web_exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 _ACCEPTED_TYPES = ("text/plain", "application/json", "")

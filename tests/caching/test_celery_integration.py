@@ -61,7 +61,9 @@ def test_worker_and_beat_flush_views_and_warm_the_cache(tmp_path):
         env,
         tmp_path / "worker.log",
     )
-    beat = start(["beat", "--loglevel=INFO", "--schedule", str(tmp_path / "beat.db")], env, tmp_path / "beat.log")
+    beat = start(
+        ["beat", "--loglevel=INFO", "--schedule", str(tmp_path / "beat.db")], env, tmp_path / "beat.log"
+    )
     try:
         deadline = time.monotonic() + 90
         flushed = warmed = False

@@ -172,7 +172,9 @@ def test_outage_warnings_are_rate_limited():
     from sigma_playground.log_filters import RateLimitFilter
 
     flt = RateLimitFilter(per_seconds=60)
-    records = [logging.LogRecord("sigma_playground.cache", logging.WARNING, "", 0, "cache down %s", ("x",), None)]
+    records = [
+        logging.LogRecord("sigma_playground.cache", logging.WARNING, "", 0, "cache down %s", ("x",), None)
+    ]
     records += [
         logging.LogRecord("sigma_playground.cache", logging.WARNING, "", 0, "cache down %s", ("x",), None)
         for _ in range(99)
@@ -191,6 +193,8 @@ def test_a_dead_redis_costs_milliseconds_not_a_timeout_per_request(settings):
     service.reset_backend()
     started = time.perf_counter()
     for i in range(200):
-        assert service.get_or_build(keys.KIND_FUNCTION, f"k{i}", lambda: service.Built("v", "v"), ttl=5) == "v"
+        assert (
+            service.get_or_build(keys.KIND_FUNCTION, f"k{i}", lambda: service.Built("v", "v"), ttl=5) == "v"
+        )
     assert time.perf_counter() - started < 1.0
     assert service.is_degraded()

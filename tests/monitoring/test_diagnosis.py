@@ -272,6 +272,41 @@ def test_prometheus_without_traffic_gives_no_numbers(settings, fake_prometheus):
     assert diagnosis.assess_latency(s, T["latency_p95_ms"]).severity == "info"
 
 
+def test_the_cache_hit_ratio_comes_from_prometheus_when_it_is_set(settings, fake_prometheus):
+    settings.PROMETHEUS_URL = fake_prometheus
+    FakePrometheus.answers = {'result="hit"': "900", 'result="miss"': "100"}
+    state = diagnosis.cache_state()
+    assert (state.hits, state.misses) == (900.0, 100.0) and state.source.startswith("Prometheus")
+    assert diagnosis.assess_cache(state, T["cache_hit_ratio"], 100).value == 0.9
+
+
+def test_without_prometheus_the_cache_hit_ratio_is_this_processs(settings):
+    from monitoring.instruments import CACHE_REQUESTS
+
+    settings.PROMETHEUS_URL = ""
+    for _ in range(settings.MONITORING_THRESHOLDS["cache_min_lookups"]):
+        CACHE_REQUESTS.inc(kind="test", result="hit")
+    state = diagnosis.cache_state()
+    assert state.reachable and state.hits >= settings.MONITORING_THRESHOLDS["cache_min_lookups"]
+    assert "sigma_cache_requests_total of this process" in state.source
+
+
+@pytest.mark.promtool
+def test_the_diagnosis_queries_are_valid_promql(promtool, tmp_path):
+    import subprocess
+
+    import yaml
+
+    queries = [*diagnosis.PROMETHEUS_QUERIES.values(), diagnosis._cache_lookups("hit")]
+    rules = [{"record": f"diagnosis:q{i}", "expr": q} for i, q in enumerate(queries)]
+    path = tmp_path / "diagnosis_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "diagnosis", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_an_unreachable_prometheus_falls_back_to_the_process_and_says_so(settings):
     settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
     s = diagnosis.request_stats()
