@@ -536,6 +536,13 @@ class WrkResult:
     bad_count: int = 0
 
 
+def wrk_binary() -> str:
+    path = shutil.which("wrk")
+    if not path:
+        raise BenchError("wrk is not installed (apt-get install -y wrk)")
+    return path
+
+
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
@@ -544,7 +551,7 @@ def _ms(text: str) -> float:
 def wrk(port: int, path: str, *, duration: int, capture: bool = False) -> WrkResult:
     url = f"http://{HOST}:{port}{path}"
     cmd = [
-        "wrk",
+        wrk_binary(),
         f"-t{WRK_THREADS}",
         f"-c{WRK_CONNECTIONS}",
         f"-d{duration}s",
@@ -840,9 +847,9 @@ def machine_summary() -> str:
     with _pg_admin() as conn:
         pg = conn.execute("SHOW server_version").fetchone()[0]
     redis_version = redis_client(REDIS_CACHE_DB).info("server")["redis_version"]
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10).stdout.split("[")[
-        0
-    ]  # noqa: S607
+    wrk_version = subprocess.run(  # noqa: S603 (fixed argv)
+        [wrk_binary(), "-v"], capture_output=True, text=True, timeout=10
+    ).stdout.split("[")[0]
     return (
         f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {os.cpu_count()} CPUs, "
         f"{mem_kib / 1048576:.1f} GiB memory; PostgreSQL {pg}; Redis {redis_version}; {wrk_version.strip()}; "
@@ -851,8 +858,7 @@ def machine_summary() -> str:
 
 
 def preflight() -> None:
-    if not shutil.which("wrk"):
-        raise BenchError("wrk is not installed (apt-get install -y wrk)")
+    wrk_binary()
     if not (BIN / "gunicorn").exists():
         raise BenchError(f"{BIN / 'gunicorn'} not found: run with the project's venv python")
     try:

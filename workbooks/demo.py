@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from django.db import connection, models, transaction
-from django.db.models import Count, OuterRef, Subquery, Sum, Value
+from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
@@ -51,6 +51,7 @@ from django.utils.text import slugify
 from accounts.demo import DEMO_STAFF_USERNAME, ROLES, TOPICS, demo_people, seed_people
 from accounts.models import Follow, User, ci
 from sigma_playground.progress import Progress
+from workbooks import maintenance
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
 from workbooks.trending import recompute_trending_scores, score
 
@@ -883,23 +884,9 @@ def seed_gallery(*, users: int = 30, workbooks: int = DEMO_WORKBOOKS) -> dict[st
 
 def _recount(workbook_ids: list[int]) -> None:
     """favorite_count = the favorite rows and view_count = the sum of the daily views, for these workbooks."""
-    favs = (
-        Favorite.objects.filter(workbook=OuterRef("pk"))
-        .order_by()
-        .values("workbook")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    views = (
-        WorkbookDailyStat.objects.filter(workbook=OuterRef("pk"))
-        .order_by()
-        .values("workbook")
-        .annotate(n=Sum("views"))
-        .values("n")
-    )
     Workbook.objects.filter(pk__in=workbook_ids).update(
-        favorite_count=Coalesce(Subquery(favs, output_field=models.IntegerField()), Value(0)),
-        view_count=Coalesce(Subquery(views, output_field=models.BigIntegerField()), Value(0)),
+        favorite_count=Coalesce(maintenance.favorite_rows_count(), Value(0)),
+        view_count=Coalesce(maintenance.daily_views_sum(), Value(0)),
     )
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 
 from django.db import transaction
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Sum
+from django.db.models import BigIntegerField, Count, IntegerField, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -32,6 +32,18 @@ DRIFTED_ROWS = metrics.gauge(
 CHUNK = 5000
 
 
+def favorite_rows_count() -> Subquery:
+    """Per outer workbook: how many Favorite rows it has (what ``favorite_count`` must equal)."""
+    rows = Favorite.objects.filter(workbook=OuterRef("pk")).order_by().values("workbook")
+    return Subquery(rows.annotate(n=Count("pk")).values("n"), output_field=IntegerField())
+
+
+def daily_views_sum() -> Subquery:
+    """Per outer workbook: the sum of its daily views (what ``view_count`` must reach)."""
+    rows = WorkbookDailyStat.objects.filter(workbook=OuterRef("pk")).order_by().values("workbook")
+    return Subquery(rows.annotate(n=Sum("views")).values("n"), output_field=BigIntegerField())
+
+
 def recount_counters(*, chunk: int = CHUNK) -> dict[str, int]:
     """Recompute ``favorite_count`` (from Favorite rows) and ``view_count`` (from the daily statistics) for
     every workbook, fix what drifted and export the drift. ``view_count`` is only ever raised: counts
@@ -39,20 +51,7 @@ def recount_counters(*, chunk: int = CHUNK) -> dict[str, int]:
     drift = dict.fromkeys(COUNTERS, 0)
     rows = dict.fromkeys(COUNTERS, 0)
     changed: list[int] = []
-    favorites = (
-        Favorite.objects.filter(workbook=OuterRef("pk"))
-        .order_by()
-        .values("workbook")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    views = (
-        WorkbookDailyStat.objects.filter(workbook=OuterRef("pk"))
-        .order_by()
-        .values("workbook")
-        .annotate(n=Sum("views"))
-        .values("n")
-    )
+    favorites, views = favorite_rows_count(), daily_views_sum()
     last = 0
     while True:
         ids = list(Workbook.objects.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:chunk])
@@ -64,8 +63,8 @@ def recount_counters(*, chunk: int = CHUNK) -> dict[str, int]:
                 Workbook.objects.filter(pk__in=ids)
                 .select_for_update()
                 .annotate(
-                    real_favorites=Coalesce(Subquery(favorites, output_field=IntegerField()), 0),
-                    real_views=Coalesce(Subquery(views, output_field=IntegerField()), 0),
+                    real_favorites=Coalesce(favorites, 0),
+                    real_views=Coalesce(views, 0),
                 )
                 .values_list("pk", "favorite_count", "real_favorites", "view_count", "real_views")
             )
