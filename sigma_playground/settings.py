@@ -318,6 +318,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Capacity planning (monitoring/capacity, docs/capacity.md): a sample of every resource, the hourly
+    # roll-up and retention, and the daily report. A sample that would run late is dropped, not queued.
+    "capacity-sample": {
+        "task": "monitoring.tasks.capacity_sample",
+        "schedule": float(env_int("CAPACITY_SAMPLE_SECONDS", 60)),
+        "options": {"expires": max(1, env_int("CAPACITY_SAMPLE_SECONDS", 60) - 5)},
+    },
+    "capacity-retention": {
+        "task": "monitoring.tasks.capacity_retention",
+        "schedule": crontab(minute=7),
+    },
+    "capacity-report": {
+        "task": "monitoring.tasks.capacity_report",
+        "schedule": crontab(hour=4, minute=23),
+    },
 }
 
 # --- Passwords, i18n ------------------------------------------------------------------------------------
@@ -517,3 +532,32 @@ CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
 CELERY_METRICS_ADDR = env_str("CELERY_METRICS_ADDR", "127.0.0.1")
 # Workers log through LOGGING above (JSON in production, with the request id of the task's request).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Capacity planning (monitoring/capacity, docs/capacity.md) ------------------------------------------
+
+# How often the beat task samples (also its schedule above), and how long samples are kept: every sample for
+# CAPACITY_RAW_RETENTION_DAYS, hourly min/mean/max for CAPACITY_HOURLY_RETENTION_DAYS.
+CAPACITY_SAMPLE_SECONDS = env_int("CAPACITY_SAMPLE_SECONDS", 60)
+CAPACITY_RAW_RETENTION_DAYS = env_int("CAPACITY_RAW_RETENTION_DAYS", 7)
+CAPACITY_HOURLY_RETENTION_DAYS = env_int("CAPACITY_HOURLY_RETENTION_DAYS", 400)
+# Projections fit the last CAPACITY_HISTORY_DAYS complete days, and are not attempted with fewer than
+# CAPACITY_MIN_HISTORY_DAYS days of data (a week: one of each weekday).
+CAPACITY_HISTORY_DAYS = env_int("CAPACITY_HISTORY_DAYS", 30)
+CAPACITY_MIN_HISTORY_DAYS = env_int("CAPACITY_MIN_HISTORY_DAYS", 7)
+# Redis memory threshold, as a percentage of maxmemory (the SLA states none).
+CAPACITY_REDIS_MEMORY_PERCENT = env_float("CAPACITY_REDIS_MEMORY_PERCENT", 80.0)
+# Where disk use is measured (default: MEDIA_ROOT, as the health diagnosis).
+CAPACITY_DISK_PATH = env_str("CAPACITY_DISK_PATH")
+# The main tables whose estimated row counts are sampled, by model label.
+CAPACITY_TABLES = env_list(
+    "CAPACITY_TABLES",
+    [
+        "accounts.User",
+        "accounts.Follow",
+        "workbooks.Workbook",
+        "workbooks.Favorite",
+        "workbooks.Tag",
+        "workbooks.WorkbookDailyStat",
+        "sessions.Session",
+    ],
+)

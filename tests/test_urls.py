@@ -60,6 +60,7 @@ TABLE = {
     "monitoring:rum": (lambda o: {}, S(405, 405, 405, 405)),
     "monitoring:health": (lambda o: {}, S(302, 404, 404, 200)),
     "monitoring:health_json": (lambda o: {}, S(404, 404, 404, 200)),
+    "monitoring:capacity": (lambda o: {}, S(302, 404, 404, 200)),
 }
 # Django admin's own URLs are covered by admin:index above and tests/test_admin.py.
 SKIP_NAMESPACES = {"admin"}
