@@ -53,6 +53,11 @@ def test_the_next_sample_turns_counters_into_rates():
     now = timezone.now()
     first = sampler.take_sample(now - timedelta(seconds=60))
     assert first.net_in_bytes_per_s is None and "next sample" in first.notes["network"]
+    # CPU times advance in clock ticks (10 ms): wait for the next tick, as a minute between samples would.
+    start = sum(psutil.cpu_times())
+    deadline = time.monotonic() + 5
+    while sum(psutil.cpu_times()) <= start + 0.02 and time.monotonic() < deadline:
+        time.sleep(0.01)
     second = sampler.take_sample(now)
     assert second.net_in_bytes_per_s >= 0 and second.net_out_bytes_per_s >= 0
     assert second.notes["cpu"] == "psutil CPU times since the previous sample"
