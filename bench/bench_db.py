@@ -4,14 +4,17 @@ Not a test: it prints what the queries cost on this machine, next to a naive bas
 goals of the performance issue. ``DATABASE_URL`` names a scratch PostgreSQL database, which must have
 "bench" in its name (the shared databases are refused). Subcommands::
 
-    python -m bench.bench_db createdb                        # drop the scratch database if it exists, create it
+    python -m bench.bench_db createdb                          # drop the scratch database if it exists, create it
     python -m bench.bench_db measure --label 100k --results F  # measure the loaded data, add it to F (JSON)
-    python -m bench.bench_db summary --results F             # goal checks (PASS/FAIL) over every size in F
-    python -m bench.bench_db dropdb                          # drop the scratch database
+    python -m bench.bench_db summary --results F               # goal checks (PASS/FAIL) over every size in F
+    python -m bench.bench_db dropdb                            # drop the scratch database
 
 ``measure`` first runs ``VACUUM ANALYZE`` (the loader analyzes; vacuum sets the visibility map that
 index-only scans need) and rebuilds the search lexeme table (the daily beat task), then picks realistic
-parameters (once: later sizes reuse them so the same tags, words and people are measured at every size).
+parameters (once: later sizes reuse them so the same tags, words and people are measured at every size):
+the most and the least used tag; three search words, the most frequent tag word (common), the tag word
+nearest 5% of the listed workbooks (medium: the hardest case for the newest-first candidate walk) and the
+rarest word; the most prolific author; a reader following 20 authors.
 
 What is timed is the real code path (the selectors, ``keyset_page``, ``workbook_list_total``,
 ``search.build_tsquery`` through ``ranked``/``matches``), and what is measured is database time: the sum,
@@ -763,7 +766,7 @@ def summary(*, results_path: Path) -> int:
             (
                 f"p{DEEP_PAGE}/p1 p95 at {large['label']}",
                 f"list {op['sort']}",
-                f"{ratio:.2f}x ({op['p95']:.2f}/{first['p95']:.2f})",
+                f"{ratio:.2f}x ({op['p95']:.2f}/{first['p95']:.2f}; p50 {op['p50'] / first['p50']:.2f}x)",
                 f"{DEPTH_LIMIT}x",
                 _verdict(ok),
             )
@@ -781,7 +784,7 @@ def summary(*, results_path: Path) -> int:
                 (
                     f"p95 {large['label']}/{small['label']}",
                     op["label"],
-                    f"{ratio:.2f}x ({op['p95']:.2f}/{before['p95']:.2f})",
+                    f"{ratio:.2f}x ({op['p95']:.2f}/{before['p95']:.2f}; p50 {op['p50'] / before['p50']:.2f}x)",
                     f"{SCALE_LIMIT}x",
                     _verdict(ok) + note,
                 )
@@ -791,7 +794,7 @@ def summary(*, results_path: Path) -> int:
             if op["group"] != "search":
                 continue
             used = GIN_INDEX in plan_indexes(op["plans"])
-            main = "; ".join(", ".join(p["indexes"]) for p in op["plans"] if p["role"] in {"main", "count"})
+            main = next((p["indexes"][0] for p in op["plans"] if p["role"] in {"main", "count"}), "-")
             rows.append(
                 (
                     f"GIN at {size['label']}",
@@ -802,7 +805,10 @@ def summary(*, results_path: Path) -> int:
                 )
             )
 
-    say(f"Goal checks ({large['label']}{'' if large is small else ' vs ' + small['label']}):")
+    say(
+        f"Goal checks ({large['label']}{'' if large is small else ' vs ' + small['label']}; the ratios are of "
+        "p95s, the p50 ratio is shown for context):"
+    )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     headings = ("check", "query", "value", "limit", "result")
     say("  ".join(h.ljust(w) for h, w in zip(headings, [*widths, 6], strict=True)))

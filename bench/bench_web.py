@@ -10,13 +10,17 @@ issue. In one run it
 2. for each scenario starts gunicorn with ``-c deploy/gunicorn.conf.py`` (gthread workers sized for this
    machine) in production mode (``DJANGO_ENV=production``, a random ``SECRET_KEY``, plain http:
    ``SECURE_SSL_REDIRECT=0``, ``BEHIND_TLS_PROXY=0``; web pool sizing from docs/operations.md), waits for
-   ``/healthz``, requests the page once to warm it, checks the answer (200; ``X-Cache: hit`` where the page
-   cache is on), runs ``wrk -t2 -c32 -d15s --latency`` from 127.0.0.1 with ``bench/wrk_report.lua`` (which
-   adds p95 to wrk's own percentiles), checks the run (no socket errors, no status >= 400, bytes per
-   response equal to the checked response's, so no 3xx either; view counts recorded where counting is on)
-   and stops gunicorn;
-3. prints requests/s and p50/p95/p99 latency per scenario, the ratios and PASS/FAIL against the goals;
-4. drops the scratch database and empties Redis 10 and 11 (also after a failure or Ctrl-C).
+   ``/healthz``, requests the page once (200 or stop), waits (bounded, ``--quiet-wait``) for other
+   processes to leave the CPUs, warms every worker with an unrecorded 2-second wrk run, checks the answer
+   (200; ``X-Cache: hit`` where the page cache is on, none where it is off), runs
+   ``wrk -t2 -c32 -d15s --timeout=10s --latency`` from 127.0.0.1 with ``bench/wrk_report.lua`` (which adds
+   p95 to wrk's own percentiles), checks the run (no socket errors or timeouts, no status >= 400, bytes per
+   response equal to the checked 200's, so no 3xx either; every request counted in Redis where view
+   counting is on, none where it is off; no traceback in gunicorn's log) and stops gunicorn;
+3. prints requests/s, p50/p95/p99 latency and gunicorn's CPU time per request for each scenario, who used
+   the cores during each run (gunicorn, wrk, our PostgreSQL backends, redis-server, everything else: a
+   warning when other processes competed), the ratios and PASS/FAIL against the goals;
+4. drops the scratch database and empties Redis 10 and 11 (also after a failure, Ctrl-C or SIGTERM).
 
 Scenarios: ``hello`` (bench/hello_wsgi.py, a bare WSGI app: the ceiling), ``list-cached`` and
 ``list-uncached`` (``/workbooks/`` for an anonymous visitor with ``PAGE_CACHE_ENABLED`` 1 and 0),
@@ -27,7 +31,7 @@ A run whose responses are not what was checked (a 3xx, 4xx or 5xx, a socket erro
 not a slow one: it stops, reruns the scenario briefly with wrk handing responses to Lua, prints the first bad
 response and the tail of gunicorn's log, and exits 1. Goal misses are results: printed as FAIL, exit 0.
 
-    python bench/bench_web.py [--duration 15] [--scenario NAME ...] [--keep-db] [--reuse-db]
+    python bench/bench_web.py [--duration 15] [--scenario NAME ...] [--quiet-wait 120] [--keep-db] [--reuse-db]
 
 ``--keep-db`` leaves the loaded database (and Redis) in place at the end; ``--reuse-db`` skips step 1 and
 uses a database loaded by an earlier ``--keep-db`` run (for profiling one scenario at a time).
@@ -67,6 +71,7 @@ HOST = "127.0.0.1"
 SEED_ARGS = ["--workbooks", "100000", "--users", "10000", "--favorites", "500000", "--follows", "100000"]
 WRK_THREADS, WRK_CONNECTIONS = 2, 32
 WRK_TIMEOUT = 10  # seconds; a response slower than this is a failed run, not a data point
+WARMUP_SECONDS = 2  # unrecorded wrk run before each measured one
 QUIET_CORES = 0.3  # CPU (cores) other processes may use before a scenario waits for the machine to calm down
 
 # Goals of the issue: (name, numerator scenario, denominator scenario, minimum ratio of requests/s).
@@ -378,7 +383,8 @@ class CpuUse:
         wall = max(b.wall - a.wall, 1e-6)
         busy = b.machine[0] - a.machine[0]
         server, wrk_cpu = b.server - a.server, b.wrk - a.wrk
-        pg, rd = (b.named[k] - a.named[k] for k in ("postgres", "redis"))
+        # A process that exited between the snapshots takes its CPU time with it: never below zero.
+        pg, rd = (max(0.0, b.named[k] - a.named[k]) for k in ("postgres", "redis"))
         other = max(0.0, busy - server - wrk_cpu - pg - rd)
         return cls(
             cores=os.cpu_count() or 1,
@@ -690,26 +696,33 @@ def run_scenario(
     scenario: Scenario, *, env: dict[str, str], duration: int, work: Path, quiet_wait: float
 ) -> Outcome:
     notes: list[str] = []
-    busy = wait_for_quiet(quiet_wait)
-    if busy:
-        notes.append(f"WARNING: {busy}")
     port = free_port()
     log_path = work / f"gunicorn-{scenario.name}.log"
     server = Gunicorn(scenario.app, env={**env, **scenario.env}, port=port, log_path=log_path)
     progress(f"{scenario.name}: start gunicorn on {HOST}:{port} ({scenario.description})")
     try:
         server.start()
-        # Warm: the first request builds the page (and fills the page cache when it is on).
+        # Warm: the first request builds the page (and fills the page cache when it is on); then a short
+        # unrecorded wrk run reaches every worker and thread (each pays its lazy set-up on its first request).
         first = get(port, scenario.path, timeout=30)
         if first.status != 200:
             raise BenchError(f"{scenario.name}: warming {scenario.path} answered:\n{first.describe()}")
+        # Wait for a quiet machine before warming: waiting longer than PAGE_CACHE_TTL after it would leave a
+        # stale page for the measured run to rebuild.
+        busy = wait_for_quiet(quiet_wait)
+        if busy:
+            notes.append(f"WARNING: {busy}")
+        warm = wrk(port, scenario.path, duration=WARMUP_SECONDS)
+        if warm.errors["status"] or warm.requests == 0:
+            raise BenchError(f"{scenario.name}: warm-up run failed:\n{warm.output}\n{server.log_tail()}")
         checked = get(port, scenario.path)
         check_response(scenario, checked, "after warming")
         expected = checked.wire_size
         views_before = buffered_views(scenario.counted_workbook or scenario.uncounted_workbook or 0)
-        workers = server.log_text().count("Booting worker with pid")
+        recycled_before = server.log_text().count("Autorestarting worker")
         progress(
-            f"{scenario.name}: {workers} gunicorn workers; {scenario.path} -> 200, {len(checked.body):,} bytes body"
+            f"{scenario.name}: warmed ({warm.requests:,} requests); {scenario.path} -> 200, "
+            f"{len(checked.body):,} bytes body"
             f"{', X-Cache: ' + checked.header('X-Cache') if checked.header('X-Cache') else ''}; "
             f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{duration}s"
         )
@@ -756,7 +769,7 @@ def run_scenario(
             if counted:
                 raise BenchError(f"{scenario.name}: view counting is off but {counted} views were counted")
         log = server.log_text()
-        restarts = log.count("Autorestarting worker")
+        restarts = log.count("Autorestarting worker") - recycled_before
         tracebacks = log.count("Traceback (most recent call last)")
         if tracebacks:
             raise BenchError(
@@ -789,7 +802,7 @@ def report(outcomes: list[Outcome], *, duration: int) -> list[bool]:
         f"Results: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{duration}s --latency from {HOST}, gunicorn -c "
         "deploy/gunicorn.conf.py, production mode"
     )
-    rows = [("scenario", "path", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "CPU ms/req")]
+    rows = [("scenario", "path", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "gunicorn CPU ms/req")]
     for o in outcomes:
         r = o.result
         rows.append(

@@ -214,12 +214,26 @@ def planner_estimate(queryset: QuerySet) -> int | None:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+# Above this many times the limit, the planner's estimate is trusted without counting at all.
+ESTIMATE_TRUST_FACTOR = 5
+
+
 def count_for_display(queryset: QuerySet, *, limit: int = EXACT_COUNT_LIMIT) -> Total:
-    """Exact up to ``limit`` (a count over at most limit + 1 rows), the planner's estimate above it."""
+    """Exact up to ``limit``, the planner's estimate above it.
+
+    The estimate comes first (planning only, about a millisecond): when it is far above the limit the count
+    is not run at all, since even a bounded count of limit + 1 matching rows can mean walking half a million
+    index entries when matches are spread thin (bench-db: 70 ms for a tag on 2% of a million rows).
+    Otherwise a count over at most limit + 1 rows decides between exact and "about".
+    """
+    if queryset.query.is_empty():
+        return Total(0, exact=True)
+    estimate = planner_estimate(queryset)
+    if estimate is not None and estimate > limit * ESTIMATE_TRUST_FACTOR:
+        return Total(estimate, exact=False)
     bounded = queryset.order_by().values("pk")[: limit + 1].count()
     if bounded <= limit:
         return Total(bounded, exact=True)
-    estimate = planner_estimate(queryset)
     # The planner can be far off for rare combinations; never show fewer than we know there are.
     return Total(max(estimate or 0, limit + 1), exact=False)
 

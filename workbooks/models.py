@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
@@ -47,7 +49,12 @@ class WorkbookQuerySet(models.QuerySet):
     def listed(self) -> WorkbookQuerySet:
         """What anyone may see in lists, search, tag pages, feeds and counts: public, published, by an
         active author. Unlisted, private and draft workbooks never pass this filter."""
-        return self.filter(visibility=Visibility.PUBLIC, published_at__isnull=False, author__is_active=True)
+        # "No inactive author" rather than a join on is_active: almost every user is active, so the join
+        # makes the planner hash the whole user table whenever many rows match; this anti-join probes
+        # accounts_user_inactive_idx (accounts 0003), which holds only the few deactivated accounts.
+        return self.filter(visibility=Visibility.PUBLIC, published_at__isnull=False).exclude(
+            Exists(get_user_model().objects.filter(pk=OuterRef("author_id"), is_active=False))
+        )
 
 
 class Workbook(models.Model):

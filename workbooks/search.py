@@ -30,7 +30,9 @@ from django.db.models.expressions import RawSQL
 
 from sigma_playground.caching.local import LocalLRUCache
 
-SEARCH_CANDIDATES = 2000
+# Relevance is ranked among this many newest matches. 2,000 made a word on 5% of a million rows walk
+# 40,000 index entries (160 ms in bench-db); 200 keeps it near 15 ms and is still ten pages of results.
+SEARCH_CANDIDATES = 200
 MAX_QUERY_LENGTH = 200
 PREFIX_EXPANSION = 8
 _PLAIN_WORD = re.compile(r"^[^\W_]{2,40}$")  # letters/digits of any script

@@ -436,11 +436,13 @@ def _detail_budget() -> tuple[int, int]:
 
 # Pinned query counts per page: (anonymous, logged in). None: the page needs a login.
 # Logged in adds one query (the user; the session comes from the cache).
+# The total: the planner's estimate (PostgreSQL only), then a bounded count.
+TOTAL = 2 if connection.vendor == "postgresql" else 1
 BUDGETS = {
-    "list": (3, 4),  # bounded count, page with its authors, tags of the page
+    "list": (TOTAL + 2, TOTAL + 3),  # total, page with its authors, tags of the page
     # + the prefix expansion of the last word on PostgreSQL (workbooks.search)
-    "search": (4, 5) if connection.vendor == "postgresql" else (3, 4),
-    "tag": (4, 5),  # + the tag
+    "search": (TOTAL + 3, TOTAL + 4) if connection.vendor == "postgresql" else (TOTAL + 2, TOTAL + 3),
+    "tag": (TOTAL + 3, TOTAL + 4),  # + the tag
     "detail": _detail_budget(),
     # user, follower and following counts, workbook stats, 12 newest + tags; logged in: + follow state
     "profile": (6, 8),
