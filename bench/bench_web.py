@@ -81,9 +81,9 @@ GOALS = (
     ("detail counting on / counting off", "detail-counting", "detail-no-counting", 0.9),
 )
 
-# View counting buffers in Redis under these raw keys (sigma_playground/caching/keys.py, KEY_VERSION 1).
-VIEWS_DAYS_KEY = "sp:1:views:days"
-VIEWS_BUFFER_KEY = "sp:1:views:{day}"
+# The site's own key builders (a module without Django imports): where view counting buffers in Redis.
+sys.path.insert(0, str(ROOT))
+from sigma_playground.caching import keys  # noqa: E402
 
 
 class BenchError(Exception):
@@ -241,8 +241,8 @@ def buffered_views(workbook_id: int) -> int:
     """Views of ``workbook_id`` buffered in Redis and not yet flushed (no beat runs during the benchmark)."""
     client = redis_client(REDIS_CACHE_DB)
     total = 0
-    for day in client.smembers(VIEWS_DAYS_KEY):
-        total += int(client.hget(VIEWS_BUFFER_KEY.format(day=day.decode()), str(workbook_id)) or 0)
+    for day in client.smembers(keys.views_days()):
+        total += int(client.hget(keys.views_buffer(day.decode()), str(workbook_id)) or 0)
     return total
 
 
@@ -757,6 +757,8 @@ def run_scenario(
                 f"gunicorn log tail:\n{server.log_tail()}"
             )
         check_response(scenario, get(port, scenario.path), "after the run")
+        # Each worker batches its views for VIEW_PROCESS_FLUSH_SECONDS and sends the rest as it stops.
+        server.stop()
         if scenario.counted_workbook is not None:
             counted = buffered_views(scenario.counted_workbook) - views_before
             if counted < result.requests:

@@ -5,7 +5,7 @@ prometheus_client's multiprocess mode: each process writes its samples into PROM
 merges them, the directory is emptied when the master starts (stale files from an earlier run would add old
 counts, and pids get reused) and a dead worker's live gauges are dropped when it exits.
 
-Environment: GUNICORN_BIND (127.0.0.1:8000), WEB_CONCURRENCY (workers), GUNICORN_THREADS,
+Environment: GUNICORN_BIND (127.0.0.1:8000), WEB_CONCURRENCY (workers), GUNICORN_THREADS, GUNICORN_MAX_REQUESTS,
 PROMETHEUS_MULTIPROC_DIR (/run/sigma-playground/prometheus-web; must differ from the Celery worker's).
 """
 
@@ -27,8 +27,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", 2 * cores + 1))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 2))
 # Restart a worker after this many requests (jittered so they don't all restart together): bounds slow leaks.
-max_requests = 2000
-max_requests_jitter = 200
+# Not too low: booting a worker (importing Django and the project) costs about a second of CPU, and at the few
+# thousand cached pages a second this machine serves, 2,000 would restart a worker every couple of seconds.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 100_000))
+max_requests_jitter = max_requests // 10
 timeout = 30
 graceful_timeout = 30
 keepalive = 5

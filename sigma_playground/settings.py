@@ -106,11 +106,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "sigma_playground.request_id.RequestIdMiddleware",
+    # Anonymous cache hits are answered here, with the headers the middleware below added when the page was
+    # stored; nothing below runs for them (sigma_playground/caching/pages.py).
+    "sigma_playground.caching.pages.AnonymousPageCacheMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.http.ConditionalGetMiddleware",
     "sigma_playground.http_caching.CacheControlMiddleware",
     "sigma_playground.middleware.StaticFilesMiddleware",
-    "sigma_playground.request_id.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -270,6 +273,8 @@ MEDIA_CACHE_MAX_AGE = 30 * 24 * 3600  # thumbnails and avatars: names change wit
 # View counting: buffered in Redis, flushed to the database every VIEW_FLUSH_SECONDS by a beat task.
 VIEW_COUNTING_ENABLED = env_bool("VIEW_COUNTING_ENABLED", True)
 VIEW_FLUSH_SECONDS = env_int("VIEW_FLUSH_SECONDS", 5)
+# Each web process batches its views for this long before one round trip to Redis (0: a round trip per view).
+VIEW_PROCESS_FLUSH_SECONDS = env_float("VIEW_PROCESS_FLUSH_SECONDS", 0.5)
 
 # /readyz with Redis down: 503 "degraded" (True) or 200 "degraded" (False); see sigma_playground.health.
 READINESS_REQUIRES_CACHE = env_bool("READINESS_REQUIRES_CACHE", True)

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 from django.db.models import Count
-from django.test import Client
 from django.urls import reverse
 
 from workbooks import selectors
@@ -67,6 +66,9 @@ def warm_paths() -> list[str]:
 
 
 def warm(*, progress: Callable[[int, int], None] | None = None) -> WarmResult:
+    # Imported here: django.test is large and web workers import this module (is_warming) at boot.
+    from django.test import Client
+
     started = time.perf_counter()
     result = WarmResult()
     host = next((h for h in settings.ALLOWED_HOSTS if h and not h.startswith(".") and h != "*"), "localhost")

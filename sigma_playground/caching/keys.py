@@ -5,8 +5,10 @@ old entries are then simply never read again and expire.
 
 Groups of pages are invalidated with generation counters instead of by listing or scanning their keys
 (the design document's ``KEYS pattern`` + ``DEL`` blocks Redis for the length of a scan on every write):
-a page's key embeds the current generation of each namespace it depends on, and invalidating the
-namespace is one ``INCR``. Namespaces:
+an entry is tied to the generation of each namespace it depends on when it was built, and invalidating the
+namespace is one ``INCR``. Fragments and function results embed the generations in their key; whole pages
+keep them in the stored value instead, so that a cache hit reads the generations and the page in a single
+``MGET`` (caching.pages), and an entry whose generations are behind counts as missing. Namespaces:
 
 - ``lists``: every page that lists workbooks or shows authors on cards (home, /workbooks/ in any
   sort/filter/search/page, tag pages, related workbooks on detail pages, profiles' workbook grids).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 PREFIX = f"sp:{KEY_VERSION}"
 
 # Kinds of cached things: the bounded label set of the cache metrics.
@@ -53,9 +55,11 @@ def _with_generations(generations: dict[str, int]) -> str:
     return ",".join(f"{ns}={generations[ns]}" for ns in sorted(generations))
 
 
-def page(view: str, full_path: str, generations: dict[str, int]) -> str:
-    """A whole anonymous page: the view's name, the full path with its query string, the generations."""
-    return f"{PREFIX}:page:{view}:{_digest(full_path + '|' + _with_generations(generations))}"
+def page(view: str, full_path: str, *, secure: bool) -> str:
+    """A whole anonymous page: the view's name, the scheme (security headers differ) and the full path with
+    its query string. The generations it was built under are stored in the value (see caching.pages)."""
+    scheme = "https" if secure else "http"
+    return f"{PREFIX}:page:{view}:{_digest(scheme + ':' + full_path)}"
 
 
 def fragment(name: str, variant: str, generations: dict[str, int]) -> str:

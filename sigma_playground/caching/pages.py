@@ -1,30 +1,42 @@
 """Page and fragment caching for views.
 
-Anonymous visitors (no session cookie, no pending messages) get whole pages from the cache: a hit runs no
-SQL at all and never touches the session. Everyone else gets the page's shared fragment from the cache and
-their personal parts (header, favorite and follow state, CSRF tokens) rendered per request: a fragment is
-built from a context that holds no user and no request, so it cannot contain personal data. Personal parts
-that sit inside a fragment are marked with ``personal_marker(name)`` and filled in per request.
+Anonymous visitors (no session cookie, no pending messages) get whole pages from the cache, served by
+``AnonymousPageCacheMiddleware`` near the top of the middleware stack: a hit reads the page and the
+generations it depends on in one ``MGET``, runs no SQL, never touches the session and skips the middleware
+below it (the stored page already carries the headers they added: Cache-Control, Vary, ETag, CSP, the
+security headers). Views opt in with ``@cache_anonymous_page``, which names the namespaces the page shows.
 
-Keys embed the generations of the namespaces a page depends on (keys.py), so invalidation is exact: a
-write bumps the namespaces it affects (invalidate.py) and the next request builds a fresh page.
+Everyone else gets the page's shared fragment from the cache and their personal parts (header, favorite and
+follow state, CSRF tokens) rendered per request: a fragment is built from a context that holds no user and no
+request, so it cannot contain personal data. Personal parts that sit inside a fragment are marked with
+``personal_marker(name)`` and filled in per request.
+
+Invalidation is exact: a write bumps the namespaces it affects (invalidate.py); a page stored under older
+generations is a miss, and the next request builds a fresh one.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
-from django.utils.cache import patch_vary_headers
+from django.urls import Resolver404, ResolverMatch, resolve
+from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.safestring import SafeString, mark_safe
 
 from sigma_playground.caching import keys, service
 
 PUBLIC = "public"  # response attribute read by sigma_playground.http_caching
+# Request attribute: the page cache middleware is building this page for anonymous visitors.
+CANDIDATE = "sigma_page_candidate"
+# Headers that belong to one response, never to a stored page.
+_PER_RESPONSE_HEADERS = frozenset({"x-request-id", "x-cache", "set-cookie"})
 
 
 def personal_marker(name: str) -> str:
@@ -48,14 +60,12 @@ def anonymous_request(request: HttpRequest) -> bool:
     )
 
 
-def _stored(response: HttpResponse) -> dict[str, Any]:
-    return {"content": response.content, "content_type": response["Content-Type"]}
-
-
-def _response(value: dict[str, Any]) -> HttpResponse:
-    response = HttpResponse(value["content"], content_type=value["content_type"])
-    response["X-Cache"] = "hit"
-    return response
+@dataclass(frozen=True)
+class PageSpec:
+    view_name: str
+    namespaces: Callable[..., Iterable[str]]
+    on_hit: Callable[..., None] | None
+    ttl: float | None
 
 
 def cache_anonymous_page(
@@ -65,41 +75,132 @@ def cache_anonymous_page(
     on_hit: Callable[..., None] | None = None,
     ttl: float | None = None,
 ):
-    """Serve anonymous GETs of this view from the cache. ``namespaces(request, **kwargs)`` names what the
-    page shows; ``on_hit(request, **kwargs)`` runs on a cache hit (view counting)."""
+    """Serve anonymous GETs of this view from the cache (through AnonymousPageCacheMiddleware).
+
+    ``namespaces(request, **kwargs)`` names what the page shows, from the URL alone (no query: a hit runs
+    none); ``on_hit(request, **kwargs)`` runs when a stored page is served instead of the view (view
+    counting).
+    """
+    spec = PageSpec(view_name=view_name, namespaces=namespaces, on_hit=on_hit, ttl=ttl)
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not (settings.PAGE_CACHE_ENABLED and anonymous_request(request)):
-                return view(request, *args, **kwargs)
-            gens = service.generations(namespaces(request, **kwargs))
-            key = keys.page(view_name, request.get_full_path(), gens)
-            hit = True
-
-            def build() -> service.Built:
-                nonlocal hit
-                hit = False
-                response = view(request, *args, **kwargs)
-                storable = response.status_code == 200 and not response.streaming and not response.cookies
-                return service.Built(
-                    result=response, value=_stored(response) if storable else None, store=storable
-                )
-
-            response = service.get_or_build(
-                keys.KIND_PAGE, key, build, ttl=ttl or settings.PAGE_CACHE_TTL, from_entry=_response
-            )
-            if hit and on_hit is not None:
-                on_hit(request, **kwargs)
-            if response.status_code == 200:
-                response.sigma_cache_class = PUBLIC
-            # The same URL is a personal page with a session cookie: shared caches must key on it.
-            patch_vary_headers(response, ["Cookie"])
+            response = view(request, *args, **kwargs)
+            if getattr(request, CANDIDATE, False):
+                if response.status_code == 200:
+                    response.sigma_cache_class = PUBLIC
+                # The same URL is a personal page with a session cookie: shared caches must key on it.
+                patch_vary_headers(response, ["Cookie"])
             return response
 
+        wrapped.sigma_page_cache = spec  # type: ignore[attr-defined]
         return wrapped
 
     return decorator
+
+
+def _generations_of(entry: service.Entry | None) -> dict[str, int] | None:
+    value = entry.value if entry is not None else None
+    return value.get("generations") if isinstance(value, dict) else None
+
+
+class AnonymousPageCacheMiddleware:
+    """Whole anonymous pages from the cache, in front of the rest of the middleware stack.
+
+    Sits below RequestIdMiddleware (every hit still gets a request id and its access-log line) and above
+    everything else. On a hit it records the request metrics the view-level Prometheus middleware would
+    have, answers conditional GETs from the stored ETag, and runs the page's ``on_hit``. On a miss the whole
+    stack below builds the page once (stampede control in ``service.get_or_build``) and the response, with
+    the headers every middleware added, is stored under the generations read before the build began: a
+    write that lands during the build leaves the stored page already out of date, never wrongly current.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from monitoring.middleware import PrometheusAfterMiddleware
+
+        self.get_response = get_response
+        self.request_metrics = PrometheusAfterMiddleware(get_response)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        found = self._cacheable(request)
+        if found is None:
+            return self.get_response(request)
+        match, spec = found
+        key = keys.page(spec.view_name, request.get_full_path(), secure=request.is_secure())
+        namespaces = list(spec.namespaces(request, *match.args, **match.kwargs))
+
+        def lookup() -> tuple[dict[str, int] | None, service.Entry | None]:
+            gens, entry = service.get_entry_with_generations(keys.KIND_PAGE, key, namespaces)
+            return gens, entry if gens is not None and _generations_of(entry) == gens else None
+
+        gens, entry = lookup()
+        if entry is not None and entry.fresh:
+            service.count_request(keys.KIND_PAGE, entry)
+            return self._serve(request, match, spec, entry.value)
+        setattr(request, CANDIDATE, True)
+
+        def build() -> service.Built:
+            response = self.get_response(request)
+            storable = (
+                gens is not None
+                and request.method == "GET"  # ConditionalGetMiddleware adds no ETag to a HEAD response
+                and getattr(response, "sigma_cache_class", None) == PUBLIC
+                and response.status_code == 200
+                and not response.streaming
+                and not response.cookies
+            )
+            return service.Built(
+                result=response, value=_stored(response, gens) if storable else None, store=storable
+            )
+
+        return service.get_or_build(
+            keys.KIND_PAGE,
+            key,
+            build,
+            ttl=spec.ttl or settings.PAGE_CACHE_TTL,
+            from_entry=lambda value: self._serve(request, match, spec, value),
+            entry=entry,
+            fetch=lambda: lookup()[1],
+        )
+
+    @staticmethod
+    def _cacheable(request: HttpRequest) -> tuple[ResolverMatch, PageSpec] | None:
+        if not (settings.PAGE_CACHE_ENABLED and anonymous_request(request)):
+            return None
+        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+            return None  # SecurityMiddleware, below, redirects it
+        try:
+            request.get_host()  # the ALLOWED_HOSTS check CommonMiddleware would make: a bad host gets its 400
+            match = resolve(request.path_info)
+        except (DisallowedHost, Resolver404):
+            return None
+        spec = getattr(match.func, "sigma_page_cache", None)
+        return (match, spec) if isinstance(spec, PageSpec) else None
+
+    def _serve(
+        self, request: HttpRequest, match: ResolverMatch, spec: PageSpec, value: dict[str, Any]
+    ) -> HttpResponse:
+        request.resolver_match = match  # for the access log and the per-view metrics
+        self.request_metrics.process_request(request)
+        self.request_metrics.process_view(request, match.func, match.args, match.kwargs)
+        response = HttpResponse(value["content"], status=value["status"])
+        for name, header in value["headers"]:
+            response.headers[name] = header
+        response["X-Cache"] = "hit"
+        response = get_conditional_response(request, etag=response.get("ETag"), response=response)
+        if spec.on_hit is not None:
+            spec.on_hit(request, *match.args, **match.kwargs)
+        return self.request_metrics.process_response(request, response)
+
+
+def _stored(response: HttpResponse, generations: dict[str, int]) -> dict[str, Any]:
+    return {
+        "generations": generations,
+        "status": response.status_code,
+        "headers": [(k, v) for k, v in response.items() if k.lower() not in _PER_RESPONSE_HEADERS],
+        "content": response.content,
+    }
 
 
 def cached_fragment(

@@ -192,11 +192,32 @@ def _loads(raw: bytes | None) -> Entry | None:
     return Entry(value=value, fresh_until=fresh_until)
 
 
-def get_entry(kind: str, key: str) -> Entry | None:
-    raw = _timed("get", kind, lambda: backend().get_many([key])[0], None)
-    entry = _loads(raw)
+def _fetch(kind: str, key: str) -> Entry | None:
+    return _loads(_timed("get", kind, lambda: backend().get_many([key])[0], None))
+
+
+def count_request(kind: str, entry: Entry | None) -> None:
+    """Count a read as a hit (a fresh entry) or a miss."""
     CACHE_REQUESTS.inc(kind=kind, result="hit" if entry is not None and entry.fresh else "miss")
+
+
+def get_entry(kind: str, key: str) -> Entry | None:
+    entry = _fetch(kind, key)
+    count_request(kind, entry)
     return entry
+
+
+def get_entry_with_generations(
+    kind: str, key: str, namespaces: Iterable[str]
+) -> tuple[dict[str, int] | None, Entry | None]:
+    """The current generations of ``namespaces`` and the entry under ``key``, in one round trip (one
+    ``MGET``). Generations are None when the cache could not be read. Not counted as a hit or a miss: the
+    caller decides whether the entry is current."""
+    names = sorted(set(namespaces))
+    raw = _timed("get", kind, lambda: backend().get_many([*(keys.generation(n) for n in names), key]), None)
+    if raw is None:
+        return None, None
+    return {n: int(v or 0) for n, v in zip(names, raw, strict=False)}, _loads(raw[-1])
 
 
 def set_entry(kind: str, key: str, value: Any, ttl: float, *, grace: float | None = None) -> None:
@@ -242,6 +263,9 @@ class Built:
     store: bool = True
 
 
+_FETCH = object()  # get_or_build's "look the entry up yourself"
+
+
 def get_or_build(
     kind: str,
     key: str,
@@ -250,9 +274,20 @@ def get_or_build(
     ttl: float,
     from_entry: Callable[[Any], Any] = lambda value: value,
     wait: float | None = None,
+    entry: Entry | object | None = _FETCH,
+    fetch: Callable[[], Entry | None] | None = None,
 ) -> Any:
-    """The cached value (through ``from_entry``), or ``build()``'s result, rebuilding at most once at a time."""
-    entry = get_entry(kind, key)
+    """The cached value (through ``from_entry``), or ``build()``'s result, rebuilding at most once at a time.
+
+    ``entry`` is the entry when the caller has already read it (None: there is none usable); ``fetch``
+    reads it again while waiting for another builder (default: a plain read of ``key``). Callers with
+    their own notion of a usable entry (pages: generations stored in the value) pass both.
+    """
+    fetch = fetch or (lambda: _fetch(kind, key))
+    if entry is _FETCH:
+        entry = fetch()
+    assert entry is None or isinstance(entry, Entry)
+    count_request(kind, entry)
     if entry is not None and entry.fresh:
         return from_entry(entry.value)
     if _circuit_open():
@@ -266,7 +301,7 @@ def get_or_build(
         deadline = time.monotonic() + (settings.CACHE_LOCK_WAIT_SECONDS if wait is None else wait)
         while time.monotonic() < deadline:
             time.sleep(0.02)
-            waited = _loads(_timed("get", kind, lambda: backend().get_many([key])[0], None))
+            waited = fetch()
             if waited is not None:
                 return from_entry(waited.value)
     try:

@@ -35,8 +35,10 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def page_cached(path: str) -> bool:
     """Is the anonymous page in the cache? Looked up directly: a GET from here would cache it itself."""
-    key = keys.page("home", path, service.generations([keys.LISTS]))
-    return service.get_entry(keys.KIND_PAGE, key) is not None
+    gens, entry = service.get_entry_with_generations(
+        keys.KIND_PAGE, keys.page("home", path, secure=False), [keys.LISTS]
+    )
+    return entry is not None and entry.value["generations"] == gens
 
 
 def test_worker_and_beat_flush_views_and_warm_the_cache(tmp_path):

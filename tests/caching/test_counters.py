@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from django.db import connections
 
+from sigma_playground.caching import keys
 from tests.factories import WorkbookFactory
 from workbooks import counters, services
 from workbooks.models import Workbook, WorkbookDailyStat
@@ -15,6 +21,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 def count_in_threads(workbook_id: int, threads: int = 10, each: int = 100) -> None:
+    """Views from 10 request threads of one process, then that process's batch sent to Redis (what its
+    sender thread does within VIEW_PROCESS_FLUSH_SECONDS)."""
     barrier = threading.Barrier(threads)
 
     def work() -> None:
@@ -28,6 +36,7 @@ def count_in_threads(workbook_id: int, threads: int = 10, each: int = 100) -> No
         t.start()
     for t in workers:
         t.join()
+    counters.send_process_views()
 
 
 def totals(workbook: Workbook) -> tuple[int, int]:
@@ -77,4 +86,104 @@ def test_a_flush_killed_between_apply_and_cleanup_counts_nothing_twice(monkeypat
     assert totals(workbook) == (1000, 1000)
     assert counters.flush_views() == 0  # the batch is recognised as applied and only cleaned up
     assert totals(workbook) == (1000, 1000)
-    assert not client.smembers("sp:1:views:batches")
+    assert not client.smembers(keys.views_batches())
+
+
+# --- Batching in the web process -------------------------------------------------------------------------------
+
+
+def buffered_in_redis(workbook_id: int) -> int:
+    """Read straight from Redis: pending_views() would send this process's batch first."""
+    client = counters._redis()
+    return sum(
+        int(client.hget(keys.views_buffer(d.decode()), str(workbook_id)) or 0)
+        for d in client.smembers(keys.views_days())
+    )
+
+
+def test_a_view_costs_no_round_trip_and_the_batch_goes_in_one(settings, monkeypatch):
+    settings.VIEW_PROCESS_FLUSH_SECONDS = 3600
+    workbook = WorkbookFactory()
+    sends = []
+    real_send = counters._send
+    monkeypatch.setattr(counters, "_send", lambda counts: sends.append(counts) or real_send(counts))
+    for _ in range(100):
+        services.workbook_record_view(workbook_id=workbook.pk)
+    assert sends == [] and buffered_in_redis(workbook.pk) == 0
+    assert counters.send_process_views() == 100
+    assert len(sends) == 1 and sum(sends[0].values()) == 100
+    assert buffered_in_redis(workbook.pk) == 100
+
+
+def test_the_sender_thread_delivers_within_the_interval(settings):
+    settings.VIEW_PROCESS_FLUSH_SECONDS = 0.2
+    workbook = WorkbookFactory()
+    for _ in range(7):
+        services.workbook_record_view(workbook_id=workbook.pk)
+    deadline = time.monotonic() + 3
+    while buffered_in_redis(workbook.pk) < 7:
+        assert time.monotonic() < deadline, "the sender thread did not send the batch"
+        time.sleep(0.05)
+    assert buffered_in_redis(workbook.pk) == 7
+
+
+def test_a_batch_redis_refuses_is_written_to_the_database(settings, monkeypatch):
+    settings.VIEW_PROCESS_FLUSH_SECONDS = 3600
+    workbook = WorkbookFactory()
+    for _ in range(5):
+        services.workbook_record_view(workbook_id=workbook.pk)
+    monkeypatch.setattr(counters, "_send", lambda counts: False)  # Redis went away before the send
+    assert counters.send_process_views() == 5
+    assert totals(workbook) == (5, 5)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_gunicorn_workers_send_their_last_batch_when_they_stop(tmp_path, settings):
+    """Real gunicorn, real cached detail pages: views counted on hits and misses survive a graceful stop."""
+    from tests.monitoring.helpers import free_port
+    from tests.monitoring.test_gunicorn import CONFIG, ROOT, fetch
+
+    workbook = WorkbookFactory()
+    db = connections["default"].settings_dict
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "VIEW_PROCESS_FLUSH_SECONDS": "3600",  # nothing is sent before the workers stop
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DB_POOL_MIN_SIZE": "1",
+        "DB_POOL_MAX_SIZE": "2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(CONFIG), "sigma_playground.wsgi"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}{workbook.get_absolute_url()}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fetch(url)
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read()
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+        for _ in range(39):
+            fetch(url)
+        assert buffered_in_redis(workbook.pk) == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        process.stderr.close()
+    assert buffered_in_redis(workbook.pk) == 40
+    assert counters.flush_views() == 40
+    assert totals(workbook) == (40, 40)

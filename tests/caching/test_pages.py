@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts import services as account_services
-from sigma_playground.caching import service
+from sigma_playground.caching import keys, service
 from tests.caching.conftest import cache_hits
 from tests.factories import UserFactory
 from workbooks import services
@@ -80,6 +80,92 @@ def test_anonymous_detail_hit_runs_no_sql_and_still_counts_the_view(world, djang
     assert counters.flush_views() == 2
     world["workbook"].refresh_from_db()
     assert world["workbook"].view_count == 2
+
+
+def test_a_hit_carries_every_header_of_the_full_stack_and_its_own_request_id(world):
+    url = reverse("workbooks:list")
+    miss = anonymous().get(url)
+    hit = anonymous().get(url)
+    assert hit.get("X-Cache") == "hit" and miss.get("X-Cache") is None
+    for header in (
+        "Content-Type",
+        "Content-Security-Policy",
+        "X-Frame-Options",
+        "X-Content-Type-Options",
+        "Referrer-Policy",
+        "Cache-Control",
+        "Vary",
+        "ETag",
+        "Content-Length",
+    ):
+        assert hit.get(header) == miss.get(header) and miss.get(header), header
+    assert hit["X-Request-ID"] and hit["X-Request-ID"] != miss["X-Request-ID"]
+    assert "Set-Cookie" not in hit.headers and not hit.cookies
+
+
+def test_a_hit_is_logged_and_measured_like_any_request(world, caplog):
+    from tests.monitoring.helpers import sample
+
+    url = reverse("workbooks:list")
+    anonymous().get(url)
+    labels = {"status": "200", "view": "workbooks:list", "method": "GET"}
+    before = sample("django_http_responses_total_by_status_view_method_total", labels)
+    latency_before = sample(
+        "django_http_requests_latency_seconds_by_view_method_count",
+        {"view": "workbooks:list", "method": "GET"},
+    )
+    caplog.clear()
+    with caplog.at_level("INFO", logger="sigma_playground.request"):
+        assert anonymous().get(url).get("X-Cache") == "hit"
+    assert sample("django_http_responses_total_by_status_view_method_total", labels) == before + 1
+    assert (
+        sample(
+            "django_http_requests_latency_seconds_by_view_method_count",
+            {"view": "workbooks:list", "method": "GET"},
+        )
+        == latency_before + 1
+    )
+    [line] = [r for r in caplog.records if r.name == "sigma_playground.request"]
+    assert (line.route, line.status) == ("workbooks:list", 200)
+
+
+def test_a_page_stored_under_older_generations_is_never_served(world):
+    """The entry stays in Redis after a write; its generations say it is out of date."""
+    url = reverse("workbooks:list")
+    anonymous().get(url)
+    assert anonymous().get(url).get("X-Cache") == "hit"
+    service.bump(keys.LISTS)
+    assert anonymous().get(url).get("X-Cache") is None
+    assert anonymous().get(url).get("X-Cache") == "hit"
+
+
+def test_head_requests_are_served_from_the_cache_but_never_fill_it(world):
+    url = reverse("workbooks:list")
+    assert anonymous().head(url).get("X-Cache") is None
+    assert anonymous().head(url).get("X-Cache") is None  # a HEAD response carries no ETag: not stored
+    anonymous().get(url)
+    head = anonymous().head(url)
+    assert head.status_code == 200 and head.get("X-Cache") == "hit" and head["ETag"]
+
+
+def test_the_cache_is_not_a_way_around_the_https_redirect_or_the_host_check(world, settings):
+    url = reverse("workbooks:list")
+    assert anonymous().get(url, secure=True).get("X-Cache") is None
+    assert anonymous().get(url, secure=True).get("X-Cache") == "hit"
+    settings.SECURE_SSL_REDIRECT = True
+    redirected = anonymous().get(url)
+    assert redirected.status_code == 301 and redirected["Location"].startswith("https://")
+    assert anonymous().get(url, secure=True).get("X-Cache") == "hit"
+    assert anonymous().get(url, secure=True, HTTP_HOST="evil.example").status_code == 400
+
+
+def test_a_hit_answers_a_staff_profile_request_with_the_page_not_the_profile(world):
+    """?profile=1 is never answered from the cache: anonymous visitors get the page, built."""
+    url = reverse("workbooks:list")
+    anonymous().get(url)
+    profiled = anonymous().get(url + "?profile=1")
+    assert profiled.status_code == 200 and profiled.get("X-Cache") is None
+    assert b"pyinstrument" not in profiled.content
 
 
 def test_page_cache_hit_and_miss_metrics_move(world):
