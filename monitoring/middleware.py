@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable
 
 from django.db import connections
@@ -47,8 +48,18 @@ class PrometheusAfterMiddleware(dp.PrometheusAfterMiddleware):
         return response
 
 
-def sample_db_pool() -> None:
-    """Copy the default database pool's counts into gauges (no query; zero when there is no pool)."""
+_POOL_SAMPLE_SECONDS = 1.0
+_pool_sampled = 0.0
+
+
+def sample_db_pool(*, every: float = _POOL_SAMPLE_SECONDS) -> None:
+    """Copy the default database pool's counts into gauges (no query; zero when there is no pool), at most
+    once per ``every`` seconds per process: gauges are read every scrape interval, not every request."""
+    global _pool_sampled
+    now = time.monotonic()
+    if now - _pool_sampled < every:
+        return
+    _pool_sampled = now
     connection = connections["default"]
     pool = getattr(type(connection), "_connection_pools", {}).get(connection.alias)
     if pool is None:

@@ -126,11 +126,14 @@ def _celery_eager():
 
 @pytest.fixture(autouse=True)
 def _clear_caches():
+    from sigma_playground.caching import service
     from workbooks import counters
 
     counters.discard_process_views()  # views a test left unsent must not land in the next test's Redis
+    service.RECENT_PAGES.clear()
     yield
     counters.discard_process_views()
+    service.RECENT_PAGES.clear()
     for alias in settings.CACHES:
         caches[alias].clear()
 

@@ -31,6 +31,7 @@ from django.core.cache import cache as django_cache
 from monitoring import metrics
 from monitoring.instruments import CACHE_REQUESTS
 from sigma_playground.caching import keys
+from sigma_playground.caching.local import LocalLRUCache
 
 logger = logging.getLogger("sigma_playground.cache")
 
@@ -128,6 +129,13 @@ def reset_backend() -> None:
     """Forget the backend (tests that change CACHES)."""
     global _backend, _open_until
     _backend, _open_until = None, 0.0
+    RECENT_PAGES.clear()
+
+
+# Whole pages this process has just served from Redis, kept for at most PAGE_LOCAL_SECONDS (caching.pages):
+# a hot page then costs no round trip at all. A bump in this process empties it at once; other processes
+# see a bump within PAGE_LOCAL_SECONDS, inside the issue's bound of a second.
+RECENT_PAGES = LocalLRUCache("pages", max_entries=256, ttl=0.5)
 
 
 # --- Fail-open ------------------------------------------------------------------------------------------
@@ -247,6 +255,7 @@ def generations(namespaces: Iterable[str]) -> dict[str, int]:
 
 def bump(*namespaces: str) -> None:
     """Invalidate every entry built under these namespaces: one INCR each, no scan."""
+    RECENT_PAGES.clear()
     for namespace in sorted(set(namespaces)):
         _timed("incr", keys.KIND_GENERATION, lambda ns=namespace: backend().incr(keys.generation(ns)), None)
 

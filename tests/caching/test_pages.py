@@ -3,6 +3,8 @@ pages it affects fresh, and a dead Redis only makes pages slower."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.cache import caches
 from django.test import Client
@@ -137,6 +139,26 @@ def test_a_page_stored_under_older_generations_is_never_served(world):
     service.bump(keys.LISTS)
     assert anonymous().get(url).get("X-Cache") is None
     assert anonymous().get(url).get("X-Cache") == "hit"
+
+
+def test_a_hot_page_is_reused_by_its_process_for_a_moment_only(world, settings, monkeypatch):
+    """PAGE_LOCAL_SECONDS: no round trip for a page this process has just read, and a write made by another
+    process (a generation bumped in the cache, not through this process) shows within that window."""
+    settings.PAGE_LOCAL_SECONDS = 1.0
+    url = reverse("workbooks:list")
+    anonymous().get(url)
+    assert anonymous().get(url).get("X-Cache") == "hit"  # read from the cache, kept in this process
+    reads = []
+    real = service.backend().get_many
+    monkeypatch.setattr(service.backend(), "get_many", lambda names: reads.append(names) or real(names))
+    assert anonymous().get(url).get("X-Cache") == "hit" and reads == []
+    # Another process's write: the generation moves in the cache, and this process is not told.
+    monkeypatch.setattr(service.RECENT_PAGES, "clear", lambda: None)
+    service.bump(keys.LISTS)
+    monkeypatch.undo()
+    assert anonymous().get(url).get("X-Cache") == "hit"  # the bounded lag: still this process's copy
+    time.sleep(1.1)
+    assert anonymous().get(url).get("X-Cache") is None  # rebuilt: the window has passed
 
 
 def test_head_requests_are_served_from_the_cache_but_never_fill_it(world):
