@@ -48,16 +48,16 @@ class PrometheusAfterMiddleware(dp.PrometheusAfterMiddleware):
         return response
 
 
-_POOL_SAMPLE_SECONDS = 1.0
+POOL_SAMPLE_SECONDS = 1.0
 _pool_sampled = 0.0
 
 
-def sample_db_pool(*, every: float = _POOL_SAMPLE_SECONDS) -> None:
+def sample_db_pool() -> None:
     """Copy the default database pool's counts into gauges (no query; zero when there is no pool), at most
-    once per ``every`` seconds per process: gauges are read every scrape interval, not every request."""
+    once per POOL_SAMPLE_SECONDS per process: gauges are read once per scrape, not once per request."""
     global _pool_sampled
     now = time.monotonic()
-    if now - _pool_sampled < every:
+    if now - _pool_sampled < POOL_SAMPLE_SECONDS:
         return
     _pool_sampled = now
     connection = connections["default"]

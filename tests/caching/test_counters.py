@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -141,42 +138,24 @@ def test_a_batch_redis_refuses_is_written_to_the_database(settings, monkeypatch)
 @pytest.mark.slow
 def test_gunicorn_workers_send_their_last_batch_when_they_stop(tmp_path, settings):
     """Real gunicorn, real cached detail pages: views counted on hits and misses survive a graceful stop."""
-    from tests.monitoring.helpers import free_port
-    from tests.monitoring.test_gunicorn import CONFIG, ROOT, fetch
+    from tests.monitoring.helpers import fetch, free_port, start_gunicorn, wait_until_serving
 
     workbook = WorkbookFactory()
     db = connections["default"].settings_dict
     port = free_port()
     env = {
-        **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "VIEW_PROCESS_FLUSH_SECONDS": "3600",  # nothing is sent before the workers stop
         "WEB_CONCURRENCY": "2",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "DB_POOL_MIN_SIZE": "1",
         "DB_POOL_MAX_SIZE": "2",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(CONFIG), "sigma_playground.wsgi"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_gunicorn(env, port=port)
     url = f"http://127.0.0.1:{port}{workbook.get_absolute_url()}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                fetch(url)
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read()
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
+        wait_until_serving(url, process, "gunicorn")
         for _ in range(39):
             fetch(url)
         assert buffered_in_redis(workbook.pk) == 0

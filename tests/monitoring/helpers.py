@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +18,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def fetch(url: str, *, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, what: str, *, seconds: float = 60) -> None:
+    """Poll ``url`` until it answers; fail with the process's output if it dies or never answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fetch(url, timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None:
+                stream = process.stderr or process.stdout
+                raise AssertionError(f"{what} exited: {stream.read() if stream else ''}") from None
+            assert time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.2)
+
+
+def start_gunicorn(env: dict[str, str], *, port: int) -> subprocess.Popen:
+    """deploy/gunicorn.conf.py serving the site on 127.0.0.1:``port``, with ``env`` over this environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "sigma_playground.wsgi"],
+        cwd=ROOT,
+        env={**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:

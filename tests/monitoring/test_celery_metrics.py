@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from monitoring import tasks as monitoring_tasks
-from tests.monitoring.helpers import free_port, sample, scrape
+from tests.monitoring.helpers import fetch, free_port, sample, scrape, wait_until_serving
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -157,15 +157,8 @@ def test_a_prefork_worker_serves_the_merged_metrics_of_its_pool(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
+        wait_until_serving(url, worker, "the Celery worker's metrics port")
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                fetch(url)
-                break
-            except OSError:
-                assert worker.poll() is None, worker.stdout.read()
-                assert time.monotonic() < deadline, "the worker's metrics port never opened"
-                time.sleep(0.25)
         assert not (metrics_dir / "counter_999999.db").exists()
         with warnings.catch_warnings():  # the session's eager mode doesn't apply to send_task, as wanted here
             warnings.simplefilter("ignore", AlwaysEagerIgnored)
@@ -191,8 +184,3 @@ def test_a_prefork_worker_serves_the_merged_metrics_of_its_pool(tmp_path):
             worker.kill()
             worker.wait()
         worker.stdout.close()
-
-
-def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.read().decode()

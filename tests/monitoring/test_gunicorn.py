@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import psutil
 import pytest
-from django.conf import settings
 
-from tests.monitoring.helpers import free_port, scrape
-
-ROOT = Path(settings.BASE_DIR)
-CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
-
-
-def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
+from tests.monitoring.helpers import fetch, free_port, scrape, start_gunicorn, wait_until_serving
 
 
 def healthz_count(text: str) -> float:
@@ -37,31 +24,14 @@ def gunicorn(tmp_path):
     (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")
     port = free_port()
     env = {
-        **os.environ,
         "WEB_CONCURRENCY": "2",
         "GUNICORN_THREADS": "2",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(CONFIG), "sigma_playground.wsgi"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_gunicorn(env, port=port)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            fetch(base + "/healthz")
-            break
-        except OSError:
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.2)
+    wait_until_serving(base + "/healthz", process, "gunicorn")
     try:
         yield base, metrics_dir, process
     finally:
