@@ -120,6 +120,9 @@ class _Label:
             self._resolved = None
 
 
+_BATCHED_LABELS_KEPT = 256  # folded label tuples remembered per metric for inc_batched
+
+
 class Metric:
     """One declared metric. Tags are keyword arguments (or a ``tags`` mapping) naming every label."""
 
@@ -137,6 +140,7 @@ class Metric:
         self._labels = tuple(_Label(k, v) for k, v in labels.items())
         self.labelnames = tuple(label.name for label in self._labels)
         self.prom = prom
+        self._batched_labels: dict[tuple, tuple[str, ...]] = {}  # tags as given -> folded label values
 
     def __repr__(self) -> str:
         return f"<Metric {self.kind} {self.name} {self.labelnames}>"
@@ -179,6 +183,22 @@ class Metric:
             raise TypeError(f"{self.name} is a histogram")
         self.child(tags, **kw).inc(amount)
 
+    def inc_batched(self, amount: float = 1, **tags: object) -> None:
+        """``inc``, published with this process's next metric batch (monitoring/batched.py): for paths that
+        run thousands of times a second."""
+        from monitoring.batched import BATCH
+
+        if self.kind != "counter":
+            raise TypeError(f"{self.name} is a {self.kind}, not a counter")
+        key = tuple(tags.items())
+        labels = self._batched_labels.get(key)
+        if labels is None:
+            labels = tuple(self.label_values(tags).values()) if self.labelnames else ()
+            # Only tags that passed unchanged are remembered: a folded one is counted as folded every time.
+            if len(self._batched_labels) < _BATCHED_LABELS_KEPT and labels == tuple(v for _, v in key):
+                self._batched_labels[key] = labels
+        BATCH.inc(self.prom, labels, amount)
+
     def set(self, value: float, tags: Mapping[str, object] | None = None, **kw: object) -> None:
         if self.kind != "gauge":
             raise TypeError(f"{self.name} is a {self.kind}, not a gauge")
@@ -212,6 +232,7 @@ class Metric:
     def reset_label_sets(self) -> None:
         for label in self._labels:
             label.reset()
+        self._batched_labels.clear()
 
 
 _registry: dict[str, Metric] = {}

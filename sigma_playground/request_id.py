@@ -78,12 +78,38 @@ def _user(request: HttpRequest) -> str | None:
     return hash_user_id(user.pk)
 
 
+# The WSGI front (caching/front.py) gives each request its id before Django sees it and leaves it here.
+ENVIRON_KEY = "sigma.request_id"
+
+
+def request_id_for(environ: dict) -> str:
+    """The id for a request, from its WSGI environ: the front's, the client's when sane, or a new one."""
+    return environ.get(ENVIRON_KEY) or sane_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_request_id()
+
+
+def log_access(method: str, route: str | None, status: int, duration_ms: float, user: str | None) -> None:
+    access_logger.info(
+        "%s %s %s %.1fms",
+        method,
+        route or "-",
+        status,
+        duration_ms,
+        extra={
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration_ms, 1),
+            "user": user,
+        },
+    )
+
+
 class RequestIdMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = sane_request_id(request.headers.get(HEADER)) or new_request_id()
+        request_id = request_id_for(request.META)
         request.request_id = request_id  # type: ignore[attr-defined]
         token = _request_id.set(request_id)
         started = time.perf_counter()
@@ -95,21 +121,7 @@ class RequestIdMiddleware:
             return response
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
-            route = _route(request)
-            access_logger.info(
-                "%s %s %s %.1fms",
-                request.method,
-                route or "-",
-                status,
-                duration_ms,
-                extra={
-                    "method": request.method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(duration_ms, 1),
-                    "user": _user(request),
-                },
-            )
+            log_access(request.method, _route(request), status, duration_ms, _user(request))
             _request_id.reset(token)
 
 

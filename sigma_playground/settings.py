@@ -263,6 +263,10 @@ PAGE_CACHE_ENABLED = env_bool("PAGE_CACHE_ENABLED", True)
 # A page just read from Redis is reused by its process for this long (seconds; 0: never). Bounds how late a
 # write shows on other processes, so keep it well under a second.
 PAGE_LOCAL_SECONDS = env_float("PAGE_LOCAL_SECONDS", 0.5)
+# Cached-page hits are answered by the WSGI front (sigma_playground/caching/front.py) before Django's handler.
+PAGE_FRONT_ENABLED = env_bool("PAGE_FRONT_ENABLED", True)
+# Request metrics of those hits are summed in each process and published this often (monitoring/batched.py).
+METRICS_BATCH_SECONDS = env_float("METRICS_BATCH_SECONDS", 1.0)
 # Fresh lifetime of a cached page: also the bound on how far counters on cached pages lag behind.
 PAGE_CACHE_TTL = env_int("PAGE_CACHE_TTL", 60)
 CACHE_STALE_GRACE_SECONDS = env_int("CACHE_STALE_GRACE_SECONDS", 300)  # stale copy kept for stampedes

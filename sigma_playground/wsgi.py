@@ -4,9 +4,14 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sigma_playground.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
 
 # Import the URLconf and every view now, while the worker boots, not during its first request.
 from django.urls import get_resolver  # noqa: E402
 
 get_resolver().url_patterns  # noqa: B018
+
+from sigma_playground.caching.front import CachedPageFront  # noqa: E402
+
+# Anonymous cache hits are answered in front of Django's handler; everything else goes to Django.
+application = CachedPageFront(django_application)

@@ -7,6 +7,9 @@ Tests that need PostgreSQL or Redis carry the ``postgres`` / ``redis`` markers. 
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import re
 
@@ -14,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import caches
 from django.test import Client
+from django.utils.module_loading import import_string
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 SERVICE_MARKERS = ("postgres", "redis")
@@ -110,6 +114,9 @@ def _test_settings(settings, tmp_path):
     # Page caching is off unless a test turns it on (tests/caching): tests that change rows through factories
     # (which bypass the services, and so the invalidation) must not read pages cached before the change.
     settings.PAGE_CACHE_ENABLED = False
+    # Metrics are published as they are recorded, so a test can read them at once; tests/monitoring/
+    # test_batched.py covers the batch.
+    settings.METRICS_BATCH_SECONDS = 0
     yield
 
 
@@ -185,3 +192,40 @@ def staff_user(db):
 def logged_in(browser, user) -> BrowserClient:
     browser.force_login(user)
     return browser
+
+
+class _Lines:
+    def __init__(self, buffer: io.StringIO, handler: logging.Handler):
+        self.buffer, self.handler = buffer, handler
+
+    def __call__(self) -> list[dict]:
+        return [json.loads(line) for line in self.buffer.getvalue().splitlines()]
+
+    def reattach(self) -> None:
+        """Starting a Celery worker runs django.setup(), which reconfigures logging from scratch."""
+        root = logging.getLogger()
+        if self.handler not in root.handlers:
+            root.addHandler(self.handler)
+        root.setLevel(logging.INFO)
+
+
+@pytest.fixture
+def json_log():
+    """A handler built from production's LOGGING entries (JSON formatter, request-id filter) on the root
+    logger, writing to a buffer; yields a function returning the parsed lines."""
+    formatter = import_string(settings.LOGGING["formatters"]["json"]["()"])()
+    request_filter = import_string(settings.LOGGING["filters"]["request_id"]["()"])()
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(formatter)
+    handler.addFilter(request_filter)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    lines = _Lines(buffer, handler)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)

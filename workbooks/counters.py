@@ -29,12 +29,8 @@ so is a process batch that could not be sent.
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import logging
-import os
-import threading
-import time
 import uuid
 from collections import Counter
 
@@ -45,6 +41,7 @@ from django.utils import timezone
 
 from monitoring import metrics
 from sigma_playground.caching import keys, service
+from sigma_playground.process_buffer import ProcessBuffer
 from workbooks.models import AppliedViewBatch, Workbook, WorkbookDailyStat
 
 logger = logging.getLogger(__name__)
@@ -72,7 +69,7 @@ def record_view(*, workbook_id: int) -> None:
     if _redis() is not None:
         if settings.VIEW_PROCESS_FLUSH_SECONDS > 0:
             _process_views.add(key)
-            VIEWS.inc(path="buffered")
+            VIEWS.inc_batched(path="buffered")
             return
         if _send({key: 1}):
             VIEWS.inc(path="buffered")
@@ -102,64 +99,43 @@ def _send(counts: Counts) -> bool:
         return False
 
 
-class _ProcessViews:
-    """Views counted in this process and not yet sent to Redis, sent by a daemon thread every interval."""
+class _ProcessViews(ProcessBuffer[Counter[tuple[int, dt.date]]]):
+    """Views counted in this process and not yet sent to Redis."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[tuple[int, dt.date]] = Counter()
-        self._pid = 0  # the process that owns the counts and the thread (a forked child starts afresh)
+    thread_name = "view-counter-flush"
 
-    def after_fork(self) -> None:
-        """In a forked child: a lock held by a parent thread at the fork would never be released here."""
-        self._lock = threading.Lock()
+    def empty(self) -> Counter[tuple[int, dt.date]]:
+        return Counter()
+
+    def interval(self) -> float:
+        return settings.VIEW_PROCESS_FLUSH_SECONDS
 
     def add(self, key: tuple[int, dt.date]) -> None:
-        with self._lock:
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._counts = Counter()
-                threading.Thread(target=self._run, name="view-counter-flush", daemon=True).start()
-            self._counts[key] += 1
+        with self.updating() as counts:
+            counts[key] += 1
 
-    def drain(self) -> Counts:
-        with self._lock:
-            counts, self._counts = dict(self._counts), Counter()
-        return counts
+    def deliver(self, state: Counter[tuple[int, dt.date]]) -> None:
+        counts = dict(state)
+        if counts and not _send(counts):
+            apply_views(counts)
 
-    def _run(self) -> None:
-        pid, sent = os.getpid(), time.monotonic()
-        while self._pid == pid:
-            time.sleep(0.1)  # short naps: a changed interval takes effect at once
-            if time.monotonic() - sent < settings.VIEW_PROCESS_FLUSH_SECONDS:
-                continue
-            sent = time.monotonic()
-            try:
-                send_process_views()
-            except Exception:  # the thread must outlive any one failure
-                logger.exception("sending this process's views failed")
-            finally:
-                connections.close_all()  # this thread's connection, if the database fallback opened one
+    def after_delivery(self) -> None:
+        connections.close_all()  # this thread's connection, if the database fallback opened one
 
 
 _process_views = _ProcessViews()
-os.register_at_fork(after_in_child=_process_views.after_fork)
 
 
 def send_process_views() -> int:
     """Send this process's batched views to Redis now (or, with Redis down, to the database)."""
     counts = _process_views.drain()
-    if counts and not _send(counts):
-        apply_views(counts)
+    _process_views.deliver(counts)
     return sum(counts.values())
 
 
 def discard_process_views() -> None:
     """Forget this process's unsent views (tests)."""
     _process_views.drain()
-
-
-atexit.register(send_process_views)
 
 
 def apply_views(counts: dict[tuple[int, dt.date], int], *, batch_id: str | None = None) -> bool:

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
-from django.urls import Resolver404, ResolverMatch, resolve
+from django.urls import Resolver404, ResolverMatch, get_urlconf, resolve
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.safestring import SafeString, mark_safe
 
@@ -106,8 +106,90 @@ def _generations_of(entry: service.Entry | None) -> dict[str, int] | None:
     return value.get("generations") if isinstance(value, dict) else None
 
 
+@dataclass
+class PageLookup:
+    """A request for a cached page, and what the cache holds for it."""
+
+    match: ResolverMatch
+    spec: PageSpec
+    key: str
+    namespaces: list[str]
+    generations: dict[str, int] | None  # None: the cache could not be read
+    entry: service.Entry | None  # only an entry stored under the current generations
+
+    @property
+    def hit(self) -> bool:
+        return self.entry is not None and self.entry.fresh
+
+    def refetch(self) -> service.Entry | None:
+        self.generations, entry = service.get_entry_with_generations(
+            keys.KIND_PAGE, self.key, self.namespaces
+        )
+        self.entry = (
+            entry if self.generations is not None and _generations_of(entry) == self.generations else None
+        )
+        return self.entry
+
+
+# The front (caching/front.py) leaves its lookup here for the middleware: a miss costs one round trip.
+LOOKUP_ENVIRON = "sigma.page_lookup"
+_NOT_LOOKED_UP = object()
+
+
+def lookup_page(request: HttpRequest) -> PageLookup | None:
+    """None when the request can't be answered from the page cache; otherwise the page's entry, from this
+    process's recent copies or from Redis, counted as a hit or a miss."""
+    found = _cacheable(request)
+    if found is None:
+        return None
+    match, spec = found
+    key = keys.page(spec.view_name, request.get_full_path(), secure=request.is_secure())
+    namespaces = list(spec.namespaces(request, *match.args, **match.kwargs))
+    lookup = PageLookup(match=match, spec=spec, key=key, namespaces=namespaces, generations=None, entry=None)
+    recent = service.RECENT_PAGES.get(key) if settings.PAGE_LOCAL_SECONDS > 0 else None
+    if recent is not None:
+        lookup.entry = recent
+        service.count_request(keys.KIND_PAGE, recent, batched=True)
+        return lookup
+    entry = lookup.refetch()
+    if lookup.hit:
+        service.count_request(keys.KIND_PAGE, entry, batched=True)
+        keep = min(settings.PAGE_LOCAL_SECONDS, entry.fresh_until - time.time())
+        if keep > 0:
+            service.RECENT_PAGES.set(key, entry, ttl=keep)
+    return lookup
+
+
+def _cacheable(request: HttpRequest) -> tuple[ResolverMatch, PageSpec] | None:
+    if not (settings.PAGE_CACHE_ENABLED and anonymous_request(request)):
+        return None
+    if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+        return None  # SecurityMiddleware, below, redirects it
+    try:
+        request.get_host()  # the ALLOWED_HOSTS check CommonMiddleware would make: a bad host gets its 400
+    except DisallowedHost:
+        return None
+    return _resolve_cached_page(get_urlconf() or settings.ROOT_URLCONF, request.path_info)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve_cached_page(urlconf: str, path: str) -> tuple[ResolverMatch, PageSpec] | None:
+    """The view of ``path`` when it is a cached page. Remembered per URLconf and path (bounded): resolving
+    walks the URL patterns and was a tenth of a hit's cost."""
+    try:
+        match = resolve(path, urlconf)
+    except Resolver404:
+        return None
+    spec = getattr(match.func, "sigma_page_cache", None)
+    return (match, spec) if isinstance(spec, PageSpec) else None
+
+
 class AnonymousPageCacheMiddleware:
     """Whole anonymous pages from the cache, in front of the rest of the middleware stack.
+
+    Most hits never get here: the WSGI front (caching/front.py) answers them before Django's handler. This
+    middleware answers the ones the front leaves (conditional GETs, and everything when the front is off),
+    and builds and stores every miss.
 
     A page served from Redis is also kept in this process for PAGE_LOCAL_SECONDS (0.5 s): requests for a hot
     page in that window make no round trip. That is the bound on how late a write shows on other processes
@@ -128,29 +210,15 @@ class AnonymousPageCacheMiddleware:
         self.request_metrics = PrometheusAfterMiddleware(get_response)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        found = self._cacheable(request)
-        if found is None:
+        lookup = request.META.pop(LOOKUP_ENVIRON, _NOT_LOOKED_UP)
+        if lookup is _NOT_LOOKED_UP:
+            lookup = lookup_page(request)
+        if lookup is None:
             return self.get_response(request)
-        match, spec = found
-        key = keys.page(spec.view_name, request.get_full_path(), secure=request.is_secure())
-        namespaces = list(spec.namespaces(request, *match.args, **match.kwargs))
-
-        def lookup() -> tuple[dict[str, int] | None, service.Entry | None]:
-            gens, entry = service.get_entry_with_generations(keys.KIND_PAGE, key, namespaces)
-            return gens, entry if gens is not None and _generations_of(entry) == gens else None
-
-        recent = service.RECENT_PAGES.get(key) if settings.PAGE_LOCAL_SECONDS > 0 else None
-        if recent is not None:
-            service.count_request(keys.KIND_PAGE, recent)
-            return self._serve(request, match, spec, recent.value)
-        gens, entry = lookup()
-        if entry is not None and entry.fresh:
-            service.count_request(keys.KIND_PAGE, entry)
-            keep = min(settings.PAGE_LOCAL_SECONDS, entry.fresh_until - time.time())
-            if keep > 0:
-                service.RECENT_PAGES.set(key, entry, ttl=keep)
-            return self._serve(request, match, spec, entry.value)
+        if lookup.hit:
+            return self._serve(request, lookup, lookup.entry.value)
         setattr(request, CANDIDATE, True)
+        gens = lookup.generations
 
         def build() -> service.Built:
             response = self.get_response(request)
@@ -168,31 +236,16 @@ class AnonymousPageCacheMiddleware:
 
         return service.get_or_build(
             keys.KIND_PAGE,
-            key,
+            lookup.key,
             build,
-            ttl=spec.ttl or settings.PAGE_CACHE_TTL,
-            from_entry=lambda value: self._serve(request, match, spec, value),
-            entry=entry,
-            fetch=lambda: lookup()[1],
+            ttl=lookup.spec.ttl or settings.PAGE_CACHE_TTL,
+            from_entry=lambda value: self._serve(request, lookup, value),
+            entry=lookup.entry,
+            fetch=lookup.refetch,
         )
 
-    @staticmethod
-    def _cacheable(request: HttpRequest) -> tuple[ResolverMatch, PageSpec] | None:
-        if not (settings.PAGE_CACHE_ENABLED and anonymous_request(request)):
-            return None
-        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
-            return None  # SecurityMiddleware, below, redirects it
-        try:
-            request.get_host()  # the ALLOWED_HOSTS check CommonMiddleware would make: a bad host gets its 400
-            match = resolve(request.path_info)
-        except (DisallowedHost, Resolver404):
-            return None
-        spec = getattr(match.func, "sigma_page_cache", None)
-        return (match, spec) if isinstance(spec, PageSpec) else None
-
-    def _serve(
-        self, request: HttpRequest, match: ResolverMatch, spec: PageSpec, value: dict[str, Any]
-    ) -> HttpResponse:
+    def _serve(self, request: HttpRequest, lookup: PageLookup, value: dict[str, Any]) -> HttpResponse:
+        match = lookup.match
         request.resolver_match = match  # for the access log and the per-view metrics
         self.request_metrics.process_request(request)
         self.request_metrics.process_view(request, match.func, match.args, match.kwargs)
@@ -201,8 +254,8 @@ class AnonymousPageCacheMiddleware:
             response.headers[name] = header
         response["X-Cache"] = "hit"
         response = get_conditional_response(request, etag=response.get("ETag"), response=response)
-        if spec.on_hit is not None:
-            spec.on_hit(request, *match.args, **match.kwargs)
+        if lookup.spec.on_hit is not None:
+            lookup.spec.on_hit(request, *match.args, **match.kwargs)
         return self.request_metrics.process_response(request, response)
 
 
@@ -210,7 +263,7 @@ def _stored(response: HttpResponse, generations: dict[str, int]) -> dict[str, An
     return {
         "generations": generations,
         "status": response.status_code,
-        "headers": [(k, v) for k, v in response.items() if k.lower() not in _PER_RESPONSE_HEADERS],
+        "headers": [(str(k), str(v)) for k, v in response.items() if k.lower() not in _PER_RESPONSE_HEADERS],
         "content": response.content,
     }
 

@@ -12,33 +12,12 @@ from django.urls import reverse
 
 from accounts import services as account_services
 from sigma_playground.caching import keys, service
-from tests.caching.conftest import cache_hits
+from tests.caching.conftest import cache_hits, publish
 from tests.factories import UserFactory
 from workbooks import services
 from workbooks.models import Tag, Visibility, Workbook
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit invalidation runs as in production
-
-EMBED = "https://app.sigmacomputing.com/embed/1-Cache{n}"
-
-
-def publish(author, title, *, tags=("finance",), n=0, **kw) -> Workbook:
-    return services.workbook_publish(
-        author=author,
-        title=title,
-        sigma_embed_url=EMBED.format(n=n or abs(hash(title)) % 10**6),
-        tags=tags,
-        **kw,
-    )
-
-
-@pytest.fixture
-def world():
-    author = UserFactory(username="ada", full_name="Ada Analyst")
-    reader = UserFactory(username="reader", full_name="Rita Reader")
-    workbook = publish(author, "Revenue waterfall", n=1)
-    publish(author, "Churn cohort board", n=2)
-    return {"author": author, "reader": reader, "workbook": workbook}
 
 
 def anonymous() -> Client:

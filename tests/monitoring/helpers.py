@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -27,6 +28,19 @@ GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
 def fetch(url: str, *, timeout: float = 5) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
+
+
+@dataclass
+class Fetched:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def fetch_response(url: str, *, headers: dict[str, str] | None = None, timeout: float = 5) -> Fetched:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return Fetched(response.status, dict(response.headers.items()), response.read())
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, what: str, *, seconds: float = 60) -> None:

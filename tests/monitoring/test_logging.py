@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import threading
@@ -10,50 +9,12 @@ import threading
 import pytest
 from django.conf import settings
 from django.urls import reverse
-from django.utils.module_loading import import_string
 
 from sigma_playground.request_id import HEADER, hash_user_id
 from tests import images
 from tests.factories import UserFactory, WorkbookFactory
 from tests.test_production_settings import PROD_ENV, run
 from workbooks.models import Workbook
-
-
-class _Lines:
-    def __init__(self, buffer: io.StringIO, handler: logging.Handler):
-        self.buffer, self.handler = buffer, handler
-
-    def __call__(self) -> list[dict]:
-        return [json.loads(line) for line in self.buffer.getvalue().splitlines()]
-
-    def reattach(self) -> None:
-        """Starting a Celery worker runs django.setup(), which reconfigures logging from scratch."""
-        root = logging.getLogger()
-        if self.handler not in root.handlers:
-            root.addHandler(self.handler)
-        root.setLevel(logging.INFO)
-
-
-@pytest.fixture
-def json_log():
-    """A handler built from production's LOGGING entries (JSON formatter, request-id filter) on the root
-    logger, writing to a buffer; yields a function returning the parsed lines."""
-    formatter = import_string(settings.LOGGING["formatters"]["json"]["()"])()
-    request_filter = import_string(settings.LOGGING["filters"]["request_id"]["()"])()
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(formatter)
-    handler.addFilter(request_filter)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    lines = _Lines(buffer, handler)
-    try:
-        yield lines
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
 
 
 def test_a_request_id_is_generated_and_returned(client):
