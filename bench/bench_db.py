@@ -460,7 +460,13 @@ def build_ops(params: dict[str, Any]) -> tuple[list[Op], list[str]]:
 
     def feed_ours():
         listing = selectors.feed_for(user=reader)
-        return keyset_page(listing.queryset, ordering=listing.ordering, cursor=None, per_page=per_page)
+        return keyset_page(
+            listing.queryset,
+            ordering=listing.ordering,
+            cursor=None,
+            per_page=per_page,
+            narrow=listing.narrow,
+        )
 
     def feed_naive():
         listing = selectors.feed_for(user=reader)

@@ -17,7 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,8 +137,19 @@ def _key(obj: Any, field: str) -> Any:
     return value
 
 
+# ``narrow(queryset, boundary, forward, limit)``: the queryset restricted to a superset of the ``limit`` rows
+# that follow ``boundary`` (None: the first page) in the keyset order, ``forward`` or backward. For lists
+# whose rows a single index can't deliver in order (the feed: one index range per followed author).
+Narrow = Callable[[QuerySet, tuple[Any, ...] | None, bool, int], QuerySet]
+
+
 def keyset_page(
-    queryset: QuerySet, *, ordering: Sequence[str], cursor: str | None, per_page: int
+    queryset: QuerySet,
+    *,
+    ordering: Sequence[str],
+    cursor: str | None,
+    per_page: int,
+    narrow: Narrow | None = None,
 ) -> KeysetPage:
     """One page of ``queryset`` in ``ordering``: the first page, or the page a cursor points to.
 
@@ -154,6 +165,8 @@ def keyset_page(
         # Forward in a descending list means "smaller than the boundary"; backward flips it.
         beyond = TupleLessThan if descending == forward else TupleGreaterThan
         qs = qs.filter(beyond(Tuple(*(F(f) for f in fields)), position.values))
+    if narrow is not None:
+        qs = narrow(qs, position.values if position is not None else None, forward, per_page + 1)
     order = list(ordering) if forward else [o[1:] if o.startswith("-") else f"-{o}" for o in ordering]
     rows = list(qs.order_by(*order)[: per_page + 1])
     more = len(rows) > per_page
@@ -187,10 +200,19 @@ def keyset_page(
 
 
 def keyset_page_from_request(
-    request: HttpRequest, queryset: QuerySet, *, ordering: Sequence[str], per_page: int
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    ordering: Sequence[str],
+    per_page: int,
+    narrow: Narrow | None = None,
 ) -> KeysetPage:
     return keyset_page(
-        queryset, ordering=ordering, cursor=request.GET.get(CURSOR_PARAM) or None, per_page=per_page
+        queryset,
+        ordering=ordering,
+        cursor=request.GET.get(CURSOR_PARAM) or None,
+        per_page=per_page,
+        narrow=narrow,
     )
 
 

@@ -231,7 +231,11 @@ def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
 def feed(request: HttpRequest) -> HttpResponse:
     listing = selectors.feed_for(user=request.user)
     page = keyset_page_from_request(
-        request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
+        request,
+        listing.queryset,
+        ordering=listing.ordering,
+        per_page=page_size(request),
+        narrow=listing.narrow,
     )
     return render(request, "workbooks/feed.html", {"page": page, "links": page_links(request.GET, page)})
 

@@ -317,7 +317,13 @@ def walk(listing, per_page: int, between=None) -> list[int]:
     seen: list[int] = []
     cursor = None
     while True:
-        page = keyset_page(listing.queryset, ordering=listing.ordering, cursor=cursor, per_page=per_page)
+        page = keyset_page(
+            listing.queryset,
+            ordering=listing.ordering,
+            cursor=cursor,
+            per_page=per_page,
+            narrow=listing.narrow,
+        )
         seen.extend(w.pk for w in page.object_list)
         if between:
             between()
@@ -347,6 +353,76 @@ def test_rows_inserted_while_walking_never_duplicate_earlier_ones():
     listing = selectors.workbook_list(params=P(q="", tags=(), sort="newest"))
     seen = walk(listing, 2, between=lambda: WorkbookFactory())  # a new newest row after every page
     assert len(seen) == len(set(seen)) == 9
+
+
+@pytest.fixture
+def followed_gallery():
+    """A reader following four authors: ties on the publish moment across authors, every kind of row that
+    must stay out (private, unlisted, draft, an inactive author's, an unfollowed author's)."""
+    me = UserFactory()
+    authors = UserFactory.create_batch(4)
+    for author in authors:
+        FollowFactory(follower=me, followed=author)
+    same_moment = timezone.now() - dt.timedelta(hours=5)
+    for i, author in enumerate(authors):
+        WorkbookFactory.create_batch(2, author=author, published_at=same_moment)
+        WorkbookFactory.create_batch(i + 1, author=author)
+        WorkbookFactory(author=author, visibility=Visibility.PRIVATE)
+        WorkbookFactory(author=author, visibility=Visibility.UNLISTED)
+        WorkbookFactory(author=author, published_at=None)
+    gone = UserFactory()
+    FollowFactory(follower=me, followed=gone)
+    WorkbookFactory.create_batch(3, author=gone)
+    gone.is_active = False
+    gone.save(update_fields=["is_active"])
+    WorkbookFactory.create_batch(3)  # by people nobody here follows
+    return {"me": me, "authors": authors}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_feed_read_per_author_walks_every_row_once_both_ways(followed_gallery):
+    listing = selectors.feed_for(user=followed_gallery["me"])
+    assert listing.narrow is not None
+    expected = list(listing.queryset.order_by(*listing.ordering).values_list("pk", flat=True))
+    assert len(expected) == 2 * 4 + (1 + 2 + 3 + 4)
+    for per_page in (1, 2, 3, 7, 18, 40):
+        assert walk(listing, per_page) == expected, per_page
+    pages = [
+        keyset_page(
+            listing.queryset, ordering=listing.ordering, cursor=None, per_page=4, narrow=listing.narrow
+        )
+    ]
+    while pages[-1].has_next:
+        pages.append(
+            keyset_page(
+                listing.queryset,
+                ordering=listing.ordering,
+                cursor=pages[-1].next_cursor,
+                per_page=4,
+                narrow=listing.narrow,
+            )
+        )
+    for later, earlier in zip(pages[2:], pages[1:], strict=False):
+        back = keyset_page(
+            listing.queryset,
+            ordering=listing.ordering,
+            cursor=later.previous_cursor,
+            per_page=4,
+            narrow=listing.narrow,
+        )
+        assert [w.pk for w in back.object_list] == [w.pk for w in earlier.object_list]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_feed_reads_each_followed_authors_index_range(small_gallery, monkeypatch):
+    listing = selectors.feed_for(user=small_gallery["me"])
+    assert listing.narrow is not None
+    narrowed = listing.narrow(listing.queryset, None, True, 21).order_by(*listing.ordering)[:20]
+    assert "workbooks_author_listed_idx" in plan_indexes(narrowed)
+    monkeypatch.setattr(selectors, "FEED_PER_AUTHOR_MAX_FOLLOWS", 0)  # too many follows: one planned query
+    assert selectors.feed_for(user=small_gallery["me"]).narrow is None
 
 
 @pytest.mark.django_db
