@@ -137,9 +137,10 @@ def _key(obj: Any, field: str) -> Any:
     return value
 
 
-# ``narrow(queryset, boundary, forward, limit)``: the queryset restricted to a superset of the ``limit`` rows
-# that follow ``boundary`` (None: the first page) in the keyset order, ``forward`` or backward. For lists
-# whose rows a single index can't deliver in order (the feed: one index range per followed author).
+# ``narrow(queryset, boundary, forward, limit)``: what to take the page from instead of ``queryset``: the
+# ``limit`` rows that follow ``boundary`` (None: the first page) in the keyset order, ``forward`` or backward,
+# or a superset of them. For lists whose rows no single index delivers in order (the feed: one index range
+# per followed author).
 Narrow = Callable[[QuerySet, tuple[Any, ...] | None, bool, int], QuerySet]
 
 

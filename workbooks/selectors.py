@@ -218,17 +218,20 @@ def feed_for(*, user: User) -> Listing:
     follows = Follow.objects.filter(follower=user).values("pk")[: FEED_PER_AUTHOR_MAX_FOLLOWS + 1].count()
     if follows > FEED_PER_AUTHOR_MAX_FOLLOWS:
         return listing
-    return replace(listing, narrow=functools.partial(_feed_candidates, follower_id=user.pk))
+    base = with_cards(Workbook.objects.listed())
+    return replace(listing, narrow=functools.partial(_feed_candidates, base=base, follower_id=user.pk))
 
 
 def _feed_candidates(
-    qs: QuerySet, boundary: tuple | None, forward: bool, limit: int, *, follower_id: int
+    qs: QuerySet, boundary: tuple | None, forward: bool, limit: int, *, base: QuerySet, follower_id: int
 ) -> QuerySet:
-    """``qs`` limited to the ``limit`` feed rows after ``boundary`` (newest first; backward: oldest first).
+    """The ``limit`` feed rows after ``boundary`` (newest first; backward: oldest first), as listed rows.
 
     Each followed author's rows come from the partial index on (author_id, published_at DESC, id DESC) of
     listed workbooks, read forward or backward from the cursor; inactive authors are skipped here as in
-    ``listed()``, so they cannot take the place of rows that belong on the page.
+    ``listed()``, so they cannot take the place of rows that belong on the page. ``qs`` (the whole feed,
+    cursor applied) is not used: with its ``author_id IN (followed)`` PostgreSQL may still start from every
+    row of the followed authors; the few ids found here are looked up by primary key in ``base`` instead.
     """
     workbooks, follows, users = Workbook._meta.db_table, Follow._meta.db_table, User._meta.db_table
     compare, direction = ("<", "DESC") if forward else (">", "ASC")
@@ -243,7 +246,7 @@ def _feed_candidates(
         f"ORDER BY w.published_at {direction}, w.id {direction} LIMIT %s"
     )
     params = [Visibility.PUBLIC.value, *(boundary or ()), limit, follower_id, limit]
-    return qs.filter(pk__in=RawSQL(sql, params))  # noqa: S611 (values are bound parameters)
+    return base.filter(pk__in=RawSQL(sql, params))  # noqa: S611 (values are bound parameters)
 
 
 FAVORITES_ORDER = ("-created_at", "-id")
