@@ -57,8 +57,8 @@ class MetricBatch(ProcessBuffer[_Batch]):
     ) -> None:
         """Additions and observations under one lock (one request's worth)."""
         if self.interval() > 0:
-            with self.updating() as batch:
-                _add(batch, counts, observations)
+            with self._lock:
+                _add(self._claim(), counts, observations)
         else:  # METRICS_BATCH_SECONDS=0: published at once, as without the batch
             batch = _Batch()
             _add(batch, counts, observations)

@@ -52,11 +52,16 @@ class ProcessBuffer(Generic[State]):
     @contextmanager
     def updating(self) -> Iterator[State]:
         with self._lock:
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._state = self.empty()
-                threading.Thread(target=self._run, name=self.thread_name, daemon=True).start()
-            yield self._state
+            yield self._claim()
+
+    def _claim(self) -> State:
+        """This process's state; call with ``self._lock`` held (hot paths use the lock directly: a context
+        manager costs more than what they add). A forked child starts afresh, with its own thread."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._state = self.empty()
+            threading.Thread(target=self._run, name=self.thread_name, daemon=True).start()
+        return self._state
 
     def drain(self) -> State:
         with self._lock:

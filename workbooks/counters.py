@@ -68,8 +68,7 @@ def record_view(*, workbook_id: int) -> None:
     key = (int(workbook_id), timezone.now().date())
     if _redis() is not None:
         if settings.VIEW_PROCESS_FLUSH_SECONDS > 0:
-            _process_views.add(key)
-            VIEWS.inc_batched(path="buffered")
+            _process_views.add(key)  # counted in VIEWS when the batch is delivered
             return
         if _send({key: 1}):
             VIEWS.inc(path="buffered")
@@ -111,13 +110,18 @@ class _ProcessViews(ProcessBuffer[Counter[tuple[int, dt.date]]]):
         return settings.VIEW_PROCESS_FLUSH_SECONDS
 
     def add(self, key: tuple[int, dt.date]) -> None:
-        with self.updating() as counts:
-            counts[key] += 1
+        with self._lock:
+            self._claim()[key] += 1
 
     def deliver(self, state: Counter[tuple[int, dt.date]]) -> None:
         counts = dict(state)
-        if counts and not _send(counts):
+        if not counts:
+            return
+        if _send(counts):
+            VIEWS.inc(sum(counts.values()), path="buffered")
+        else:
             apply_views(counts)
+            VIEWS.inc(sum(counts.values()), path="direct")
 
     def after_delivery(self) -> None:
         connections.close_all()  # this thread's connection, if the database fallback opened one
