@@ -94,6 +94,7 @@ CACHE_REQUESTS = metrics.counter(
     "sigma_cache_requests_total",
     "Cache lookups by kind of cached thing and result (hit or miss).",
     {"kind": CACHE_KINDS, "result": ("hit", "miss")},
+    batched=True,  # counted on every cached page served
 )
 
 # --- Profiler (monitoring/profiling.py) ---------------------------------------------------------------------

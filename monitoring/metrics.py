@@ -120,7 +120,7 @@ class _Label:
             self._resolved = None
 
 
-_BATCHED_LABELS_KEPT = 256  # folded label tuples remembered per metric for inc_batched
+_BATCHED_LABELS_KEPT = 256  # folded label tuples a batched counter remembers
 
 
 class Metric:
@@ -133,6 +133,7 @@ class Metric:
         documentation: str,
         labels: Mapping[str, LabelValues],
         prom: Counter | Gauge | Histogram,
+        batched: bool = False,
     ):
         self.name = name
         self.kind = kind
@@ -140,6 +141,9 @@ class Metric:
         self._labels = tuple(_Label(k, v) for k, v in labels.items())
         self.labelnames = tuple(label.name for label in self._labels)
         self.prom = prom
+        # A batched counter's increments go to this process's metric batch, published every
+        # METRICS_BATCH_SECONDS (monitoring/batched.py): for counters bumped on every cache hit.
+        self.batched = batched
         self._batched_labels: dict[tuple, tuple[str, ...]] = {}  # tags as given -> folded label values
 
     def __repr__(self) -> str:
@@ -181,15 +185,14 @@ class Metric:
     def inc(self, amount: float = 1, tags: Mapping[str, object] | None = None, **kw: object) -> None:
         if self.kind == "histogram":
             raise TypeError(f"{self.name} is a histogram")
-        self.child(tags, **kw).inc(amount)
+        if self.batched:
+            self._inc_batched(amount, {**(tags or {}), **kw})
+        else:
+            self.child(tags, **kw).inc(amount)
 
-    def inc_batched(self, amount: float = 1, **tags: object) -> None:
-        """``inc``, published with this process's next metric batch (monitoring/batched.py): for paths that
-        run thousands of times a second."""
+    def _inc_batched(self, amount: float, tags: dict[str, object]) -> None:
         from monitoring.batched import BATCH
 
-        if self.kind != "counter":
-            raise TypeError(f"{self.name} is a {self.kind}, not a counter")
         key = tuple(tags.items())
         labels = self._batched_labels.get(key)
         if labels is None:
@@ -248,6 +251,7 @@ def _declare(
     buckets: Iterable[float] | None = None,
     multiprocess_mode: GaugeMode = "livesum",
     initialize: bool = False,
+    batched: bool = False,
 ) -> Metric:
     labels = dict(labels or {})
     if not _NAME_RE.match(name):
@@ -267,7 +271,7 @@ def _declare(
             prom = Gauge(name, documentation, labelnames, multiprocess_mode=multiprocess_mode)
         else:
             prom = Histogram(name, documentation, labelnames, buckets=tuple(buckets or LATENCY_BUCKETS))
-        metric = Metric(name, kind, documentation, labels, prom)
+        metric = Metric(name, kind, documentation, labels, prom, batched=batched)
         _registry[name] = metric
     if initialize:
         metric.initialize()
@@ -280,8 +284,12 @@ def counter(
     labels: Mapping[str, LabelValues] | None = None,
     *,
     initialize: bool = False,
+    batched: bool = False,
 ) -> Metric:
-    return _declare("counter", name, documentation, labels, initialize=initialize)
+    """``batched``: increments are summed in the process and published every METRICS_BATCH_SECONDS
+    (monitoring/batched.py), for counters bumped on every cache hit; a SIGKILLed process loses its last
+    interval of them."""
+    return _declare("counter", name, documentation, labels, initialize=initialize, batched=batched)
 
 
 def gauge(

@@ -28,7 +28,11 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
+from django_prometheus.middleware import Metrics
 
+from monitoring.batched import BATCH
+from monitoring.middleware import sample_db_pool
+from monitoring.window import REQUESTS
 from sigma_playground import request_id as rid
 from sigma_playground.caching import pages
 
@@ -107,12 +111,6 @@ def _content_length(meta: dict) -> int:
 def _record(request: WSGIRequest, view: str, status: int, size: int, charset: str, duration: float) -> None:
     """The django-prometheus series PrometheusBeforeMiddleware and our PrometheusAfterMiddleware record for a
     response (see their process_request/process_view/process_response), batched."""
-    from django_prometheus.middleware import Metrics
-
-    from monitoring.batched import BATCH
-    from monitoring.middleware import sample_db_pool
-    from monitoring.window import REQUESTS
-
     m = Metrics.get_instance()
     method = request.method or "GET"  # the front only answers GET and HEAD: never an invalid method
     transport = "https" if request.is_secure() else "http"

@@ -24,6 +24,7 @@ LOCAL_REQUESTS = metrics.counter(
     "sigma_local_cache_requests_total",
     "In-process cache lookups by cache name and result.",
     labels={"cache": metrics.Capped(limit=20), "result": ("hit", "miss")},
+    batched=True,  # counted on every cached page served (service.RECENT_PAGES)
 )
 LOCAL_EVICTIONS = metrics.counter(
     "sigma_local_cache_evictions_total",
@@ -34,11 +35,7 @@ _MISSING = object()
 
 
 class LocalLRUCache:
-    def __init__(
-        self, name: str, *, max_entries: int = 256, ttl: float = 5.0, batched_metrics: bool = False
-    ) -> None:
-        """``batched_metrics``: hits and misses are published once a second (for caches read on every
-        request of a hot path; monitoring/batched.py)."""
+    def __init__(self, name: str, *, max_entries: int = 256, ttl: float = 5.0) -> None:
         if max_entries < 1 or ttl <= 0:
             raise ValueError("max_entries must be >= 1 and ttl > 0")
         self.name = name
@@ -46,7 +43,6 @@ class LocalLRUCache:
         self.ttl = ttl
         self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._count = LOCAL_REQUESTS.inc_batched if batched_metrics else LOCAL_REQUESTS.inc
 
     def get(self, key: str, default: Any = None) -> Any:
         now = time.monotonic()
@@ -54,11 +50,11 @@ class LocalLRUCache:
             item = self._data.get(key, _MISSING)
             if item is not _MISSING and item[0] > now:
                 self._data.move_to_end(key)
-                self._count(cache=self.name, result="hit")
+                LOCAL_REQUESTS.inc(cache=self.name, result="hit")
                 return item[1]
             if item is not _MISSING:
                 del self._data[key]  # expired
-        self._count(cache=self.name, result="miss")
+        LOCAL_REQUESTS.inc(cache=self.name, result="miss")
         return default
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:

@@ -149,11 +149,11 @@ def lookup_page(request: HttpRequest) -> PageLookup | None:
     recent = service.RECENT_PAGES.get(key) if settings.PAGE_LOCAL_SECONDS > 0 else None
     if recent is not None:
         lookup.entry = recent
-        service.count_request(keys.KIND_PAGE, recent, batched=True)
+        service.count_request(keys.KIND_PAGE, recent)
         return lookup
     entry = lookup.refetch()
     if lookup.hit:
-        service.count_request(keys.KIND_PAGE, entry, batched=True)
+        service.count_request(keys.KIND_PAGE, entry)
         keep = min(settings.PAGE_LOCAL_SECONDS, entry.fresh_until - time.time())
         if keep > 0:
             service.RECENT_PAGES.set(key, entry, ttl=keep)

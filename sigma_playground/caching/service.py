@@ -135,7 +135,7 @@ def reset_backend() -> None:
 # Whole pages this process has just served from Redis, kept for at most PAGE_LOCAL_SECONDS (caching.pages):
 # a hot page then costs no round trip at all. A bump in this process empties it at once; other processes
 # see a bump within PAGE_LOCAL_SECONDS, inside the issue's bound of a second.
-RECENT_PAGES = LocalLRUCache("pages", max_entries=256, ttl=0.5, batched_metrics=True)
+RECENT_PAGES = LocalLRUCache("pages", max_entries=256, ttl=0.5)
 
 
 # --- Fail-open ------------------------------------------------------------------------------------------
@@ -204,13 +204,9 @@ def _fetch(kind: str, key: str) -> Entry | None:
     return _loads(_timed("get", kind, lambda: backend().get_many([key])[0], None))
 
 
-def count_request(kind: str, entry: Entry | None, *, batched: bool = False) -> None:
-    """Count a read as a hit (a fresh entry) or a miss; ``batched`` on the page-hit path (monitoring/batched.py)."""
-    result = "hit" if entry is not None and entry.fresh else "miss"
-    if batched:
-        CACHE_REQUESTS.inc_batched(kind=kind, result=result)
-    else:
-        CACHE_REQUESTS.inc(kind=kind, result=result)
+def count_request(kind: str, entry: Entry | None) -> None:
+    """Count a read as a hit (a fresh entry) or a miss."""
+    CACHE_REQUESTS.inc(kind=kind, result="hit" if entry is not None and entry.fresh else "miss")
 
 
 def get_entry(kind: str, key: str) -> Entry | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
@@ -138,31 +137,15 @@ def test_a_batch_redis_refuses_is_written_to_the_database(settings, monkeypatch)
 @pytest.mark.slow
 def test_gunicorn_workers_send_their_last_batch_when_they_stop(tmp_path, settings):
     """Real gunicorn, real cached detail pages: views counted on hits and misses survive a graceful stop."""
-    from tests.monitoring.helpers import fetch, free_port, start_gunicorn, wait_until_serving
+    from tests.monitoring.helpers import fetch, gunicorn_serving, services_env
 
     workbook = WorkbookFactory()
-    db = connections["default"].settings_dict
-    port = free_port()
-    env = {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "VIEW_PROCESS_FLUSH_SECONDS": "3600",  # nothing is sent before the workers stop
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-        "DB_POOL_MIN_SIZE": "1",
-        "DB_POOL_MAX_SIZE": "2",
-    }
-    process = start_gunicorn(env, port=port)
-    url = f"http://127.0.0.1:{port}{workbook.get_absolute_url()}"
-    try:
-        wait_until_serving(url, process, "gunicorn")
+    env = services_env(redis_url=settings.REDIS_URL, metrics_dir=tmp_path)
+    env["VIEW_PROCESS_FLUSH_SECONDS"] = "3600"  # nothing is sent before the workers stop
+    with gunicorn_serving(env, path=workbook.get_absolute_url()) as (base, _):
         for _ in range(39):
-            fetch(url)
+            fetch(base + workbook.get_absolute_url())
         assert buffered_in_redis(workbook.pk) == 0
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        process.stderr.close()
     assert buffered_in_redis(workbook.pk) == 40
     assert counters.flush_views() == 40
     assert totals(workbook) == (40, 40)

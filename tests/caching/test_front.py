@@ -3,7 +3,6 @@ access-log line, view counting and metrics as a hit answered by the middleware; 
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from wsgiref.util import setup_testing_defaults
@@ -267,34 +266,18 @@ def test_real_gunicorn_answers_hits_in_front_and_publishes_their_metrics_when_it
 ):
     """deploy/gunicorn.conf.py, two workers, a batch interval longer than the test: every hit is in the
     merged metrics once the workers stop gracefully, and none is counted twice."""
-    from django.db import connections
     from prometheus_client import CollectorRegistry, multiprocess
 
-    from tests.monitoring.helpers import fetch_response, free_port, start_gunicorn, wait_until_serving
+    from tests.monitoring.helpers import fetch_response, gunicorn_serving, services_env
 
-    db = connections["default"].settings_dict
-    port = free_port()
-    env = {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "METRICS_BATCH_SECONDS": "3600",
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-        "DB_POOL_MIN_SIZE": "1",
-        "DB_POOL_MAX_SIZE": "2",
-    }
-    process = start_gunicorn(env, port=port)
-    url = f"http://127.0.0.1:{port}{reverse('workbooks:list')}"
-    answers = []
-    try:
-        wait_until_serving(url, process, "gunicorn")
+    env = services_env(redis_url=settings.REDIS_URL, metrics_dir=tmp_path)
+    env["METRICS_BATCH_SECONDS"] = "3600"  # nothing is published before the workers stop
+    path = reverse("workbooks:list")
+    with gunicorn_serving(env, path=path) as (base, _):
         answers = [
-            fetch_response(url, headers={"X-Request-ID": f"gunicorn-front-{i:04d}"}) for i in range(40)
+            fetch_response(base + path, headers={"X-Request-ID": f"gunicorn-front-{i:04d}"})
+            for i in range(40)
         ]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        process.stderr.close()
     assert sum(a.headers["X-Cache"] == "hit" for a in answers) >= 38  # each worker builds it at most once
     assert [a.headers["X-Request-ID"] for a in answers] == [f"gunicorn-front-{i:04d}" for i in range(40)]
     registry = CollectorRegistry()

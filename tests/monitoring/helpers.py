@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +71,51 @@ def start_gunicorn(env: dict[str, str], *, port: int) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def stop_gracefully(process: subprocess.Popen) -> None:
+    """SIGTERM, as a deploy would: gunicorn or Celery workers finish and run their exit hooks; killed only
+    after 30 s. Closes the process's pipes."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream:
+            stream.close()
+
+
+@contextmanager
+def gunicorn_serving(
+    env: dict[str, str], *, path: str = "/healthz"
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The site under deploy/gunicorn.conf.py on a free port: yields its base URL (once ``path`` answers)
+    and the master process, and stops it gracefully afterwards."""
+    port = free_port()
+    process = start_gunicorn(env, port=port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base + path, process, "gunicorn")
+        yield base, process
+    finally:
+        stop_gracefully(process)
+
+
+def services_env(*, redis_url: str, metrics_dir: Path) -> dict[str, str]:
+    """Environment for a gunicorn serving the test database and Redis: two workers, a small pool each."""
+    from django.db import connections
+
+    db = connections["default"].settings_dict
+    return {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": redis_url,
+        "WEB_CONCURRENCY": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "DB_POOL_MIN_SIZE": "1",
+        "DB_POOL_MAX_SIZE": "2",
+    }
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:

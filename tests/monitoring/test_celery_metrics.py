@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from monitoring import tasks as monitoring_tasks
-from tests.monitoring.helpers import fetch, free_port, sample, scrape, wait_until_serving
+from tests.monitoring.helpers import fetch, free_port, sample, scrape, stop_gracefully, wait_until_serving
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -177,10 +176,4 @@ def test_a_prefork_worker_serves_the_merged_metrics_of_its_pool(tmp_path):
         pids = {p.name.rsplit("_", 1)[-1] for p in metrics_dir.glob("counter_*.db")}
         assert len(pids) >= 1
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        worker.stdout.close()
+        stop_gracefully(worker)

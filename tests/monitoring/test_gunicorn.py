@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from tests.monitoring.helpers import fetch, free_port, scrape, start_gunicorn, wait_until_serving
+from tests.monitoring.helpers import fetch, gunicorn_serving, scrape
 
 
 def healthz_count(text: str) -> float:
@@ -22,26 +22,14 @@ def gunicorn(tmp_path):
     metrics_dir = tmp_path / "prometheus-web"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")
-    port = free_port()
     env = {
         "WEB_CONCURRENCY": "2",
         "GUNICORN_THREADS": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
     }
-    process = start_gunicorn(env, port=port)
-    base = f"http://127.0.0.1:{port}"
-    wait_until_serving(base + "/healthz", process, "gunicorn")
-    try:
+    with gunicorn_serving(env) as (base, process):
         yield base, metrics_dir, process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stderr.close()
 
 
 def workers_of(process: subprocess.Popen) -> list[psutil.Process]:
