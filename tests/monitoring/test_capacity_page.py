@@ -63,7 +63,10 @@ def growing_history(now: datetime, days: int = 30) -> None:
 def test_the_daily_task_rolls_up_builds_and_stores_a_report():
     now = timezone.now()
     growing_history(now)
-    CapacitySample.objects.create(taken_at=now - timedelta(hours=1, minutes=10), cpu_percent=35.0)
+    # The middle of the last complete hour, whatever the clock says (growing_history's recent samples may
+    # fall in that hour too, a few minutes after the hour turns).
+    previous_hour = retention_hour(now) - timedelta(hours=1)
+    CapacitySample.objects.create(taken_at=previous_hour + timedelta(minutes=30), cpu_percent=35.0)
     pk = tasks.capacity_report.delay().get()
     stored = CapacityReport.objects.get(pk=pk)
     assert stored.trigger == "schedule" and stored.meaningful and stored.days_with_data == 30
@@ -73,7 +76,11 @@ def test_the_daily_task_rolls_up_builds_and_stores_a_report():
         analysis.recommendations
     )
     assert stored.text == analysis.as_text()
-    assert CapacityHour.objects.filter(hour=retention_hour(now - timedelta(hours=1))).exists()  # rolled up
+    rolled_up = CapacityHour.objects.get(hour=previous_hour)
+    in_hour = CapacitySample.objects.filter(
+        taken_at__gte=previous_hour, taken_at__lt=previous_hour + timedelta(hours=1)
+    )
+    assert rolled_up.samples == in_hour.count() and rolled_up.stats["cpu_percent"]["max"] == 35.0
 
 
 def retention_hour(moment: datetime) -> datetime:
