@@ -273,15 +273,57 @@ CACHE_STALE_GRACE_SECONDS = env_int("CACHE_STALE_GRACE_SECONDS", 300)  # stale c
 CACHE_LOCK_SECONDS = 5.0  # a rebuild lock outlives no rebuild by more than this
 CACHE_LOCK_WAIT_SECONDS = 2.0  # how long a request waits for another's rebuild of a missing entry
 CACHE_RETRY_SECONDS = env_float("CACHE_RETRY_SECONDS", 2.0)  # after a Redis error, skip it this long
-# HTTP caching of anonymous pages by browsers and CDNs (sigma_playground.http_caching).
-HTTP_CACHE_MAX_AGE = env_int("HTTP_CACHE_MAX_AGE", 60)
-HTTP_CACHE_STALE_WHILE_REVALIDATE = env_int("HTTP_CACHE_STALE_WHILE_REVALIDATE", 30)
+# HTTP caching of anonymous pages by browsers and CDNs (sigma_playground.http_caching). Browsers revalidate
+# every time (max-age=0 with the ETag: a 304 from the CDN or the origin); shared caches hold pages for
+# CDN_SHARED_MAX_AGE seconds, but only when a purge backend can take them back (docs/edge.md).
+HTTP_CACHE_MAX_AGE = env_int("HTTP_CACHE_MAX_AGE", 0)
+HTTP_CACHE_STALE_WHILE_REVALIDATE = env_int("HTTP_CACHE_STALE_WHILE_REVALIDATE", 0)
 MEDIA_CACHE_MAX_AGE = 30 * 24 * 3600  # thumbnails and avatars: names change with every upload
 # View counting: buffered in Redis, flushed to the database every VIEW_FLUSH_SECONDS by a beat task.
 VIEW_COUNTING_ENABLED = env_bool("VIEW_COUNTING_ENABLED", True)
 VIEW_FLUSH_SECONDS = env_int("VIEW_FLUSH_SECONDS", 5)
 # Each web process batches its views for this long before one round trip to Redis (0: a round trip per view).
 VIEW_PROCESS_FLUSH_SECONDS = env_float("VIEW_PROCESS_FLUSH_SECONDS", 0.5)
+
+# --- CDN (sigma_playground/cdn, docs/edge.md) --------------------------------------------------------------
+
+# Who takes cached pages back when a write makes them stale: none (no shared cache may keep a page), varnish,
+# fastly or cloudflare. Every write that bumps a cache generation purges the same surrogate keys at the CDN,
+# after commit, through a Celery task.
+CDN_PURGE_BACKEND = env_str("CDN_PURGE_BACKEND", "none").lower()
+if CDN_PURGE_BACKEND not in {"none", "varnish", "fastly", "cloudflare"}:
+    raise ImproperlyConfigured(
+        f"CDN_PURGE_BACKEND must be none, varnish, fastly or cloudflare, got {CDN_PURGE_BACKEND!r}"
+    )
+# How long a shared cache may keep a public page (s-maxage and Surrogate-Control). Without a purge backend
+# nothing can take a page back, so shared caches get no lifetime of their own (max-age=0 applies to them).
+CDN_SHARED_MAX_AGE = env_int("CDN_SHARED_MAX_AGE", 86_400) if CDN_PURGE_BACKEND != "none" else 0
+# Varnish instances that receive PURGE requests (every one of them, for a fleet).
+CDN_VARNISH_URLS = env_list("CDN_VARNISH_URLS", ["http://127.0.0.1:6081"])
+CDN_FASTLY_API_URL = env_str("CDN_FASTLY_API_URL", "https://api.fastly.com")
+CDN_FASTLY_SERVICE_ID = env_str("CDN_FASTLY_SERVICE_ID")
+CDN_FASTLY_API_TOKEN = env_str("CDN_FASTLY_API_TOKEN")
+# Fastly's soft purge marks objects stale instead of removing them: never for us, a stale private page
+# must not be served while the origin is asked again.
+CDN_CLOUDFLARE_API_URL = env_str("CDN_CLOUDFLARE_API_URL", "https://api.cloudflare.com/client/v4")
+CDN_CLOUDFLARE_ZONE_ID = env_str("CDN_CLOUDFLARE_ZONE_ID")
+CDN_CLOUDFLARE_API_TOKEN = env_str("CDN_CLOUDFLARE_API_TOKEN")
+if PRODUCTION and CDN_PURGE_BACKEND == "fastly" and not (CDN_FASTLY_SERVICE_ID and CDN_FASTLY_API_TOKEN):
+    raise ImproperlyConfigured("CDN_PURGE_BACKEND=fastly needs CDN_FASTLY_SERVICE_ID and CDN_FASTLY_API_TOKEN.")
+if PRODUCTION and CDN_PURGE_BACKEND == "cloudflare" and not (
+    CDN_CLOUDFLARE_ZONE_ID and CDN_CLOUDFLARE_API_TOKEN
+):
+    raise ImproperlyConfigured(
+        "CDN_PURGE_BACKEND=cloudflare needs CDN_CLOUDFLARE_ZONE_ID and CDN_CLOUDFLARE_API_TOKEN."
+    )
+# Seconds one purge request may take before it counts as failed (and is retried).
+CDN_PURGE_TIMEOUT = env_float("CDN_PURGE_TIMEOUT", 5.0)
+# A purge waits this long after the commit: writes in that window are sent together (one purge per key),
+# and web processes have dropped their in-process copies (PAGE_LOCAL_SECONDS) before the CDN asks again, so
+# it cannot store the page it just lost. Keep it under a second minus PAGE_LOCAL_SECONDS' margin.
+CDN_PURGE_DELAY_SECONDS = env_float("CDN_PURGE_DELAY_SECONDS", PAGE_LOCAL_SECONDS + 0.1)
+# Retries of a failed purge (backoff 1, 2, 4 ... 60 s); after that the keys wait for the periodic sweep.
+CDN_PURGE_MAX_RETRIES = env_int("CDN_PURGE_MAX_RETRIES", 8)
 
 # /readyz with Redis down: 503 "degraded" (True) or 200 "degraded" (False); see sigma_playground.health.
 READINESS_REQUIRES_CACHE = env_bool("READINESS_REQUIRES_CACHE", True)
@@ -297,6 +339,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Task modules outside the installed apps.
+CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
 # Every periodic job, in one place. The database scheduler copies these into django-celery-beat's tables
 # at start, where staff can see and change them in admin.
 CELERY_BEAT_SCHEDULE = {
@@ -340,6 +384,12 @@ CELERY_BEAT_SCHEDULE = {
     "capacity-retention": {
         "task": "monitoring.tasks.capacity_retention",
         "schedule": crontab(minute=7),
+    },
+    # Keys whose purge is still owed (a task lost, or retries exhausted while the CDN was down) are sent again.
+    "cdn-purge-sweep": {
+        "task": "sigma_playground.cdn.tasks.purge_pending",
+        "schedule": 60.0,
+        "options": {"expires": 55},
     },
     "capacity-report": {
         "task": "monitoring.tasks.capacity_report",

@@ -1,6 +1,7 @@
 """What each write makes stale. Called from the service functions (accounts.services, workbooks.services),
 the one place each write happens; the bump runs after the transaction commits, so no reader can rebuild a
-page from data that is about to change and store it under the new generation.
+page from data that is about to change and store it under the new generation. The same commit owes the CDN
+a purge of the namespaces' surrogate keys (sigma_playground.cdn.purge), sent by a Celery task.
 
 Counters (views, favorites on list cards) are not invalidated: list pages carry them with a lag of at most
 PAGE_CACHE_TTL seconds (plus one rebuild). A workbook's own detail page is refreshed on each favorite.
@@ -13,10 +14,13 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from sigma_playground.caching import keys, service
+from sigma_playground.cdn import purge
 
 
 def _after_commit(*namespaces: str) -> None:
+    """Bump the generations, then owe the CDN a purge of the same namespaces' surrogate keys."""
     transaction.on_commit(lambda: service.bump(*namespaces))
+    transaction.on_commit(lambda: purge.purge_soon(keys.surrogate_keys(namespaces)))
 
 
 def workbooks_changed(*, workbook_ids: Iterable[int], author_usernames: Iterable[str]) -> None:

@@ -20,6 +20,7 @@ keep them in the stored value instead, so that a cache hit reads the generations
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 KEY_VERSION = 2
 PREFIX = f"sp:{KEY_VERSION}"
@@ -45,6 +46,38 @@ def ns_workbook(workbook_id: int) -> str:
 
 def ns_user(username: str) -> str:
     return f"user:{username.lower()}"
+
+
+def surrogate_key(namespace: str) -> str:
+    """The CDN's surrogate key for a namespace (``Surrogate-Key`` / ``xkey`` / ``Cache-Tag``): ``lists``,
+    ``wb-<id>``, ``user-<name>``. Pages carry the keys of the namespaces they show, and a write purges the
+    keys of the namespaces it bumps, so the CDN and Redis are invalidated by the same rule."""
+    kind, _, rest = namespace.partition(":")
+    if kind == "workbook":
+        return f"wb-{rest}"
+    if kind == "user":
+        return f"user-{rest}"
+    return namespace
+
+
+def surrogate_keys(namespaces: Iterable[str]) -> list[str]:
+    return sorted({surrogate_key(ns) for ns in namespaces})
+
+
+def cdn_pending() -> str:
+    """Sorted set of surrogate keys a purge is owed for, scored by the latest commit that owes it
+    (sigma_playground.cdn.purge)."""
+    return f"{PREFIX}:cdn:pending"
+
+
+def cdn_inflight() -> str:
+    """Sorted set of keys a purge task has claimed and is sending, scored by the claim time."""
+    return f"{PREFIX}:cdn:inflight"
+
+
+def cdn_scheduled() -> str:
+    """Set while a purge task is scheduled: writes meanwhile only add their keys (coalescing)."""
+    return f"{PREFIX}:cdn:scheduled"
 
 
 def generation(namespace: str) -> str:

@@ -34,6 +34,9 @@ from django.utils.safestring import SafeString, mark_safe
 from sigma_playground.caching import keys, service
 
 PUBLIC = "public"  # response attribute read by sigma_playground.http_caching
+# Surrogate keys of a cacheable page (Fastly's header; the Varnish VCL copies it to xkey), stripped by the CDN.
+SURROGATE_KEY_HEADER = "Surrogate-Key"
+CACHE_TAG_HEADER = "Cache-Tag"
 # Request attribute: the page cache middleware is building this page for anonymous visitors.
 CANDIDATE = "sigma_page_candidate"
 # Headers that belong to one response, never to a stored page.
@@ -67,6 +70,7 @@ class PageSpec:
     namespaces: Callable[..., Iterable[str]]
     on_hit: Callable[..., None] | None
     ttl: float | None
+    shared_max_age: int | None
 
 
 def cache_anonymous_page(
@@ -75,14 +79,20 @@ def cache_anonymous_page(
     namespaces: Callable[..., Iterable[str]],
     on_hit: Callable[..., None] | None = None,
     ttl: float | None = None,
+    shared_max_age: int | None = None,
 ):
     """Serve anonymous GETs of this view from the cache (through AnonymousPageCacheMiddleware).
 
     ``namespaces(request, **kwargs)`` names what the page shows, from the URL alone (no query: a hit runs
     none); ``on_hit(request, **kwargs)`` runs when a stored page is served instead of the view (view
-    counting).
+    counting). The page's surrogate keys (``Surrogate-Key``, for the CDN) are those namespaces' keys.
+    ``shared_max_age``: how long a CDN may keep the page (default ``CDN_SHARED_MAX_AGE``); 0 makes the CDN
+    revalidate every request with the origin (a 304 when unchanged), for pages whose every view must reach
+    the origin.
     """
-    spec = PageSpec(view_name=view_name, namespaces=namespaces, on_hit=on_hit, ttl=ttl)
+    spec = PageSpec(
+        view_name=view_name, namespaces=namespaces, on_hit=on_hit, ttl=ttl, shared_max_age=shared_max_age
+    )
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
@@ -91,6 +101,11 @@ def cache_anonymous_page(
             if getattr(request, CANDIDATE, False):
                 if response.status_code == 200:
                     response.sigma_cache_class = PUBLIC
+                    response.sigma_shared_max_age = spec.shared_max_age
+                    surrogate = keys.surrogate_keys(namespaces(request, *args, **kwargs))
+                    response[SURROGATE_KEY_HEADER] = " ".join(surrogate)
+                    if settings.CDN_PURGE_BACKEND == "cloudflare":
+                        response[CACHE_TAG_HEADER] = ",".join(surrogate)  # Cloudflare's name for them
                 # The same URL is a personal page with a session cookie: shared caches must key on it.
                 patch_vary_headers(response, ["Cookie"])
             return response

@@ -338,7 +338,10 @@ def test_private_public_private_never_shows_the_private_state(world):
 
 def test_cache_control_by_class_of_page(world):
     anon = anonymous().get(reverse("workbooks:list"))
-    assert anon["Cache-Control"] == "public, max-age=60, stale-while-revalidate=30"
+    # Without a purge backend nothing may keep a page: browsers and shared caches revalidate (ETag, 304).
+    assert anon["Cache-Control"] == "public, max-age=0"
+    assert "Surrogate-Control" not in anon
+    assert anon["Surrogate-Key"] == "lists"
     assert "Cookie" in anon["Vary"]
     hit = anonymous().get(reverse("workbooks:list"))
     assert hit["Cache-Control"] == anon["Cache-Control"] and "Cookie" in hit["Vary"]
@@ -348,6 +351,28 @@ def test_cache_control_by_class_of_page(world):
     assert "no-store" in form["Cache-Control"]
     login = anonymous().get(reverse("accounts:login"))
     assert "public" not in login.get("Cache-Control", "")
+    assert "Surrogate-Key" not in personal and "Surrogate-Key" not in login
+
+
+def test_with_a_purge_backend_shared_caches_keep_pages_for_a_day_and_browsers_revalidate(world, settings):
+    settings.CDN_PURGE_BACKEND, settings.CDN_SHARED_MAX_AGE = "varnish", 86_400
+    settings.CDN_VARNISH_URLS = ["http://127.0.0.1:1"]  # nothing listens: purges fail, pages don't care
+    listing = anonymous().get(reverse("workbooks:list"))
+    assert listing["Cache-Control"] == "public, max-age=0, s-maxage=86400"
+    assert listing["Surrogate-Control"] == "max-age=86400"
+    assert listing["Surrogate-Key"] == "lists"
+    profile = anonymous().get(world["author"].get_absolute_url())
+    assert profile["Surrogate-Key"] == "lists user-ada"
+    # Every view of a detail page must reach the origin to be counted: the CDN revalidates it each time.
+    detail = anonymous().get(world["workbook"].get_absolute_url())
+    assert detail["Cache-Control"] == "public, max-age=0, s-maxage=0"
+    assert detail["Surrogate-Key"] == f"lists wb-{world['workbook'].pk}"
+    hit = anonymous().get(reverse("workbooks:list"))
+    assert hit.get("X-Cache") == "hit" and hit["Surrogate-Key"] == "lists"
+    assert hit["Cache-Control"] == listing["Cache-Control"]
+    settings.CDN_PURGE_BACKEND = "cloudflare"
+    tagged = anonymous().get(reverse("workbooks:tag", args=["finance"]))
+    assert tagged["Cache-Tag"] == "lists"
 
 
 def test_conditional_get_answers_304(world):
