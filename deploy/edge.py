@@ -1,0 +1,284 @@
+"""The edge for real: nginx and Varnish configured from deploy/nginx/nginx.conf and deploy/varnish/default.vcl,
+run as ordinary processes from a run folder (no root-owned system path is written, any free port).
+
+Used by `make stack` (deploy/stack.py), the edge tests (tests/edge) and `make bench-web`. Standard library
+only: nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf"
+VCL_TEMPLATE = ROOT / "deploy" / "varnish" / "default.vcl"
+# Debian's libnginx-mod-http-brotli-filter (see /usr/share/nginx/modules-available/mod-http-brotli-filter.conf).
+BROTLI_MODULE = "/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so"
+NGINX = "/usr/sbin/nginx"
+VARNISHD = "/usr/sbin/varnishd"
+DEBIAN_PACKAGES = ("nginx", "libnginx-mod-http-brotli-filter", "varnish", "varnish-modules")
+
+
+def missing_packages() -> list[str]:
+    """Debian packages the edge needs that are not installed."""
+    missing = []
+    if not os.access(NGINX, os.X_OK):
+        missing.append("nginx")
+    if not os.path.exists(BROTLI_MODULE):
+        missing.append("libnginx-mod-http-brotli-filter")
+    if not os.access(VARNISHD, os.X_OK):
+        missing.append("varnish")
+    if not list(Path("/usr/lib").glob("*/varnish/vmods/libvmod_xkey.so")):
+        missing.append("varnish-modules")
+    return missing
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    for name, value in values.items():
+        template = template.replace(f"@@{name}@@", value)
+    if "@@" in template:
+        start = template.index("@@")
+        raise ValueError(f"unfilled placeholder near {template[start : start + 40]!r}")
+    return template
+
+
+def render_nginx(
+    *,
+    run_dir: Path,
+    listen_port: int,
+    upstream: str,
+    static_root: Path,
+    media_root: Path,
+    cdn_addresses: Iterable[str] = ("127.0.0.1",),
+    client_max_body_size: int = 6 * 1024 * 1024,
+    static_max_age: int = 3600,
+    media_max_age: int = 30 * 24 * 3600,
+    workers: int | str = "auto",
+    access_log: bool = True,
+    forwarded_proto: str = "$scheme",
+) -> str:
+    """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream`` (host:port)."""
+    return fill(
+        NGINX_TEMPLATE.read_text(),
+        {
+            "BROTLI_MODULE": BROTLI_MODULE,
+            "WORKERS": str(workers),
+            "RUN_DIR": str(run_dir),
+            "ACCESS_LOG": f"{run_dir}/nginx-access.log edge" if access_log else "off",
+            "CLIENT_MAX_BODY_SIZE": str(client_max_body_size),
+            "REAL_IP_FROM": "\n".join(f"    set_real_ip_from {a};" for a in cdn_addresses),
+            "UPSTREAM": upstream,
+            "STATIC_MAX_AGE": str(static_max_age),
+            "LISTEN": f"127.0.0.1:{listen_port}",
+            "FORWARDED_PROTO": forwarded_proto,
+            "STATIC_ROOT": str(static_root).rstrip("/"),
+            "MEDIA_ROOT": str(media_root).rstrip("/"),
+            "MEDIA_MAX_AGE": str(media_max_age),
+        },
+    )
+
+
+def render_vcl(
+    *,
+    origin_host: str,
+    origin_port: int,
+    purgers: Iterable[str] = ("127.0.0.1", "::1"),
+    session_cookies: Iterable[str] = ("sessionid", "messages"),
+) -> str:
+    return fill(
+        VCL_TEMPLATE.read_text(),
+        {
+            "ORIGIN_HOST": origin_host,
+            "ORIGIN_PORT": str(origin_port),
+            "PURGERS": "\n".join(f'    "{p}";' for p in purgers),
+            "SESSION_COOKIES": "|".join(session_cookies),
+        },
+    )
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, *, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} is not listening on {port} after {seconds:.0f} s") from None
+            time.sleep(0.1)
+
+
+@dataclass
+class Server:
+    """A server process started here, stopped by its pid."""
+
+    name: str
+    port: int
+    process: subprocess.Popen
+    run_dir: Path
+    log_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, *, timeout: float = 15) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_nginx(run_dir: Path, *, port: int | None = None, **render: object) -> Server:
+    """nginx in the foreground (``daemon off``) with its config, pid, logs and temp files in ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (run_dir / sub).mkdir(exist_ok=True)
+    port = port or free_port()
+    conf = run_dir / "nginx.conf"
+    conf.write_text(render_nginx(run_dir=run_dir, listen_port=port, **render))  # type: ignore[arg-type]
+    log_path = run_dir / "nginx-error.log"
+    check = subprocess.run(  # noqa: S603 (fixed argv)
+        [NGINX, "-t", "-q", "-p", str(run_dir), "-c", str(conf), "-g", "daemon off;"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if check.returncode != 0:
+        raise RuntimeError(f"nginx -t refused {conf}:\n{check.stderr}")
+    process = subprocess.Popen(  # noqa: S603 (fixed argv)
+        [NGINX, "-p", str(run_dir), "-c", str(conf), "-g", "daemon off;"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=(run_dir / "nginx-stderr.log").open("wb"),
+        start_new_session=True,
+    )
+    server = Server("nginx", port, process, run_dir, log_path)
+    try:
+        wait_for_port(port, process, "nginx")
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc}\n{server.log_tail()}") from None
+    return server
+
+
+def start_varnish(
+    run_dir: Path,
+    *,
+    origin_port: int,
+    port: int | None = None,
+    origin_host: str = "127.0.0.1",
+    storage: str = "malloc,256m",
+    threads: tuple[int, int] = (50, 1000),
+    **render: object,
+) -> Server:
+    """varnishd in the foreground (``-F``) with its working directory (``-n``) in ``run_dir``.
+
+    As root, ``-j none`` keeps it from switching to the varnish user (which could not read a run folder
+    under /tmp/… of root); ``-p http_gzip_support=off`` leaves compression to nginx (the VCL keeps a brotli,
+    a gzip and an identity copy)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    vcl = run_dir / "default.vcl"
+    vcl.write_text(render_vcl(origin_host=origin_host, origin_port=origin_port, **render))  # type: ignore[arg-type]
+    work = run_dir / "varnish"
+    work.mkdir(exist_ok=True)
+    admin_port = free_port()
+    log_path = run_dir / "varnishd.log"
+    jail = ["-j", "none"] if os.geteuid() == 0 else []
+    process = subprocess.Popen(  # noqa: S603 (fixed argv)
+        [
+            VARNISHD,
+            "-F",
+            *jail,
+            "-n",
+            str(work),
+            "-a",
+            f"127.0.0.1:{port}",
+            "-T",
+            f"127.0.0.1:{admin_port}",
+            "-f",
+            str(vcl),
+            "-s",
+            storage,
+            "-p",
+            "http_gzip_support=off",
+            "-p",
+            f"thread_pool_min={threads[0]}",
+            "-p",
+            f"thread_pool_max={threads[1]}",
+            "-p",
+            "thread_pools=1",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server("varnish", port, process, run_dir, log_path, extra={"workdir": str(work)})
+    try:
+        wait_for_port(port, process, "varnishd", seconds=60)
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc}\n{server.log_tail()}") from None
+    return server
+
+
+def varnish_ban_all(server: Server) -> None:
+    """Empty the cache (tests, between cases)."""
+    subprocess.run(  # noqa: S603 (fixed argv)
+        ["varnishadm", "-n", server.extra["workdir"], "ban", "req.url", "~", "."],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def http_get(
+    url: str, *, headers: dict[str, str] | None = None, method: str = "GET", timeout: float = 10
+) -> tuple[int, dict[str, str], bytes]:
+    """One request without redirects or decompression: (status, headers with lower-case names, body)."""
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(url, headers=headers or {}, method=method)  # noqa: S310 (our URLs)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)
