@@ -65,32 +65,17 @@ sub vcl_recv {
     # Any other cookie (csrftoken, analytics) changes nothing for an anonymous page: one shared copy.
     unset req.http.Cookie;
 
-    # Brotli where the client takes it, else gzip, else identity: one copy of each, compressed by nginx.
-    # (Varnish's own gzip handling would ask the origin for gzip only.)
+    # Brotli where the client takes it, else gzip, else identity: the origin's Vary: Accept-Encoding then
+    # keeps one copy of each under the same hash (so a purge by URL takes them all), compressed by nginx.
+    # (Varnish's own gzip handling, off, would ask the origin for gzip only.)
     if (req.http.Accept-Encoding ~ "\bbr\b") {
-        set req.http.X-Encoding = "br";
+        set req.http.Accept-Encoding = "br";
     } elsif (req.http.Accept-Encoding ~ "\bgzip\b") {
-        set req.http.X-Encoding = "gzip";
+        set req.http.Accept-Encoding = "gzip";
     } else {
-        set req.http.X-Encoding = "identity";
+        unset req.http.Accept-Encoding;
     }
     return (hash);
-}
-
-sub vcl_hash {
-    hash_data(req.url);
-    if (req.http.host) {
-        hash_data(req.http.host);
-    }
-    hash_data(req.http.X-Encoding);
-    return (lookup);
-}
-
-sub vcl_backend_fetch {
-    if (bereq.http.X-Encoding) {
-        set bereq.http.Accept-Encoding = bereq.http.X-Encoding;
-        unset bereq.http.X-Encoding;
-    }
 }
 
 sub vcl_backend_response {

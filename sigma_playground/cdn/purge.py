@@ -52,7 +52,7 @@ for _, key in ipairs(due) do
   redis.call('ZADD', KEYS[2], ARGV[2], key)
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {due, first[2]}
+return {due, first[2] or false}
 """
 
 
