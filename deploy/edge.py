@@ -78,6 +78,10 @@ def render_nginx(
         NGINX_TEMPLATE.read_text(),
         {
             "BROTLI_MODULE": BROTLI_MODULE,
+            # Started by root (CI containers), nginx would run its workers as "nobody", who cannot read a
+            # run folder or STATIC_ROOT under root's temporary directory; as any other user this line is
+            # not written. A production server uses Debian's own nginx.conf user (www-data).
+            "USER": "user root root;\n" if os.geteuid() == 0 else "",
             "WORKERS": str(workers),
             "RUN_DIR": str(run_dir),
             "ACCESS_LOG": f"{run_dir}/nginx-access.log edge" if access_log else "off",
@@ -275,9 +279,18 @@ def http_get(
     request = urllib.request.Request(url, headers=headers or {}, method=method)  # noqa: S310 (our URLs)
     try:
         with opener.open(request, timeout=timeout) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+            return response.status, _merged(response.headers.items()), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+        return exc.code, _merged(exc.headers.items()), exc.read()
+
+
+def _merged(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers by lower-case name; repeated headers (two Vary lines) joined with ", "."""
+    merged: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return merged
 
 
 def which(name: str) -> str | None:

@@ -79,6 +79,9 @@ sub vcl_recv {
 }
 
 sub vcl_backend_response {
+    # nginx adds its own "Vary: Accept-Encoding" line next to the site's "Vary: Cookie": Varnish only reads
+    # the first, so make them one.
+    std.collect(beresp.http.Vary);
     if (bereq.uncacheable) {
         return (deliver);
     }

@@ -172,6 +172,11 @@ def test_tracking_parameters_share_one_copy_and_browsers_revalidate_with_a_304(s
     assert head["cache-control"] == "public, max-age=0, s-maxage=86400" and int(head["age"]) >= 0
     status, again, body = get(stack.cdn, url, headers={"If-None-Match": head["etag"]})
     assert status == 304 and again["x-cache"] == "HIT" and body == ""
+    # One copy per encoding, each served to the clients that take it.
+    for accept, encoding in (("gzip, deflate, br", "br"), ("gzip", "gzip"), ("", None)):
+        for expected in ("MISS", "HIT"):
+            status, head, _ = get(stack.cdn, url + "?sort=new", headers={"Accept-Encoding": accept} if accept else {})
+            assert head.get("content-encoding") == encoding and head["x-cache"] == expected, (accept, head)
 
 
 def test_a_purge_that_fails_is_retried_and_lands_when_the_cdn_is_back(stack, world):
