@@ -166,6 +166,9 @@ def alert_thresholds(sla: SLA | None = None) -> dict[str, float]:
         "CeleryBeatHeartbeatMissing": ops["beat_heartbeat_max_age_s"],
         "CeleryQueueBacklogGrowing": ops["queue_backlog"],
         "WebVitalsLCPHigh": sla.lcp_p75_ms / 1000,  # seconds
+        # Any failed CDN purge in 10 minutes, with no successful one, for 5 more: purges are retried until
+        # they land, so this is an outage of the CDN's API, not a blip (sigma_playground/cdn).
+        "CDNPurgeFailing": 0,
     }
 
 

@@ -28,6 +28,7 @@ OPERATOR = {
     "CeleryBeatHeartbeatMissing": ">",
     "CeleryQueueBacklogGrowing": ">",
     "WebVitalsLCPHigh": ">",
+    "CDNPurgeFailing": ">",
 }
 # The duration ("for") of the design's five rules.
 FOR = {
