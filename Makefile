@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db
+.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db stack
 
 venv: $(STAMP)
 
@@ -43,6 +43,11 @@ worker: venv
 
 beat: venv
 	$(BIN)/celery -A sigma_playground beat --loglevel=INFO
+
+# The site as deployed (docs/edge.md): Varnish (CDN, :8080) -> nginx (:8081) -> gunicorn (:8082), a Celery
+# worker and beat, on DATABASE_URL and REDIS_URL; configs and logs in .run/stack/; Ctrl-C stops everything.
+stack: venv
+	$(BIN)/python deploy/stack.py
 
 # Debian's chromium and promtool, for the browser and alert-rule tests (root; .ci/run does the same).
 tools:
