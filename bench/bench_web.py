@@ -25,7 +25,10 @@ issue. In one run it
 Scenarios: ``hello`` (bench/hello_wsgi.py, a bare WSGI app: the ceiling), ``list-cached`` and
 ``list-uncached`` (``/workbooks/`` for an anonymous visitor with ``PAGE_CACHE_ENABLED`` 1 and 0),
 ``detail-counting`` and ``detail-no-counting`` (the most popular workbook's page, page cache on, with
-``VIEW_COUNTING_ENABLED`` 1 and 0).
+``VIEW_COUNTING_ENABLED`` 1 and 0), ``list-nginx`` (``/workbooks/`` through nginx, deploy/nginx, to the
+gunicorn front hit) and ``list-cdn`` (``/workbooks/`` as a CDN hit: Varnish, deploy/varnish, in front of that
+nginx); nginx and Varnish run from the work folder on free ports (deploy/edge.py) and their CPU is
+accounted next to gunicorn's.
 
 A run whose responses are not what was checked (a 3xx, 4xx or 5xx, a socket error) is a broken benchmark,
 not a slow one: it stops, reruns the scenario briefly with wrk handing responses to Lua, prints the first bad
@@ -60,10 +63,13 @@ BIN = Path(sys.executable).parent  # the venv's bin/ when run as .venv/bin/pytho
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 WRK_SCRIPT = ROOT / "bench" / "wrk_report.lua"
 
-DB_NAME = "sigma_webbench"  # our scratch database; nothing else is ever created or dropped
+# Our scratch database (nothing else is ever created or dropped) and Redis databases; on a machine shared with
+# other people's runs, give each run its own: BENCH_WEB_DB=sigma_me_webbench BENCH_REDIS_DB=6 (and 7).
+DB_NAME = os.environ.get("BENCH_WEB_DB") or "sigma_webbench"
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
-REDIS_CACHE_DB, REDIS_BROKER_DB = 10, 11
+REDIS_CACHE_DB = int(os.environ.get("BENCH_REDIS_DB") or 10)
+REDIS_BROKER_DB = REDIS_CACHE_DB + 1
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_CACHE_DB}"
 BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_BROKER_DB}"
 HOST = "127.0.0.1"
@@ -79,10 +85,14 @@ GOALS = (
     ("cached list / hello-world ceiling", "list-cached", "hello", 0.35),
     ("cached list / uncached list", "list-cached", "list-uncached", 5.0),
     ("detail counting on / counting off", "detail-counting", "detail-no-counting", 0.9),
+    # The edge (docs/edge.md): a CDN hit costs the origin nothing; nginx in front costs at most 15%.
+    ("CDN hit / gunicorn front hit", "list-cdn", "list-cached", 10.0),
+    ("through nginx / gunicorn front hit", "list-nginx", "list-cached", 0.85),
 )
 
 # The site's own key builders (a module without Django imports): where view counting buffers in Redis.
 sys.path.insert(0, str(ROOT))
+from deploy import edge  # noqa: E402
 from sigma_playground.caching import keys  # noqa: E402
 
 
@@ -353,16 +363,20 @@ class CpuSnapshot:
     server: float
     wrk: float
     named: dict[str, float]
+    edge: float = 0.0
 
     @classmethod
-    def take(cls, master: int | None) -> CpuSnapshot:
+    def take(cls, master: int | None, edge_pids: Sequence[int] = ()) -> CpuSnapshot:
         children = os.times()
+        edge_cpu = sum(tree_cpu(pid) for pid in edge_pids)
         return cls(
             wall=time.monotonic(),
             machine=machine_busy(),
             server=tree_cpu(master) if master else 0.0,
-            wrk=children.children_user + children.children_system,  # wrk is our only child meanwhile
+            # wrk is our only waited-for child meanwhile (nginx and varnishd are still running)
+            wrk=children.children_user + children.children_system,
             named=named_cpu(),
+            edge=edge_cpu,
         )
 
 
@@ -377,6 +391,7 @@ class CpuUse:
     redis: float
     other: float
     server_ms_per_request: float
+    edge: float = 0.0
 
     @classmethod
     def between(cls, a: CpuSnapshot, b: CpuSnapshot, requests: int) -> CpuUse:
@@ -385,7 +400,8 @@ class CpuUse:
         server, wrk_cpu = b.server - a.server, b.wrk - a.wrk
         # A process that exited between the snapshots takes its CPU time with it: never below zero.
         pg, rd = (max(0.0, b.named[k] - a.named[k]) for k in ("postgres", "redis"))
-        other = max(0.0, busy - server - wrk_cpu - pg - rd)
+        edge_cpu = max(0.0, b.edge - a.edge)
+        other = max(0.0, busy - server - wrk_cpu - pg - rd - edge_cpu)
         return cls(
             cores=os.cpu_count() or 1,
             server=server / wall,
@@ -394,11 +410,13 @@ class CpuUse:
             redis=rd / wall,
             other=other / wall,
             server_ms_per_request=1000 * server / max(requests, 1),
+            edge=edge_cpu / wall,
         )
 
     def describe(self) -> str:
         return (
-            f"cores used: gunicorn {self.server:.2f}, wrk {self.wrk:.2f}, postgres {self.postgres:.2f}, "
+            f"cores used: gunicorn {self.server:.2f}, nginx+varnish {self.edge:.2f}, wrk {self.wrk:.2f}, "
+            f"postgres {self.postgres:.2f}, "
             f"redis {self.redis:.2f}, other processes {self.other:.2f} (of {self.cores}); "
             f"gunicorn {self.server_ms_per_request:.2f} ms CPU per request"
         )
@@ -624,9 +642,18 @@ class Scenario:
     expect_cache_hit: bool | None = None  # True: X-Cache: hit after warming; False: no X-Cache header
     counted_workbook: int | None = None  # views of this workbook must grow by at least the requests
     uncounted_workbook: int | None = None  # views of this workbook must not grow
+    edge: str | None = None  # "nginx": wrk -> nginx -> gunicorn; "cdn": wrk -> Varnish -> nginx -> gunicorn
 
 
-SCENARIO_NAMES = ("hello", "list-cached", "list-uncached", "detail-counting", "detail-no-counting")
+SCENARIO_NAMES = (
+    "hello",
+    "list-cached",
+    "list-uncached",
+    "detail-counting",
+    "detail-no-counting",
+    "list-nginx",
+    "list-cdn",
+)
 
 
 @dataclass
@@ -674,6 +701,24 @@ def scenarios(detail_id: int, detail_path: str) -> list[Scenario]:
             expect_cache_hit=True,
             uncounted_workbook=detail_id,
         ),
+        Scenario(
+            "list-nginx",
+            "/workbooks/ through nginx (deploy/nginx) to the gunicorn front hit",
+            "sigma_playground.wsgi:application",
+            "/workbooks/",
+            {"PAGE_CACHE_ENABLED": "1", "VIEW_COUNTING_ENABLED": "1"},
+            expect_cache_hit=True,
+            edge="nginx",
+        ),
+        Scenario(
+            "list-cdn",
+            "/workbooks/ as a CDN hit (Varnish, deploy/varnish, in front of nginx)",
+            "sigma_playground.wsgi:application",
+            "/workbooks/",
+            {"PAGE_CACHE_ENABLED": "1", "VIEW_COUNTING_ENABLED": "1", "CDN_PURGE_BACKEND": "varnish"},
+            expect_cache_hit=True,
+            edge="cdn",
+        ),
     ]
 
 
@@ -683,6 +728,8 @@ def check_response(scenario: Scenario, resp: Response, when: str) -> None:
             f"{scenario.name}: {scenario.path} answered {resp.status} {when}:\n{resp.describe()}"
         )
     x_cache = resp.header("X-Cache")
+    if scenario.edge == "cdn":
+        x_cache = "hit" if x_cache == "HIT" else x_cache  # Varnish's own X-Cache replaces the origin's
     if scenario.expect_cache_hit is True and x_cache != "hit":
         raise BenchError(
             f"{scenario.name}: the page cache does not serve {scenario.path} {when} "
@@ -696,12 +743,30 @@ def run_scenario(
     scenario: Scenario, *, env: dict[str, str], duration: int, work: Path, quiet_wait: float
 ) -> Outcome:
     notes: list[str] = []
-    port = free_port()
+    gunicorn_port = port = free_port()
     log_path = work / f"gunicorn-{scenario.name}.log"
     server = Gunicorn(scenario.app, env={**env, **scenario.env}, port=port, log_path=log_path)
     progress(f"{scenario.name}: start gunicorn on {HOST}:{port} ({scenario.description})")
+    edge_servers: list[edge.Server] = []
     try:
         server.start()
+        if scenario.edge:
+            nginx = edge.start_nginx(
+                work / f"nginx-{scenario.name}",
+                upstream=f"{HOST}:{gunicorn_port}",
+                static_root=Path(env["STATIC_ROOT"]),
+                media_root=work / "media",
+                access_log=False,
+            )
+            edge_servers.append(nginx)
+            port = nginx.port
+            if scenario.edge == "cdn":
+                varnish = edge.start_varnish(work / f"varnish-{scenario.name}", origin_port=nginx.port)
+                edge_servers.append(varnish)
+                port = varnish.port
+            progress(
+                f"{scenario.name}: wrk -> {' -> '.join(s.name for s in reversed(edge_servers))} -> gunicorn"
+            )
         # Warm: the first request builds the page (and fills the page cache when it is on); then a short
         # unrecorded wrk run reaches every worker and thread (each pays its lazy set-up on its first request).
         first = get(port, scenario.path, timeout=30)
@@ -726,10 +791,11 @@ def run_scenario(
             f"{', X-Cache: ' + checked.header('X-Cache') if checked.header('X-Cache') else ''}; "
             f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{duration}s"
         )
-        before = CpuSnapshot.take(server.proc.pid if server.proc else None)
+        edge_pids = [s.process.pid for s in edge_servers]
+        before = CpuSnapshot.take(server.proc.pid if server.proc else None, edge_pids)
         result = wrk(port, scenario.path, duration=duration)
         cpu = CpuUse.between(
-            before, CpuSnapshot.take(server.proc.pid if server.proc else None), result.requests
+            before, CpuSnapshot.take(server.proc.pid if server.proc else None, edge_pids), result.requests
         )
         per_response = result.bytes / max(result.requests, 1)
         socket_errors = {k: v for k, v in result.errors.items() if k != "status" and v}
@@ -757,6 +823,8 @@ def run_scenario(
                 f"gunicorn log tail:\n{server.log_tail()}"
             )
         check_response(scenario, get(port, scenario.path), "after the run")
+        for edge_server in reversed(edge_servers):
+            edge_server.stop()
         # Each worker batches its views for VIEW_PROCESS_FLUSH_SECONDS and sends the rest as it stops.
         server.stop()
         if scenario.counted_workbook is not None:
@@ -790,6 +858,8 @@ def run_scenario(
         )
         return Outcome(scenario, result, cpu, notes)
     finally:
+        for edge_server in reversed(edge_servers):
+            edge_server.stop()
         server.stop()
 
 

@@ -259,7 +259,7 @@ def start_varnish(
 def varnish_ban_all(server: Server) -> None:
     """Empty the cache (tests, between cases)."""
     subprocess.run(  # noqa: S603 (fixed argv)
-        ["varnishadm", "-n", server.extra["workdir"], "ban", "req.url", "~", "."],
+        ["/usr/bin/varnishadm", "-n", server.extra["workdir"], "ban", "req.url", "~", "."],
         check=True,
         capture_output=True,
         timeout=30,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy import edge  # noqa: E402
+from deploy import edge
 
 ROOT = edge.ROOT
 RUN = ROOT / ".run" / "stack"
@@ -46,7 +46,9 @@ def port(name: str, default: int) -> int:
 
 def main() -> int:
     if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
-        sys.exit("[stack] set DATABASE_URL (postgres://...) and REDIS_URL (redis://...): the stack runs on both")
+        sys.exit(
+            "[stack] set DATABASE_URL (postgres://...) and REDIS_URL (redis://...): the stack runs on both"
+        )
     missing = edge.missing_packages()
     if missing:
         sys.exit(f"[stack] missing Debian packages: apt-get install -y {' '.join(missing)}")
@@ -82,7 +84,12 @@ def main() -> int:
             (
                 name,
                 subprocess.Popen(  # noqa: S603 (fixed argv)
-                    argv, cwd=ROOT, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    argv,
+                    cwd=ROOT,
+                    env={**env, **extra},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 ),
             )
         )
@@ -99,16 +106,32 @@ def main() -> int:
         spawn(
             "gunicorn",
             [PY, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "sigma_playground.wsgi"],
-            {"GUNICORN_BIND": f"127.0.0.1:{gunicorn_port}", "PROMETHEUS_MULTIPROC_DIR": str(RUN / "prometheus-web")},
+            {
+                "GUNICORN_BIND": f"127.0.0.1:{gunicorn_port}",
+                "PROMETHEUS_MULTIPROC_DIR": str(RUN / "prometheus-web"),
+            },
         )
         spawn(
             "worker",
             [PY, "-m", "celery", "-A", "sigma_playground", "worker", "--loglevel=INFO", "--concurrency=2"],
-            {"PROMETHEUS_MULTIPROC_DIR": str(RUN / "prometheus-celery"), "CELERY_METRICS_PORT": str(metrics_port)},
+            {
+                "PROMETHEUS_MULTIPROC_DIR": str(RUN / "prometheus-celery"),
+                "CELERY_METRICS_PORT": str(metrics_port),
+            },
         )
         spawn(
             "beat",
-            [PY, "-m", "celery", "-A", "sigma_playground", "beat", "--loglevel=INFO", "-s", str(RUN / "beat-schedule")],
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "sigma_playground",
+                "beat",
+                "--loglevel=INFO",
+                "-s",
+                str(RUN / "beat-schedule"),
+            ],
             {},
         )
         edge.wait_for_port(gunicorn_port, processes[0][1], "gunicorn", seconds=60)
@@ -144,7 +167,7 @@ def main() -> int:
         say("stopping")
         for server in reversed(servers):
             server.stop()
-        for name, process in reversed(processes):
+        for _, process in reversed(processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for name, process in reversed(processes):

@@ -309,9 +309,13 @@ CDN_CLOUDFLARE_API_URL = env_str("CDN_CLOUDFLARE_API_URL", "https://api.cloudfla
 CDN_CLOUDFLARE_ZONE_ID = env_str("CDN_CLOUDFLARE_ZONE_ID")
 CDN_CLOUDFLARE_API_TOKEN = env_str("CDN_CLOUDFLARE_API_TOKEN")
 if PRODUCTION and CDN_PURGE_BACKEND == "fastly" and not (CDN_FASTLY_SERVICE_ID and CDN_FASTLY_API_TOKEN):
-    raise ImproperlyConfigured("CDN_PURGE_BACKEND=fastly needs CDN_FASTLY_SERVICE_ID and CDN_FASTLY_API_TOKEN.")
-if PRODUCTION and CDN_PURGE_BACKEND == "cloudflare" and not (
-    CDN_CLOUDFLARE_ZONE_ID and CDN_CLOUDFLARE_API_TOKEN
+    raise ImproperlyConfigured(
+        "CDN_PURGE_BACKEND=fastly needs CDN_FASTLY_SERVICE_ID and CDN_FASTLY_API_TOKEN."
+    )
+if (
+    PRODUCTION
+    and CDN_PURGE_BACKEND == "cloudflare"
+    and not (CDN_CLOUDFLARE_ZONE_ID and CDN_CLOUDFLARE_API_TOKEN)
 ):
     raise ImproperlyConfigured(
         "CDN_PURGE_BACKEND=cloudflare needs CDN_CLOUDFLARE_ZONE_ID and CDN_CLOUDFLARE_API_TOKEN."

@@ -184,6 +184,8 @@ def get_backend(name: str | None = None) -> Backend:
         )
     if name == "cloudflare":
         return CloudflareBackend(
-            settings.CDN_CLOUDFLARE_API_URL, settings.CDN_CLOUDFLARE_ZONE_ID, settings.CDN_CLOUDFLARE_API_TOKEN
+            settings.CDN_CLOUDFLARE_API_URL,
+            settings.CDN_CLOUDFLARE_ZONE_ID,
+            settings.CDN_CLOUDFLARE_API_TOKEN,
         )
     return NoneBackend()

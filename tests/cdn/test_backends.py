@@ -4,73 +4,12 @@ PURGE with xkey-purge). Varnish itself is tested for real in tests/edge."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from sigma_playground.cdn.backends import PurgeError, get_backend
 from tests.monitoring.helpers import sample
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class FakeCDN:
-    """Answers every request with ``status`` and ``answer`` and records it."""
-
-    port: int = 0
-    seen: list[Seen] = field(default_factory=list)
-    status: int = 200
-    answer: bytes = b'{"status": "ok"}'
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def json_bodies(self) -> list[dict]:
-        return [json.loads(s.body) for s in self.seen]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeCDN]:
-    state = FakeCDN()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _any(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            state.seen.append(
-                Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
-            )
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(state.answer)))
-            self.end_headers()
-            self.wfile.write(state.answer)
-
-        do_POST = do_PURGE = do_GET = _any  # noqa: N815
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_fastly_batch_purges_surrogate_keys_with_the_api_token(fake, settings):
@@ -100,7 +39,10 @@ def test_fastly_sends_at_most_256_keys_a_request_and_purges_a_url(fake, settings
 
 def test_cloudflare_purges_cache_tags_in_batches_of_30_with_a_bearer_token(fake, settings):
     settings.CDN_CLOUDFLARE_API_URL = fake.url + "/client/v4"
-    settings.CDN_CLOUDFLARE_ZONE_ID, settings.CDN_CLOUDFLARE_API_TOKEN = "023e105f4ecef8ad9ca31a8372d0c353", "cf-tok"
+    settings.CDN_CLOUDFLARE_ZONE_ID, settings.CDN_CLOUDFLARE_API_TOKEN = (
+        "023e105f4ecef8ad9ca31a8372d0c353",
+        "cf-tok",
+    )
     fake.answer = b'{"success": true, "errors": [], "messages": [], "result": {"id": "x"}}'
     get_backend("cloudflare").purge_keys([f"user-{n:02d}" for n in range(31)])
     assert [(s.method, s.path) for s in fake.seen] == [
@@ -121,7 +63,9 @@ def test_cloudflare_without_success_in_its_answer_is_a_failure(fake, settings):
     oks = sample("sigma_cdn_purge_requests_total", {"backend": "cloudflare", "result": "ok"})
     with pytest.raises(PurgeError, match="1134"):
         get_backend("cloudflare").purge_keys(["lists"])
-    assert sample("sigma_cdn_purge_requests_total", {"backend": "cloudflare", "result": "error"}) == errors + 1
+    assert (
+        sample("sigma_cdn_purge_requests_total", {"backend": "cloudflare", "result": "error"}) == errors + 1
+    )
     assert sample("sigma_cdn_purge_requests_total", {"backend": "cloudflare", "result": "ok"}) == oks
 
 
@@ -140,7 +84,11 @@ def test_varnish_purges_keys_on_every_instance_and_urls_with_their_host(fake, se
 
 @pytest.mark.parametrize("status", [403, 500, 503])
 def test_an_error_answer_or_no_answer_is_a_purge_error(fake, settings, status):
-    settings.CDN_FASTLY_API_URL, settings.CDN_FASTLY_SERVICE_ID, settings.CDN_FASTLY_API_TOKEN = fake.url, "s", "t"
+    settings.CDN_FASTLY_API_URL, settings.CDN_FASTLY_SERVICE_ID, settings.CDN_FASTLY_API_TOKEN = (
+        fake.url,
+        "s",
+        "t",
+    )
     fake.status = status
     with pytest.raises(PurgeError, match=str(status)):
         get_backend("fastly").purge_keys(["lists"])

@@ -10,7 +10,6 @@ import pytest
 from sigma_playground.caching import keys, service
 from sigma_playground.cdn import purge, tasks
 from tests.caching.conftest import publish
-from tests.cdn.test_backends import fake  # noqa: F401  (fixture)
 from tests.factories import UserFactory
 from workbooks import services
 
@@ -18,7 +17,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def queued(settings, fake, monkeypatch):  # noqa: F811
+def queued(settings, fake, monkeypatch):
     """Purges go to the fake Varnish; tasks are recorded instead of being sent to a broker."""
     from sigma_playground.celery import app
 

@@ -10,6 +10,7 @@ Varnish keeps serving what it holds, as when the network between the origin and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -24,7 +25,13 @@ import pytest
 from django.conf import settings
 
 from deploy import edge
-from tests.monitoring.helpers import free_port, services_env, start_gunicorn, stop_gracefully, wait_until_serving
+from tests.monitoring.helpers import (
+    free_port,
+    services_env,
+    start_gunicorn,
+    stop_gracefully,
+    wait_until_serving,
+)
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,10 +110,8 @@ class PurgeRelay:
                 pass
             finally:
                 for sock in (src, dst):
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
 
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
         pump(client, upstream)

@@ -51,7 +51,9 @@ def is_fresh(body: str, shows: str | None, gone: str | None) -> bool:
     return (shows is None or shows in body) and (gone is None or gone not in body)
 
 
-def fresh_after(base: str, urls: dict[str, str], row: str, *, since: float, limit: float = 5) -> dict[str, float]:
+def fresh_after(
+    base: str, urls: dict[str, str], row: str, *, since: float, limit: float = 5
+) -> dict[str, float]:
     """Seconds from ``since`` until each page shows its new state at the CDN, each polled by its own thread."""
     late: dict[str, float] = {}
 
@@ -84,15 +86,19 @@ def test_every_write_makes_every_affected_page_fresh_at_the_cdn_within_a_second(
         assert head["x-cache"] == ("MISS" if name == "detail" else "HIT"), (name, head)
         assert "surrogate-key" not in head and "xkey" not in head and "surrogate-control" not in head
         shows, gone = expected_for(row, name)
-        assert not is_fresh(body, shows, gone) or shows is None and gone is None, f"{name} already fresh?"
+        assert not is_fresh(body, shows, gone) or (shows is None and gone is None), f"{name} already fresh?"
 
     action(world)  # commits: the generations are bumped and the purge is owed to the worker
     committed = time.monotonic()
     late = fresh_after(stack.cdn, urls, row, since=committed)
     missing = sorted(set(urls) - set(late))
-    assert not missing, f"{row}: still stale at the CDN after 5 s: {missing}\n{stack.worker_log.read_text()[-2000:]}"
+    assert not missing, (
+        f"{row}: still stale at the CDN after 5 s: {missing}\n{stack.worker_log.read_text()[-2000:]}"
+    )
     slowest = max(late.values())
-    print(f"{row}: fresh at the CDN after {', '.join(f'{n} {s * 1000:.0f} ms' for n, s in sorted(late.items()))}")
+    print(
+        f"{row}: fresh at the CDN after {', '.join(f'{n} {s * 1000:.0f} ms' for n, s in sorted(late.items()))}"
+    )
     assert slowest <= FRESH_WITHIN, f"{row}: fresh only after {slowest:.2f} s: {late}"
     for name, url in urls.items():
         status, head, body = get(stack.cdn, url)
@@ -175,7 +181,9 @@ def test_tracking_parameters_share_one_copy_and_browsers_revalidate_with_a_304(s
     # One copy per encoding, each served to the clients that take it.
     for accept, encoding in (("gzip, deflate, br", "br"), ("gzip", "gzip"), ("", None)):
         for expected in ("MISS", "HIT"):
-            status, head, _ = get(stack.cdn, url + "?sort=new", headers={"Accept-Encoding": accept} if accept else {})
+            status, head, _ = get(
+                stack.cdn, url + "?sort=new", headers={"Accept-Encoding": accept} if accept else {}
+            )
             assert head.get("content-encoding") == encoding and head["x-cache"] == expected, (accept, head)
 
 
@@ -195,13 +203,15 @@ def test_a_purge_that_fails_is_retried_and_lands_when_the_cdn_is_back(stack, wor
             assert time.monotonic() < deadline, stack.worker_log.read_text()[-2000:]
             time.sleep(0.2)
         assert "lists" in purge.pending_keys()
-        status, head, body = get(stack.cdn, url)
+        _status, head, body = get(stack.cdn, url)
         assert head["x-cache"] == "HIT" and "Written while the CDN" not in body  # stale, as expected
     finally:
         stack.relay.restore()
     back = time.monotonic()
     while "Written while the CDN" not in get(stack.cdn, url)[2]:
-        assert time.monotonic() - back < 70, "the purge never landed:\n" + stack.worker_log.read_text()[-3000:]
+        assert time.monotonic() - back < 70, (
+            "the purge never landed:\n" + stack.worker_log.read_text()[-3000:]
+        )
         time.sleep(0.2)
     print(f"purge landed {time.monotonic() - back:.1f} s after the CDN came back")
     assert purge.pending_keys() == []

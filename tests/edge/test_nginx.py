@@ -4,6 +4,7 @@ site's cache headers."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import statistics
 import threading
@@ -45,10 +46,8 @@ class Trickle:
     def _run(self) -> None:
         while not self.stop.wait(1.0):
             for sock in self.sockets:
-                try:
+                with contextlib.suppress(OSError):
                     sock.send(b"x")
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.stop.set()
@@ -144,9 +143,10 @@ def test_static_and_media_come_from_disk_with_the_sites_headers(edge_stack, sett
     status, gz_head, _ = edge.http_get(edge_stack.proxy + hashed, headers={"Accept-Encoding": "gzip"})
     assert gz_head.get("content-encoding") == "gzip"
     plain = "/static/css/site.css"
-    assert edge.http_get(edge_stack.proxy + plain)[1]["cache-control"] == edge.http_get(
-        edge_stack.gunicorn + plain
-    )[1]["cache-control"]
+    assert (
+        edge.http_get(edge_stack.proxy + plain)[1]["cache-control"]
+        == edge.http_get(edge_stack.gunicorn + plain)[1]["cache-control"]
+    )
 
     thumbs = edge_stack.media_root / "thumbs" / "1"
     thumbs.mkdir(parents=True, exist_ok=True)
@@ -182,5 +182,9 @@ def test_the_client_address_is_believed_only_from_the_cdn(edge_stack, tmp_path):
         other.stop()
     time.sleep(0.2)
     [via_cdn] = [line for line in via_cdn_log.read_text().splitlines() if "/healthz?via-cdn" in line]
-    [direct] = [line for line in (tmp_path / "nginx" / "nginx-access.log").read_text().splitlines() if "?direct" in line]
+    [direct] = [
+        line
+        for line in (tmp_path / "nginx" / "nginx-access.log").read_text().splitlines()
+        if "?direct" in line
+    ]
     assert via_cdn.startswith("127.0.0.1 ") and direct.startswith("127.0.0.1 "), (via_cdn, direct)
