@@ -78,7 +78,12 @@ def purge_soon(surrogate_keys: Iterable[str]) -> None:
 
     client = _redis()
     if client is None or _eager():
-        tasks.purge_keys.delay(owed)
+        try:
+            tasks.purge_keys.delay(owed)
+        except Exception:  # in-process: a CDN outage must not fail the write that already committed
+            logger.exception(
+                "cdn: purge of %s failed; the CDN keeps these pages until their lifetime ends", owed
+            )
         return
     now = time.time()
     delay = settings.CDN_PURGE_DELAY_SECONDS

@@ -110,3 +110,15 @@ def test_the_backend_setting_is_checked(monkeypatch):
     monkeypatch.setenv("CDN_PURGE_BACKEND", "none")
     importlib.reload(site_settings)
     assert site_settings.CDN_SHARED_MAX_AGE == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_process_a_cdn_outage_never_fails_the_write(settings, caplog):
+    """Embedded mode (eager Celery): the purge runs in the write's on_commit; the CDN being down is logged."""
+    settings.CDN_PURGE_BACKEND, settings.CDN_VARNISH_URLS = "varnish", ["http://127.0.0.1:1"]
+    settings.CDN_PURGE_MAX_RETRIES = 1
+    from tests.caching.conftest import publish
+    from tests.factories import UserFactory
+
+    workbook = publish(UserFactory(username="ada"), "Written while the CDN is down", n=4)
+    assert workbook.pk and "cdn: purge of" in caplog.text
