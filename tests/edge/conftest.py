@@ -11,10 +11,12 @@ Varnish keeps serving what it holds, as when the network between the origin and 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -196,6 +198,18 @@ def _wait_for_worker(process: subprocess.Popen, log: Path, *, seconds: float = 6
 
 @pytest.fixture(scope="module")
 def edge_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
+    # Under pytest-xdist every worker's stack would share the Redis databases (page cache, owed purges,
+    # broker): one stack at a time, whichever worker runs it.
+    lock = (Path(tempfile.gettempdir()) / f"sigma-edge-{settings.REDIS_URL.replace('/', '_')}.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from _edge_stack(django_db_blocker, tmp_path_factory)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
     run = tmp_path_factory.mktemp("edge")
     static_root, media_root = run / "static", run / "media"
     media_root.mkdir()
