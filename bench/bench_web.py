@@ -392,6 +392,7 @@ class CpuUse:
     other: float
     server_ms_per_request: float
     edge: float = 0.0
+    edge_ms_per_request: float = 0.0
 
     @classmethod
     def between(cls, a: CpuSnapshot, b: CpuSnapshot, requests: int) -> CpuUse:
@@ -411,6 +412,7 @@ class CpuUse:
             other=other / wall,
             server_ms_per_request=1000 * server / max(requests, 1),
             edge=edge_cpu / wall,
+            edge_ms_per_request=1000 * edge_cpu / max(requests, 1),
         )
 
     def describe(self) -> str:
@@ -419,6 +421,7 @@ class CpuUse:
             f"postgres {self.postgres:.2f}, "
             f"redis {self.redis:.2f}, other processes {self.other:.2f} (of {self.cores}); "
             f"gunicorn {self.server_ms_per_request:.2f} ms CPU per request"
+            + (f", nginx+varnish {self.edge_ms_per_request:.3f} ms" if self.edge else "")
         )
 
 
@@ -916,6 +919,25 @@ def report(outcomes: list[Outcome], *, duration: int) -> list[bool]:
             f"  {goal:<36} {by_name[num].rps:>9,.0f} / {by_name[den].rps:>9,.0f} = {ratio:6.2f}x  "
             f"(goal >= {minimum}x)  {'PASS' if ok else 'FAIL'}"
         )
+    cpu = {o.scenario.name: o.cpu for o in outcomes}
+    if "list-cached" in cpu and ("list-cdn" in cpu or "list-nginx" in cpu):
+        # CPU per request is what a busy shared machine distorts least: printed next to the req/s goals.
+        front = cpu["list-cached"].server_ms_per_request
+        say()
+        say("CPU per request (less sensitive than req/s to other processes on the machine):")
+        say(f"  gunicorn front hit                   {front:.3f} ms (gunicorn)")
+        if "list-nginx" in cpu:
+            n = cpu["list-nginx"]
+            say(
+                f"  through nginx                        {n.server_ms_per_request:.3f} ms (gunicorn) + "
+                f"{n.edge_ms_per_request:.3f} ms (nginx): nginx adds {n.edge_ms_per_request / front:.0%}"
+            )
+        if "list-cdn" in cpu:
+            c = cpu["list-cdn"]
+            say(
+                f"  CDN hit                              {c.edge_ms_per_request:.3f} ms (Varnish; gunicorn "
+                f"{c.server_ms_per_request:.3f}): {front / max(c.edge_ms_per_request, 1e-6):.1f}x less than a front hit"
+            )
     say()
     say(f"{sum(verdicts)} of {len(verdicts)} goals pass.")
     return verdicts
