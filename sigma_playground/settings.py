@@ -261,8 +261,11 @@ DJANGO_REDIS_LOGGER = "sigma_playground.cache"
 # Page caching (sigma_playground/caching): whole pages for anonymous visitors, shared fragments for everyone.
 PAGE_CACHE_ENABLED = env_bool("PAGE_CACHE_ENABLED", True)
 # A page just read from Redis is reused by its process for this long (seconds; 0: never). Bounds how late a
-# write shows on other processes, so keep it well under a second.
-PAGE_LOCAL_SECONDS = env_float("PAGE_LOCAL_SECONDS", 0.5)
+# write shows on other processes, so keep it well under a second. Behind a CDN (a purge backend, below) the
+# origin sees only the CDN's misses and revalidations, where the window saves little and would make every
+# purge wait for it (CDN_PURGE_DELAY_SECONDS): off by default there.
+_CDN_PURGE_BACKEND = env_str("CDN_PURGE_BACKEND", "none").lower()
+PAGE_LOCAL_SECONDS = env_float("PAGE_LOCAL_SECONDS", 0.5 if _CDN_PURGE_BACKEND == "none" else 0.0)
 # Cached-page hits are answered by the WSGI front (sigma_playground/caching/front.py) before Django's handler.
 PAGE_FRONT_ENABLED = env_bool("PAGE_FRONT_ENABLED", True)
 # Request metrics of those hits are summed in each process and published this often (monitoring/batched.py).
@@ -290,7 +293,7 @@ VIEW_PROCESS_FLUSH_SECONDS = env_float("VIEW_PROCESS_FLUSH_SECONDS", 0.5)
 # Who takes cached pages back when a write makes them stale: none (no shared cache may keep a page), varnish,
 # fastly or cloudflare. Every write that bumps a cache generation purges the same surrogate keys at the CDN,
 # after commit, through a Celery task.
-CDN_PURGE_BACKEND = env_str("CDN_PURGE_BACKEND", "none").lower()
+CDN_PURGE_BACKEND = _CDN_PURGE_BACKEND
 if CDN_PURGE_BACKEND not in {"none", "varnish", "fastly", "cloudflare"}:
     raise ImproperlyConfigured(
         f"CDN_PURGE_BACKEND must be none, varnish, fastly or cloudflare, got {CDN_PURGE_BACKEND!r}"
@@ -324,7 +327,7 @@ if (
 CDN_PURGE_TIMEOUT = env_float("CDN_PURGE_TIMEOUT", 5.0)
 # A purge waits this long after the commit: writes in that window are sent together (one purge per key),
 # and web processes have dropped their in-process copies (PAGE_LOCAL_SECONDS) before the CDN asks again, so
-# it cannot store the page it just lost. Keep it under a second minus PAGE_LOCAL_SECONDS' margin.
+# it cannot store the page it just lost. 0.1 s behind a CDN (no in-process copies), 0.6 s if they are on.
 CDN_PURGE_DELAY_SECONDS = env_float("CDN_PURGE_DELAY_SECONDS", PAGE_LOCAL_SECONDS + 0.1)
 # Retries of a failed purge (backoff 1, 2, 4 ... 60 s); after that the keys wait for the periodic sweep.
 CDN_PURGE_MAX_RETRIES = env_int("CDN_PURGE_MAX_RETRIES", 8)

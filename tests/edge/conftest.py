@@ -294,6 +294,9 @@ def stack(edge_stack: EdgeStack, settings) -> Iterator[EdgeStack]:
     settings.CDN_PURGE_BACKEND = "varnish"
     settings.CDN_SHARED_MAX_AGE = 86_400
     settings.CDN_VARNISH_URLS = [f"http://127.0.0.1:{edge_stack.relay.port}"]
+    # As the stack's processes have them with a purge backend (settings.py): no in-process page copies, so a
+    # purge waits only for the writes around it.
+    settings.PAGE_LOCAL_SECONDS, settings.CDN_PURGE_DELAY_SECONDS = 0.0, 0.1
     service.reset_backend()
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False

@@ -67,6 +67,7 @@ def test_alert_thresholds_reproduce_the_designs_alert_numbers():
         "CeleryBeatHeartbeatMissing": 180,
         "CeleryQueueBacklogGrowing": 100,
         "WebVitalsLCPHigh": 2.5,
+        "CDNPurgeFailing": 0,
     }
 
 
