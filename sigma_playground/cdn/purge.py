@@ -5,9 +5,10 @@
 a burst, publishing one task; the purge itself is sent by the worker:
 
 - owed keys live in a sorted set scored by the time of the latest commit that owes them (``ZADD GT``);
-- a key is due ``CDN_PURGE_DELAY_SECONDS`` (0.6 s) after that commit: web processes may reuse a page for
-  ``PAGE_LOCAL_SECONDS`` (0.5 s) after a write elsewhere, and a CDN that asked again inside that window
-  could store the old page for a day;
+- a key is due ``CDN_PURGE_DELAY_SECONDS`` after that commit (``PAGE_LOCAL_SECONDS`` + 0.1 s: 0.1 s behind a
+  CDN, where the in-process copies are off by default): web processes may reuse a page for
+  ``PAGE_LOCAL_SECONDS`` after a write elsewhere, and a CDN that asked again inside that window could store
+  the old page for a day;
 - one task is scheduled per burst (a flag set with ``SET NX``); it claims every due key at once (a Lua
   script moves them to an in-flight set), so a burst of writes sends one purge per key, and reschedules
   itself for keys not yet due;
