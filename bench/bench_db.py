@@ -297,7 +297,7 @@ def plan_indexes(plans: Sequence[dict[str, Any]]) -> set[str]:
 class Op:
     key: str
     label: str
-    group: str  # list, count, tag, search, profile, feed
+    group: str  # list, count, tag, search, profile, feed, analytics
     ours: Callable[[], object]
     naive: Callable[[], object]
     sort: str | None = None
@@ -473,6 +473,52 @@ def build_ops(params: dict[str, Any]) -> tuple[list[Op], list[str]]:
         return list(listing.queryset.order_by(*listing.ordering)[:per_page])
 
     ops.append(Op("feed.p1", "feed p1", "feed", feed_ours, feed_naive, "newest", 1))
+
+    # Author analytics (workbooks.analytics) for the most prolific author: /me/workbooks/ (totals, the
+    # 30 days by day, the page sorted by 30-day views, the page's days) and /workbooks/<id>/stats/ of their
+    # newest workbook (365 days, trending rank, rank among theirs). Naive: the same numbers as one ORM join
+    # and GROUP BY over the author's statistics.
+    from datetime import timedelta
+
+    from django.db.models import Sum as _Sum
+
+    from workbooks import analytics
+    from workbooks.models import WorkbookDailyStat
+
+    newest = Workbook.objects.filter(author=author).order_by("-id").first()
+
+    def analytics_naive_mine():
+        start = analytics.today() - timedelta(days=analytics.WINDOW_DAYS - 1)
+        rows = (
+            Workbook.objects.filter(author=author, daily_stats__date__gte=start)
+            .annotate(v=_Sum("daily_stats__views"), f=_Sum("daily_stats__favorites"))
+            .order_by("-v", "-id")
+        )
+        page = list(rows[: analytics.MINE_PER_PAGE])
+        days = list(
+            WorkbookDailyStat.objects.filter(workbook__author=author, date__gte=start)
+            .values("date")
+            .annotate(v=_Sum("views"))
+        )
+        return page, days
+
+    def analytics_stats():
+        return (
+            analytics.workbook_days(workbook=newest),
+            analytics.trending_rank(workbook=newest),
+            analytics.rank_among_author(workbook=newest),
+        )
+
+    ops.append(
+        Op(
+            "analytics.mine",
+            "author analytics page",
+            "analytics",
+            lambda: analytics.author_workbooks(user=author, sort="views", page=1),
+            analytics_naive_mine,
+        )
+    )
+    ops.append(Op("analytics.stats", "workbook stats page", "analytics", analytics_stats, analytics_stats))
     return ops, checks
 
 

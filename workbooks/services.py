@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 40
 # Path segments that follow /workbooks/<id>/ for actions; a title must not produce one as its slug.
-RESERVED_SLUGS = frozenset({"edit", "delete", "favorite", "unfavorite"})
+RESERVED_SLUGS = frozenset({"edit", "delete", "favorite", "unfavorite", "stats"})
 TAG_PALETTE = (
     "#2456d3", "#1a7f37", "#b42318", "#9a6700", "#8250df", "#0f766e",
     "#c2410c", "#be185d", "#4d7c0f", "#0369a1", "#6d28d9", "#475569",

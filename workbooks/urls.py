@@ -12,8 +12,10 @@ urlpatterns = [
     path("workbooks/<int:pk>/delete/", views.workbook_delete, name="delete"),
     path("workbooks/<int:pk>/favorite/", views.favorite, name="favorite"),
     path("workbooks/<int:pk>/unfavorite/", views.unfavorite, name="unfavorite"),
+    path("workbooks/<int:pk>/stats/", views.workbook_stats, name="stats"),
     path("workbooks/<int:pk>/<slug:slug>/", views.workbook_detail, name="detail"),
     path("tags/<slug:slug>/", views.tag_detail, name="tag"),
     path("feed/", views.feed, name="feed"),
     path("favorites/", views.favorites, name="favorites"),
+    path("me/workbooks/", views.my_workbooks, name="mine"),
 ]

@@ -7,6 +7,7 @@ rendered per request.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.conf import settings
@@ -20,8 +21,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
+from sigma_playground.charts import Point, sparkline_svg, time_series_svg
 from sigma_playground.pagination import keyset_page, keyset_page_from_request, page_links, query_url
-from workbooks import selectors, services, warming
+from workbooks import analytics, selectors, services, warming
 from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
 
@@ -250,3 +252,96 @@ def favorites(request: HttpRequest) -> HttpResponse:
         request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
     )
     return render(request, "workbooks/favorites.html", {"page": page, "links": page_links(request.GET, page)})
+
+
+# --- Author analytics (workbooks.analytics) -------------------------------------------------------------
+
+
+def _sparks(series: analytics.Series) -> dict[str, Any]:
+    days = len(series.dates)
+    return {
+        "views": sparkline_svg(
+            values=series.views, label=f"Views, last {days} days: {series.total_views} in total"
+        ),
+        "favorites": sparkline_svg(
+            values=series.favorites,
+            label=f"Favorites, last {days} days: {series.total_favorites} in total",
+            tone="none",
+        ),
+    }
+
+
+@never_cache
+@login_required
+def my_workbooks(request: HttpRequest) -> HttpResponse:
+    """The author's own workbooks with their 30-day numbers. Personal: never in a shared cache."""
+    sort, number = analytics.parse_mine_params(sort=request.GET.get("sort"), page=request.GET.get("page"))
+    mine = analytics.author_workbooks(user=request.user, sort=sort, page=number)
+    query = request.GET
+    context = {
+        "mine": mine,
+        "rows": [(workbook, series, _sparks(series)) for workbook, series in mine.rows],
+        "overall": _sparks(mine.daily),
+        "sort_links": [
+            {"name": s, "url": query_url(query, sort=s, page=None), "active": s == sort}
+            for s in analytics.MINE_SORTS
+        ],
+        "next_url": query_url(query, page=str(number + 1)) if mine.has_next else None,
+        "previous_url": query_url(query, page=str(number - 1) if number > 2 else None)
+        if number > 1
+        else None,
+    }
+    return render(request, "workbooks/mine.html", context)
+
+
+def _chart(workbook_id: int, metric: str, series: analytics.Series) -> Any:
+    values = series.views if metric == "views" else series.favorites
+    end = datetime.combine(series.dates[-1], time(12), tzinfo=UTC)
+    start = datetime.combine(series.dates[0], time(12), tzinfo=UTC)
+    days = len(series.dates)
+    return time_series_svg(
+        chart_id=f"chart-{metric}",
+        title=f"{metric.capitalize()} per day, last {days} days",
+        description=f"{metric.capitalize()} of workbook {workbook_id} per UTC day: {sum(values)} in {days} days, "
+        f"at most {max(values, default=0)} on one day.",
+        history=[
+            Point(datetime.combine(d, time(12), tzinfo=UTC), float(v))
+            for d, v in zip(series.dates, values, strict=True)
+        ],
+        start=start,
+        end=end,
+        now=end,
+        y_range=(0.0, max(1.0, max(values, default=0) * 1.1)),
+        format_y=lambda v: f"{v:,.0f}",
+        tone="ok" if metric == "views" else "none",
+        tick_days={7: 1, 30: 7, 90: 30, 365: 90}.get(days, 30),
+    )
+
+
+@never_cache
+def workbook_stats(request: HttpRequest, pk: int) -> HttpResponse:
+    """Views and favorites per day of one workbook: its author and staff only (404 for anyone else)."""
+    workbook = analytics.workbook_for_stats(pk=pk, user=request.user)
+    try:
+        days = int(request.GET.get("days", analytics.WINDOW_DAYS))
+    except ValueError:
+        days = analytics.WINDOW_DAYS
+    if days not in analytics.PERIODS:
+        days = analytics.WINDOW_DAYS
+    year = analytics.workbook_days(workbook=workbook)
+    series = analytics.last(year, days)
+    context = {
+        "workbook": workbook,
+        "days": days,
+        "series": series,
+        "periods": [
+            {"days": p, "url": query_url(request.GET, days=str(p)), "active": p == days}
+            for p in analytics.PERIODS
+        ],
+        "totals": {p: analytics.last(year, p) for p in analytics.PERIODS},
+        "charts": [_chart(workbook.pk, "views", series), _chart(workbook.pk, "favorites", series)],
+        "trending_rank": analytics.trending_rank(workbook=workbook),
+        "trending_limit": analytics.TRENDING_RANK_LIMIT,
+        "author_rank": analytics.rank_among_author(workbook=workbook),
+    }
+    return render(request, "workbooks/stats.html", context)

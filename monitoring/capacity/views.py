@@ -20,8 +20,8 @@ from django.views.decorators.http import require_GET
 from monitoring.capacity import report as capacity_report
 from monitoring.capacity.report import DATE, OVER, CapacityAnalysis, ResourceReport
 from monitoring.capacity.resources import SOON_DAYS
-from monitoring.charts import Marker, Point, time_series_svg
 from monitoring.models import CapacityReport, CapacitySample
+from sigma_playground.charts import Marker, Point, time_series_svg
 
 AHEAD_DAYS = 90
 HISTORY_ROWS = 60

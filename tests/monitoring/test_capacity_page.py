@@ -18,8 +18,8 @@ from django.utils import timezone
 from monitoring import tasks
 from monitoring.capacity import report
 from monitoring.capacity.views import resource_chart
-from monitoring.charts import TONES
 from monitoring.models import CapacityHour, CapacityReport, CapacitySample
+from sigma_playground.charts import TONES
 from tests.monitoring.test_capacity_projection import exponential_disk, hourly_history, linear_cpu
 
 pytestmark = pytest.mark.django_db

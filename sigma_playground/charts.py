@@ -188,3 +188,27 @@ def time_series_svg(
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 (every text and attribute value above is escaped)
+
+
+SPARK_WIDTH, SPARK_HEIGHT = 120, 28
+
+
+def sparkline_svg(*, values: Sequence[float], label: str, tone: str = "ok") -> SafeString:
+    """A small line of ``values`` (oldest first, one per day) with no axes, for tables of many rows.
+
+    ``label`` is the accessible name (for example "Views, last 30 days: 120 in total"). An all-zero series is
+    a flat line on the baseline, so an inactive row still reads as "nothing happened"."""
+    colour = TONES.get(tone, TONES["none"])
+    count = len(values)
+    top = max(values, default=0.0) or 1.0
+    pad = 2.0
+    step = (SPARK_WIDTH - 2 * pad) / max(1, count - 1)
+    coords = " ".join(
+        f"{_num(pad + i * step)},{_num(SPARK_HEIGHT - pad - (v / top) * (SPARK_HEIGHT - 2 * pad))}"
+        for i, v in enumerate(values)
+    )
+    return mark_safe(  # noqa: S308 (the label is escaped; the rest are numbers)
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" '
+        f'class="sparkline" role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'
+        f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"/></svg>'
+    )
