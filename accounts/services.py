@@ -7,6 +7,7 @@ import uuid
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
+from accounts import signals
 from accounts.models import Follow, User
 from sigma_playground.caching import invalidate
 from sigma_playground.images import ProcessedImage
@@ -66,6 +67,9 @@ def follow(*, follower: User, followed: User) -> bool:
         created = False
     if created:
         invalidate.follow_changed(follower_username=follower.username, followed_username=followed.username)
+        transaction.on_commit(
+            lambda: signals.user_followed.send(sender=User, follower=follower, followed=followed), robust=True
+        )
     return created
 
 

@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "csp",
     "accounts",
     "workbooks",
+    "notifications",
     "monitoring",
 ]
 
@@ -143,6 +144,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
+                "notifications.context_processors.bell",
             ],
         },
     },
@@ -371,9 +373,23 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workbooks.tasks.refresh_search_lexemes",
         "schedule": 24 * 3600.0,
     },
+    # Embed links looked at again (workbooks.linkcheck); a run that would start late is dropped.
+    "check-embed-links": {
+        "task": "workbooks.tasks.check_embed_links",
+        "schedule": float(env_int("EMBED_CHECK_EVERY_SECONDS", 60)),
+        "options": {"expires": max(1, env_int("EMBED_CHECK_EVERY_SECONDS", 60) - 5)},
+    },
     "render-pending-thumbnails": {
         "task": "workbooks.tasks.render_pending_thumbnails",
         "schedule": 300.0,
+    },
+    "notifications-digest": {
+        "task": "notifications.tasks.send_digests",
+        "schedule": crontab(hour=7, minute=5),
+    },
+    "notifications-cleanup": {
+        "task": "notifications.tasks.cleanup_notifications",
+        "schedule": crontab(hour=3, minute=41),
     },
     # Proves beat -> broker -> worker works; alerts and the health diagnosis watch its timestamp.
     "monitoring-beat-heartbeat": {
@@ -403,6 +419,31 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=4, minute=23),
     },
 }
+
+# --- Email -----------------------------------------------------------------------------------------------
+
+# Password reset and the notification digest send through Django's mail API. No EMAIL_HOST: the console
+# backend (development); set: SMTP.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Sigma Playground <noreply@localhost>")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+
+# --- Notifications (notifications/) ---------------------------------------------------------------------
+
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
+# Followers written per fan-out task (a new workbook from an author with many followers).
+NOTIFICATION_FANOUT_BATCH = env_int("NOTIFICATION_FANOUT_BATCH", 1000)
+# Users handled per digest task.
+NOTIFICATION_DIGEST_BATCH = env_int("NOTIFICATION_DIGEST_BATCH", 200)
 
 # --- Passwords, i18n ------------------------------------------------------------------------------------
 
@@ -472,6 +513,23 @@ if env_bool("BEHIND_TLS_PROXY", PRODUCTION):
 
 # Sigma's public embed host(s); the gallery issue allows exactly these in CSP frame-src.
 SIGMA_EMBED_HOSTS = env_list("SIGMA_EMBED_HOSTS", ["app.sigmacomputing.com"])
+
+# The embed link checker (workbooks.linkcheck): batch, threads, request starts per second per host, socket
+# timeout, how often a link is looked at (healthy / failing, never more often than the minimum), and how many
+# consecutive failures mark a link broken.
+EMBED_CHECK_BATCH_SIZE = env_int("EMBED_CHECK_BATCH_SIZE", 200)
+EMBED_CHECK_DISCOVER = env_int("EMBED_CHECK_DISCOVER", 1000)
+EMBED_CHECK_CONCURRENCY = env_int("EMBED_CHECK_CONCURRENCY", 8)
+EMBED_CHECK_HOST_RATE = env_float("EMBED_CHECK_HOST_RATE", 5.0)
+EMBED_CHECK_TIMEOUT_SECONDS = env_float("EMBED_CHECK_TIMEOUT_SECONDS", 10.0)
+EMBED_CHECK_INTERVAL_SECONDS = env_int("EMBED_CHECK_INTERVAL_SECONDS", 24 * 3600)
+EMBED_CHECK_RETRY_SECONDS = env_int("EMBED_CHECK_RETRY_SECONDS", 3600)
+EMBED_CHECK_MIN_INTERVAL_SECONDS = env_int("EMBED_CHECK_MIN_INTERVAL_SECONDS", 3600)
+EMBED_CHECK_FAILURES_TO_BREAK = env_int("EMBED_CHECK_FAILURES_TO_BREAK", 3)
+EMBED_CHECK_USER_AGENT = env_str(
+    "EMBED_CHECK_USER_AGENT",
+    "SigmaPlayground-LinkChecker/1.0 (Sigma Playground gallery; checks public embed links once a day)",
+)
 
 # No inline script anywhere: script-src is 'self' only. frame-ancestors 'none' matches X-Frame-Options.
 CONTENT_SECURITY_POLICY = {

@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("monitoring.urls")),
     path("accounts/", include("accounts.urls")),
     path("users/", include("accounts.profile_urls")),
+    path("notifications/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("media/<path:path>", media.media, name="media"),
 ]

@@ -43,6 +43,8 @@ TABLE = {
     "workbooks:mine": (lambda o: {}, LOGIN_ONLY),
     "workbooks:stats": (lambda o: {"pk": o["w"].pk}, S(404, 200, 404, 200)),
     "workbooks:stats (private)": (lambda o: {"pk": o["p"].pk}, S(404, 200, 404, 200)),
+    "notifications:list": (lambda o: {}, LOGIN_ONLY),
+    "notifications:settings": (lambda o: {}, LOGIN_ONLY),
     "accounts:signup": (lambda o: {}, S(200, 302, 302, 302)),
     "accounts:login": (lambda o: {}, S(200, 302, 302, 302)),
     "accounts:logout": (lambda o: {}, S(405, 405, 405, 405)),

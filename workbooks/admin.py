@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from accounts.models import ci
 from sigma_playground.pagination import EstimatedCountPaginator
 from workbooks import search, services
-from workbooks.models import Favorite, Tag, Visibility, Workbook
+from workbooks.models import EmbedCheck, Favorite, Tag, Visibility, Workbook
 
 
 @admin.register(Workbook)
@@ -21,9 +21,16 @@ class WorkbookAdmin(admin.ModelAdmin):
         "favorite_count",
         "view_count",
         "published_at",
+        "embed_broken",
     )
     list_select_related = ("author",)
-    list_filter = ("visibility", "is_featured", ("published_at", admin.EmptyFieldListFilter), "published_at")
+    list_filter = (
+        "visibility",
+        "is_featured",
+        ("embed_broken", admin.BooleanFieldListFilter),
+        ("published_at", admin.EmptyFieldListFilter),
+        "published_at",
+    )
     search_fields = ("title", "author__username")
     raw_id_fields = ("author",)
     readonly_fields = (
@@ -192,3 +199,32 @@ class FavoriteAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for favorite in queryset.select_related("user", "workbook"):
             services.favorite_remove(user=favorite.user, workbook=favorite.workbook)
+
+
+@admin.register(EmbedCheck)
+class EmbedCheckAdmin(admin.ModelAdmin):
+    """The embed link checker's state per workbook (workbooks.linkcheck). Read-only: the checker writes it."""
+
+    list_display = (
+        "workbook",
+        "status",
+        "http_status",
+        "error",
+        "consecutive_failures",
+        "checked_at",
+        "next_check_at",
+    )
+    list_select_related = ("workbook",)
+    list_filter = ("status",)
+    search_fields = ("url",)
+    raw_id_fields = ("workbook",)
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    ordering = ("-pk",)
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EmbedCheck | None = None) -> bool:
+        return False

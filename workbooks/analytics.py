@@ -147,11 +147,14 @@ def author_workbooks(*, user: User, sort: str, page: int, per_page: int = MINE_P
     end = today()
     start = end - dt.timedelta(days=WINDOW_DAYS - 1)
     # The author's workbooks (ids and all-time counters, from the author_id index), then their 30 days.
-    owned = list(Workbook.objects.filter(author=user).values_list("id", "view_count", "favorite_count"))
+    owned = list(
+        Workbook.objects.filter(author=user).values_list("id", "view_count", "favorite_count", "embed_broken")
+    )
     totals = {
         "workbooks": len(owned),
         "views_all_time": sum(row[1] for row in owned),
         "favorites_all_time": sum(row[2] for row in owned),
+        "broken": sum(1 for row in owned if row[3]),
     }
     daily = _series(end, WINDOW_DAYS, _days_of(ids=[row[0] for row in owned], start=start, end=end))
     totals["views_30"], totals["favorites_30"] = daily.total_views, daily.total_favorites
@@ -200,7 +203,7 @@ def last(series: Series, days: int) -> Series:
 def trending_rank(*, workbook: Workbook) -> int | None:
     """1-based place in the trending list; None when it is not there (not listed, no score) or further than
     TRENDING_RANK_LIMIT (the count stops there, so a workbook far down costs no more than the limit)."""
-    if not workbook.is_listed or workbook.trending_score <= 0:
+    if not workbook.is_listed or workbook.trending_score <= 0:  # is_listed: not broken either
         return None
     score = workbook.trending_score
     ahead = (

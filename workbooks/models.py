@@ -52,6 +52,11 @@ class WorkbookQuerySet(models.QuerySet):
         # "No inactive author" rather than a join on is_active: almost every user is active, so the join
         # makes the planner hash the whole user table whenever many rows match; this anti-join probes
         # accounts_user_inactive_idx (accounts 0003), which holds only the few deactivated accounts.
+        return self.public().filter(embed_broken=False)
+
+    def public(self) -> WorkbookQuerySet:
+        """``listed()`` including workbooks whose embed link is broken: what an author's profile shows (a
+        broken link leaves the lists, not its author's page; see workbooks.linkcheck)."""
         return self.filter(visibility=Visibility.PUBLIC, published_at__isnull=False).exclude(
             Exists(get_user_model().objects.filter(pk=OuterRef("author_id"), is_active=False))
         )
@@ -80,6 +85,10 @@ class Workbook(models.Model):
     # a stored generated tsvector added in migration 0002; not a model field) can include them.
     tag_names = models.TextField(blank=True, default="", editable=False)
     tags = models.ManyToManyField(Tag, through="WorkbookTag", related_name="workbooks", blank=True)
+    # Set by the embed link checker (workbooks.linkcheck) after EMBED_CHECK_FAILURES_TO_BREAK consecutive
+    # failed checks, cleared by the next successful one. A broken workbook leaves every list (listed()).
+    # db_default: rows written by raw SQL and COPY (seed_demo, tests) need no value.
+    embed_broken = models.BooleanField(default=False, db_default=False, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -110,7 +119,9 @@ class Workbook(models.Model):
 
     @property
     def is_listed(self) -> bool:
-        return self.visibility == Visibility.PUBLIC and self.published_at is not None
+        return (
+            self.visibility == Visibility.PUBLIC and self.published_at is not None and not self.embed_broken
+        )
 
 
 # Foreign keys below say db_index=False where another index already leads with the column (the unique
@@ -190,3 +201,45 @@ class AppliedViewBatch(models.Model):
 
     def __str__(self) -> str:
         return self.batch_id
+
+
+class EmbedStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Not checked yet"
+    OK = "ok", "OK"
+    FAILING = "failing", "Failing (not yet broken)"
+    BROKEN = "broken", "Broken"
+
+
+class EmbedCheck(models.Model):
+    """The embed link checker's state for one workbook (workbooks.linkcheck): the last check's outcome,
+    HTTP status and time, the consecutive failures, when the link is next due, and the last few checks."""
+
+    workbook = models.OneToOneField(
+        Workbook, on_delete=models.CASCADE, primary_key=True, related_name="embed_check"
+    )
+    url = models.CharField(max_length=300)  # the link these results are about: a changed link starts over
+    status = models.CharField(max_length=10, choices=EmbedStatus.choices, default=EmbedStatus.UNKNOWN)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveSmallIntegerField(default=0)
+    broken_since = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(default=timezone.now)
+    # The last few checks, newest first: [[iso time, http status or null, outcome], ...]
+    recent = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [
+            # The checker's batch: the links due first (next_check_at <= now ORDER BY next_check_at).
+            models.Index(fields=["next_check_at"], name="workbooks_embedcheck_due_idx"),
+            # Admin's "broken" filter and counts: a handful of rows.
+            models.Index(
+                fields=["status"],
+                name="workbooks_embedcheck_bad_idx",
+                condition=models.Q(status__in=["failing", "broken"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workbook_id}: {self.status}"

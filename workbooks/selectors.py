@@ -168,7 +168,8 @@ def related_workbooks(*, workbook: Workbook, limit: int = 6) -> list[Workbook]:
                 SELECT c.id FROM unnest(%s::bigint[]) AS t(tag_id)
                 CROSS JOIN LATERAL (
                     SELECT w.id FROM workbooks_workbook w
-                    WHERE w.visibility = 'public' AND w.published_at IS NOT NULL AND w.id <> %s
+                    WHERE w.visibility = 'public' AND w.published_at IS NOT NULL AND NOT w.embed_broken
+                      AND w.id <> %s
                       AND EXISTS (SELECT 1 FROM workbooks_workbooktag wt
                                   WHERE wt.workbook_id = w.id AND wt.tag_id = t.tag_id)
                     ORDER BY w.published_at DESC, w.id DESC LIMIT %s
@@ -239,7 +240,7 @@ def _feed_candidates(
     sql = (
         f"SELECT w.id FROM {follows} f CROSS JOIN LATERAL ("  # noqa: S608 (our table names)
         f"SELECT v.id, v.published_at FROM {workbooks} v WHERE v.author_id = f.followed_id "
-        f"AND v.visibility = %s AND v.published_at IS NOT NULL {seek} "
+        f"AND v.visibility = %s AND v.published_at IS NOT NULL AND NOT v.embed_broken {seek} "
         f"ORDER BY v.published_at {direction}, v.id {direction} LIMIT %s) w "
         f"WHERE f.follower_id = %s AND NOT EXISTS "
         f"(SELECT 1 FROM {users} u WHERE u.id = f.followed_id AND NOT u.is_active) "
@@ -269,7 +270,9 @@ def favorites_of(*, user: User) -> Listing:
 
 
 def profile_workbooks(*, user: User, limit: int = 12) -> list[Workbook]:
-    return list(with_cards(Workbook.objects.listed().filter(author=user).order_by(*SORTS["newest"]))[:limit])
+    """The author's public workbooks, those with a broken embed link included (they leave the lists, not the
+    author's own page)."""
+    return list(with_cards(Workbook.objects.public().filter(author=user).order_by(*SORTS["newest"]))[:limit])
 
 
 def own_unlisted_workbooks(*, user: User, limit: int = 50) -> list[Workbook]:
@@ -281,7 +284,7 @@ def own_unlisted_workbooks(*, user: User, limit: int = 50) -> list[Workbook]:
 def profile_stats(*, user: User) -> dict[str, int]:
     """Counts shown on a profile, from listed workbooks only: nothing private is counted."""
     totals = (
-        Workbook.objects.listed()
+        Workbook.objects.public()
         .filter(author=user)
         .aggregate(workbooks=Count("id"), favorites_received=Coalesce(Sum("favorite_count"), 0))
     )

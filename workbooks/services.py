@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -18,8 +19,20 @@ from django.utils.text import slugify
 from accounts.models import User, ci
 from sigma_playground.caching import invalidate
 from sigma_playground.images import ProcessedImage
-from workbooks import counters, search, thumbnails
-from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
+from workbooks import counters, search, signals, thumbnails
+from workbooks.models import (
+    EmbedCheck,
+    EmbedStatus,
+    Favorite,
+    Tag,
+    Visibility,
+    Workbook,
+    WorkbookDailyStat,
+    WorkbookTag,
+)
+
+if TYPE_CHECKING:
+    from workbooks.linkcheck import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +161,19 @@ def workbook_publish(
             update_fields=["thumbnail", "thumbnail_width", "thumbnail_height", "thumbnail_derivatives"]
         )
     search.add_search_lexemes(workbook_id=workbook.pk)
+    _embed_link_set(workbook)
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[author.username])
+    if workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC:
+        _announce(workbook)
     return workbook
+
+
+def _announce(workbook: Workbook) -> None:
+    """A workbook just became public and published: its author's followers hear of it (never of an unlisted
+    one, whose link is for the people its author gives it to)."""
+    transaction.on_commit(
+        lambda: signals.workbook_published.send(sender=Workbook, workbook=workbook), robust=True
+    )
 
 
 @transaction.atomic
@@ -167,6 +191,8 @@ def workbook_update(
 ) -> Workbook:
     """Edit a workbook. Unticking ``publish`` turns a published workbook back into a draft; ticking it
     keeps the original publish date."""
+    link_changed = workbook.sigma_embed_url != sigma_embed_url
+    was_announced = workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC
     workbook.title = title
     workbook.slug = make_slug(title)
     workbook.description = description
@@ -186,7 +212,11 @@ def workbook_update(
     workbook.save()
     _set_tags(workbook, tags)
     search.add_search_lexemes(workbook_id=workbook.pk)
+    if link_changed:
+        _embed_link_set(workbook)
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[workbook.author.username])
+    if not was_announced and workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC:
+        _announce(workbook)
     return workbook
 
 
@@ -290,6 +320,10 @@ def favorite_add(*, user: User, workbook: Workbook) -> bool:
         Workbook.objects.filter(pk=workbook.pk).update(favorite_count=F("favorite_count") + 1)
         _bump_daily(workbook_id=workbook.pk, date=now.date(), favorites=1)
         invalidate.favorite_changed(workbook_id=workbook.pk)
+        transaction.on_commit(
+            lambda: signals.workbook_favorited.send(sender=Workbook, workbook=workbook, user=user),
+            robust=True,
+        )
     return True
 
 
@@ -316,3 +350,76 @@ def workbook_record_view(*, workbook_id: int) -> None:
     """Count one view. The one entry point for view counting (workbooks.counters does the buffering)."""
     if settings.VIEW_COUNTING_ENABLED:
         counters.record_view(workbook_id=workbook_id)
+
+
+# --- Embed link checks (workbooks.linkcheck) --------------------------------------------------------------
+
+RECENT_CHECKS = 10
+
+
+def _embed_link_set(workbook: Workbook) -> None:
+    """A new or changed link: its checks start over, due now. A workbook already marked broken stays so
+    until the new link passes a check (a broken link swapped for another broken one must not reappear)."""
+    EmbedCheck.objects.update_or_create(
+        workbook=workbook,
+        defaults={
+            "url": workbook.sigma_embed_url,
+            "status": EmbedStatus.UNKNOWN,
+            "http_status": None,
+            "error": "",
+            "consecutive_failures": 0,
+            "next_check_at": timezone.now(),
+        },
+    )
+
+
+def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) -> str | None:
+    """Record one check of a workbook's link; returns "broken" or "recovered" when that changed.
+
+    ``EMBED_CHECK_FAILURES_TO_BREAK`` consecutive failures mark the workbook broken: it leaves the lists
+    (``listed()``), its author's page keeps it, and its author is notified; a success clears it."""
+    from workbooks.linkcheck import interval
+
+    with transaction.atomic():
+        row = (
+            EmbedCheck.objects.select_for_update()
+            .select_related("workbook__author")
+            .filter(pk=check.pk)
+            .first()
+        )
+        if row is None:
+            return None  # the workbook was deleted meanwhile
+        workbook = row.workbook
+        if row.url != workbook.sigma_embed_url:
+            return None  # the link changed while it was being checked: this result is about the old one
+        failures = 0 if outcome.ok else row.consecutive_failures + 1
+        broken_now = not outcome.ok and failures >= settings.EMBED_CHECK_FAILURES_TO_BREAK
+        row.http_status, row.error, row.duration_ms = outcome.http_status, outcome.error, outcome.duration_ms
+        row.checked_at, row.consecutive_failures = at, min(failures, 32767)
+        row.status = (
+            EmbedStatus.OK if outcome.ok else EmbedStatus.BROKEN if broken_now else EmbedStatus.FAILING
+        )
+        row.next_check_at = at + interval(outcome.ok)
+        entry = [at.isoformat(timespec="seconds"), outcome.http_status, "ok" if outcome.ok else outcome.error]
+        row.recent = [entry, *(row.recent or [])][:RECENT_CHECKS]
+        change: str | None = None
+        if broken_now and not workbook.embed_broken:
+            change, row.broken_since = "broken", at
+        elif outcome.ok and workbook.embed_broken:
+            change, row.broken_since = "recovered", None
+        row.save()
+        if change is not None:
+            workbook.embed_broken = change == "broken"
+            Workbook.objects.filter(pk=workbook.pk).update(embed_broken=workbook.embed_broken)
+            author = workbook.author.username
+            invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[author])
+            transaction.on_commit(
+                lambda: signals.embed_link_changed.send(
+                    sender=Workbook, workbook=workbook, broken=workbook.embed_broken
+                )
+            )
+    if change:
+        logger.info(
+            "embed link of workbook %s: %s (%s)", workbook.pk, change, outcome.error or outcome.http_status
+        )
+    return change

@@ -125,3 +125,15 @@ def refresh_search_lexemes() -> int:
     from workbooks import search
 
     return search.refresh_search_lexemes()
+
+
+# --- Embed links ----------------------------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
+def check_embed_links() -> dict[str, float] | None:
+    """Beat task: one batch of the embed link checker (workbooks.linkcheck); None when a run is in progress."""
+    from workbooks import linkcheck
+
+    result = linkcheck.run_locked()
+    return result.as_dict() if result is not None else None

@@ -136,3 +136,16 @@ def views_days() -> str:
 def views_batches() -> str:
     """Set of claimed batches not yet finished (a flush that died leaves its batch here)."""
     return f"{PREFIX}:views:batches"
+
+
+# --- Embed link checker (workbooks.linkcheck) ---------------------------------------------------------------
+
+
+def linkcheck_cursor() -> str:
+    """The last workbook id the checker's discovery walked past."""
+    return f"{PREFIX}:linkcheck:cursor"
+
+
+def linkcheck_lock() -> str:
+    """Held while a checker run is in progress, so two beats never check the same batch."""
+    return f"{PREFIX}:linkcheck:lock"

@@ -431,25 +431,26 @@ def _detail_budget() -> tuple[int, int]:
     related = 3 if connection.vendor == "postgresql" else 2
     counting = 0 if counters._redis() is not None else 5
     anonymous = 2 + related + counting
-    return anonymous, anonymous + 2  # logged in: + the user, + the favorite state
+    return anonymous, anonymous + 3  # logged in: + the user, + the favorite state, + the bell
 
 
 # Pinned query counts per page: (anonymous, logged in). None: the page needs a login.
-# Logged in adds one query (the user; the session comes from the cache).
+# Logged in adds two queries: the user (the session comes from the cache) and the header's bell (the unread
+# notification count, notifications.selectors.unread_count, never cached).
 # The total: the planner's estimate (PostgreSQL only), then a bounded count.
 TOTAL = 2 if connection.vendor == "postgresql" else 1
 BUDGETS = {
-    "list": (TOTAL + 2, TOTAL + 3),  # total, page with its authors, tags of the page
+    "list": (TOTAL + 2, TOTAL + 4),  # total, page with its authors, tags of the page
     # + the prefix expansion of the last word on PostgreSQL (workbooks.search)
-    "search": (TOTAL + 3, TOTAL + 4) if connection.vendor == "postgresql" else (TOTAL + 2, TOTAL + 3),
-    "tag": (TOTAL + 3, TOTAL + 4),  # + the tag
+    "search": (TOTAL + 3, TOTAL + 5) if connection.vendor == "postgresql" else (TOTAL + 2, TOTAL + 4),
+    "tag": (TOTAL + 3, TOTAL + 5),  # + the tag
     "detail": _detail_budget(),
     # user, follower and following counts, workbook stats, 12 newest + tags; logged in: + follow state
-    "profile": (6, 8),
-    # user, page, tags of the page (no total shown); PostgreSQL: + the bounded count of follows that decides
-    # how the page is read (selectors.feed_for)
-    "feed": (None, 4 if connection.vendor == "postgresql" else 3),
-    "favorites": (None, 3),
+    "profile": (6, 9),
+    # user, page, tags of the page (no total shown), the bell; PostgreSQL: + the bounded count of follows that
+    # decides how the page is read (selectors.feed_for)
+    "feed": (None, 5 if connection.vendor == "postgresql" else 4),
+    "favorites": (None, 4),
 }
 BUDGET_CASES = [
     pytest.param(page, who, budget, id=f"{page}-{who}")
