@@ -35,11 +35,12 @@ format: venv
 migrate: venv
 	$(BIN)/python manage.py migrate --no-input
 
+# The worker consumes the default queue and `media` (thumbnails, embed previews: needs chromium, see README).
 # The worker serves its pool's metrics on CELERY_METRICS_PORT (9808) from a multiprocess directory it owns.
 worker: venv
 	mkdir -p .run/prometheus-celery
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery CELERY_METRICS_PORT=$${CELERY_METRICS_PORT:-9808} \
-		$(BIN)/celery -A sigma_playground worker --loglevel=INFO --concurrency=2
+		$(BIN)/celery -A sigma_playground worker -Q celery,media --loglevel=INFO --concurrency=2
 
 beat: venv
 	$(BIN)/celery -A sigma_playground beat --loglevel=INFO

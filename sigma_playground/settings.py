@@ -350,6 +350,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Task modules outside the installed apps.
 CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
+# Image work has its own queue, so a slow browser or a burst of renders never delays the beat jobs
+# (workers for it: `celery -A sigma_playground worker -Q media`; `make worker` consumes both).
+CELERY_TASK_ROUTES = {
+    "workbooks.tasks.capture_embed_preview": {"queue": "media"},
+}
 # Every periodic job, in one place. The database scheduler copies these into django-celery-beat's tables
 # at start, where staff can see and change them in admin.
 CELERY_BEAT_SCHEDULE = {
@@ -378,6 +383,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workbooks.tasks.check_embed_links",
         "schedule": float(env_int("EMBED_CHECK_EVERY_SECONDS", 60)),
         "options": {"expires": max(1, env_int("EMBED_CHECK_EVERY_SECONDS", 60) - 5)},
+    },
+    "refresh-embed-previews": {
+        "task": "workbooks.tasks.refresh_embed_previews",
+        "schedule": 600.0,
+        "options": {"expires": 590},
     },
     "render-pending-thumbnails": {
         "task": "workbooks.tasks.render_pending_thumbnails",
@@ -530,6 +540,20 @@ EMBED_CHECK_USER_AGENT = env_str(
     "EMBED_CHECK_USER_AGENT",
     "SigmaPlayground-LinkChecker/1.0 (Sigma Playground gallery; checks public embed links once a day)",
 )
+
+# Previews taken from the embed (workbooks.preview): a Celery task on the `media` queue opens the public embed
+# in Debian's headless chromium (Playwright drives it; never a downloaded browser) for workbooks without an
+# uploaded thumbnail. Off in the embedded defaults (tasks run in the web process there, and the browser must
+# not); on in production when CHROMIUM_PATH is executable. README "Previews" says how to install it.
+CHROMIUM_PATH = env_str("CHROMIUM_PATH", "/usr/bin/chromium")
+EMBED_PREVIEWS_ENABLED = env_bool("EMBED_PREVIEWS_ENABLED", PRODUCTION and os.access(CHROMIUM_PATH, os.X_OK))
+EMBED_PREVIEW_TIMEOUT_SECONDS = env_float(
+    "EMBED_PREVIEW_TIMEOUT_SECONDS", 20.0
+)  # the page must settle in this
+EMBED_PREVIEW_MAX_AGE_DAYS = env_int("EMBED_PREVIEW_MAX_AGE_DAYS", 7)  # re-taken at most this often otherwise
+EMBED_PREVIEW_RETRIES = env_int("EMBED_PREVIEW_RETRIES", 3)  # after a failure, with backoff
+EMBED_PREVIEW_BACKOFF_SECONDS = env_int("EMBED_PREVIEW_BACKOFF_SECONDS", 300)  # doubles per retry
+EMBED_PREVIEW_BATCH = env_int("EMBED_PREVIEW_BATCH", 50)  # previews queued per beat run
 
 # No inline script anywhere: script-src is 'self' only. frame-ancestors 'none' matches X-Frame-Options.
 CONTENT_SECURITY_POLICY = {

@@ -131,14 +131,25 @@ def discover(*, limit: int) -> int:
     cursor_key = keys.linkcheck_cursor()
     after = cache.get(cursor_key) or 0
     ids = list(
-        Workbook.objects.filter(pk__gt=after).order_by("pk").values_list("pk", "sigma_embed_url")[:limit]
+        Workbook.objects.filter(pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "sigma_embed_url", "thumbnail", "thumbnail_source")[:limit]
     )
     if not ids:
         cache.set(cursor_key, 0, timeout=None)  # wrap around: the next run starts again from the beginning
         return 0
     now = timezone.now()
     EmbedCheck.objects.bulk_create(
-        [EmbedCheck(workbook_id=pk, url=url, next_check_at=now) for pk, url in ids], ignore_conflicts=True
+        [
+            EmbedCheck(
+                workbook_id=pk,
+                url=url,
+                next_check_at=now,
+                preview_next_at=now if not thumbnail or source == "embed" else None,
+            )
+            for pk, url, thumbnail, source in ids
+        ],
+        ignore_conflicts=True,
     )
     cache.set(cursor_key, ids[-1][0], timeout=None)
     return len(ids)

@@ -74,6 +74,9 @@ class Workbook(models.Model):
     thumbnail_width = models.PositiveIntegerField(null=True, blank=True)
     thumbnail_height = models.PositiveIntegerField(null=True, blank=True)
     thumbnail_derivatives = models.JSONField(default=dict, blank=True)
+    # Where the thumbnail came from: "upload" (the author's), "embed" (a screenshot of the public embed, see
+    # workbooks.preview) or "" (none, or one from before this was recorded). Only an upload stops previews.
+    thumbnail_source = models.CharField(max_length=10, blank=True, default="", db_default="", editable=False)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
     published_at = models.DateTimeField(null=True, blank=True)  # null: a draft
     is_featured = models.BooleanField(default=False)
@@ -228,11 +231,24 @@ class EmbedCheck(models.Model):
     next_check_at = models.DateTimeField(default=timezone.now)
     # The last few checks, newest first: [[iso time, http status or null, outcome], ...]
     recent = models.JSONField(default=list, blank=True)
+    # Previews from the embed (workbooks.preview): when the next one is due (null: none wanted, e.g. the
+    # author uploaded a thumbnail), the link the current one shows, failures since the last success.
+    preview_next_at = models.DateTimeField(null=True, blank=True)
+    preview_url = models.CharField(max_length=300, blank=True)
+    preview_taken_at = models.DateTimeField(null=True, blank=True)
+    preview_failures = models.PositiveSmallIntegerField(default=0)
+    preview_error = models.CharField(max_length=200, blank=True)
 
     class Meta:
         indexes = [
             # The checker's batch: the links due first (next_check_at <= now ORDER BY next_check_at).
             models.Index(fields=["next_check_at"], name="workbooks_embedcheck_due_idx"),
+            # The preview beat task: previews due first (preview_next_at <= now), only rows that want one.
+            models.Index(
+                fields=["preview_next_at"],
+                name="workbooks_embedcheck_prev_idx",
+                condition=models.Q(preview_next_at__isnull=False),
+            ),
             # Admin's "broken" filter and counts: a handful of rows.
             models.Index(
                 fields=["status"],

@@ -114,10 +114,11 @@ def _refresh_tag_names(*, workbook_ids: Iterable[int]) -> None:
         )
 
 
-def _store_thumbnail(workbook: Workbook, image: ProcessedImage) -> None:
+def _store_thumbnail(workbook: Workbook, image: ProcessedImage, *, source: str = "upload") -> None:
     old = dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail
     name = thumbnails.save_master(workbook_id=workbook.pk, image=image)
     workbook.thumbnail = name
+    workbook.thumbnail_source = source
     workbook.thumbnail_width, workbook.thumbnail_height = image.width, image.height
     workbook.thumbnail_derivatives = {}
     thumbnails.enqueue_thumbnail_render(workbook.pk, name)
@@ -158,7 +159,13 @@ def workbook_publish(
     if thumbnail is not None:
         _store_thumbnail(workbook, thumbnail)
         workbook.save(
-            update_fields=["thumbnail", "thumbnail_width", "thumbnail_height", "thumbnail_derivatives"]
+            update_fields=[
+                "thumbnail",
+                "thumbnail_source",
+                "thumbnail_width",
+                "thumbnail_height",
+                "thumbnail_derivatives",
+            ]
         )
     search.add_search_lexemes(workbook_id=workbook.pk)
     _embed_link_set(workbook)
@@ -206,14 +213,17 @@ def workbook_update(
         _store_thumbnail(workbook, thumbnail)
     elif clear_thumbnail and workbook.thumbnail:
         _delete_thumbnail_files_on_commit(dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail)
-        workbook.thumbnail, workbook.thumbnail_derivatives = "", {}
+        workbook.thumbnail, workbook.thumbnail_derivatives, workbook.thumbnail_source = "", {}, ""
         workbook.thumbnail_width = workbook.thumbnail_height = None
+        link_changed = True  # no picture now: a preview from the embed is wanted
     workbook.full_clean(exclude=["thumbnail"])
     workbook.save()
     _set_tags(workbook, tags)
     search.add_search_lexemes(workbook_id=workbook.pk)
     if link_changed:
         _embed_link_set(workbook)
+    elif thumbnail is not None:
+        EmbedCheck.objects.filter(workbook=workbook).update(preview_next_at=None)  # an upload: no previews
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[workbook.author.username])
     if not was_announced and workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC:
         _announce(workbook)
@@ -360,6 +370,10 @@ RECENT_CHECKS = 10
 def _embed_link_set(workbook: Workbook) -> None:
     """A new or changed link: its checks start over, due now. A workbook already marked broken stays so
     until the new link passes a check (a broken link swapped for another broken one must not reappear)."""
+    now = timezone.now()
+    wants_preview = workbook.thumbnail_source != "upload" and not (
+        workbook.thumbnail and workbook.thumbnail_source != "embed"
+    )
     EmbedCheck.objects.update_or_create(
         workbook=workbook,
         defaults={
@@ -368,9 +382,17 @@ def _embed_link_set(workbook: Workbook) -> None:
             "http_status": None,
             "error": "",
             "consecutive_failures": 0,
-            "next_check_at": timezone.now(),
+            "next_check_at": now,
+            "preview_next_at": now if wants_preview else None,
+            "preview_failures": 0,
+            "preview_error": "",
         },
     )
+    if wants_preview and settings.EMBED_PREVIEWS_ENABLED:
+        from workbooks import tasks
+
+        workbook_id = workbook.pk
+        transaction.on_commit(lambda: tasks.capture_embed_preview.delay(workbook_id), robust=True)
 
 
 def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) -> str | None:
@@ -423,3 +445,53 @@ def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) 
             "embed link of workbook %s: %s (%s)", workbook.pk, change, outcome.error or outcome.http_status
         )
     return change
+
+
+# --- Previews from the embed (workbooks.preview) --------------------------------------------------------
+
+
+def wants_preview(*, thumbnail: str, thumbnail_source: str) -> bool:
+    """No picture, or one we took ourselves: an uploaded thumbnail (or one from before sources were
+    recorded) is never replaced by a screenshot."""
+    return not thumbnail or thumbnail_source == "embed"
+
+
+def workbook_preview_captured(*, workbook_id: int, url: str, image: ProcessedImage) -> bool:
+    """Store a screenshot of ``url`` as the workbook's thumbnail (master now, derivatives by the render task);
+    False when it no longer applies (deleted, link changed, or the author uploaded a picture meanwhile)."""
+    now = timezone.now()
+    with transaction.atomic():
+        workbook = (
+            Workbook.objects.select_for_update().select_related("author").filter(pk=workbook_id).first()
+        )
+        if workbook is None or workbook.sigma_embed_url != url:
+            return False
+        if not wants_preview(thumbnail=workbook.thumbnail, thumbnail_source=workbook.thumbnail_source):
+            return False
+        _store_thumbnail(workbook, image, source="embed")
+        workbook.save(
+            update_fields=[
+                "thumbnail",
+                "thumbnail_source",
+                "thumbnail_width",
+                "thumbnail_height",
+                "thumbnail_derivatives",
+                "updated_at",
+            ]
+        )
+        EmbedCheck.objects.filter(workbook_id=workbook_id).update(
+            preview_url=url,
+            preview_taken_at=now,
+            preview_failures=0,
+            preview_error="",
+            preview_next_at=now + dt.timedelta(days=settings.EMBED_PREVIEW_MAX_AGE_DAYS),
+        )
+        invalidate.workbooks_changed(workbook_ids=[workbook_id], author_usernames=[workbook.author.username])
+    return True
+
+
+def workbook_preview_failed(*, workbook_id: int, error: str, retry_at: dt.datetime) -> None:
+    """A capture failed: the workbook keeps the preview it had (the generated one, or an older screenshot)."""
+    EmbedCheck.objects.filter(workbook_id=workbook_id).update(
+        preview_failures=F("preview_failures") + 1, preview_error=error[:200], preview_next_at=retry_at
+    )

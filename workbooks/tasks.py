@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import logging
+from urllib.parse import urlsplit
 
 from celery import shared_task
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
 from workbooks import thumbnails
 from workbooks.models import Workbook
@@ -137,3 +142,84 @@ def check_embed_links() -> dict[str, float] | None:
 
     result = linkcheck.run_locked()
     return result.as_dict() if result is not None else None
+
+
+# --- Previews from the embed (workbooks.preview) --------------------------------------------------------
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=settings.EMBED_PREVIEW_TIMEOUT_SECONDS + 60,
+    time_limit=settings.EMBED_PREVIEW_TIMEOUT_SECONDS + 90,
+)
+def capture_embed_preview(self, workbook_id: int) -> str:
+    """Screenshot the workbook's public embed into its thumbnail (``media`` queue; see workbooks.preview).
+
+    Refuses to run eagerly (in a web process) or when previews are off. A failure leaves the picture the
+    workbook has and is retried EMBED_PREVIEW_RETRIES times with a doubling backoff; after that the beat task
+    tries again once the preview is due (EMBED_PREVIEW_MAX_AGE_DAYS)."""
+    from workbooks import preview, services
+    from workbooks.embed import allowed_hosts
+
+    if self.request.is_eager:
+        logger.warning("previews: not taking workbook %s's preview in this process (eager task)", workbook_id)
+        return "eager"
+    if not settings.EMBED_PREVIEWS_ENABLED:
+        return "disabled"
+    row = (
+        Workbook.objects.filter(pk=workbook_id)
+        .values("sigma_embed_url", "thumbnail", "thumbnail_source")
+        .first()
+    )
+    if row is None or not services.wants_preview(
+        thumbnail=row["thumbnail"], thumbnail_source=row["thumbnail_source"]
+    ):
+        return "not wanted"
+    url = row["sigma_embed_url"]
+    if (urlsplit(url).hostname or "").lower() not in allowed_hosts():
+        return "host not allowed"
+    try:
+        png = preview.capture(url)
+        image = thumbnails.prepare_master(io.BytesIO(png))
+    except Exception as exc:  # PreviewFailed, a rejected image, a browser that would not start
+        retries = self.request.retries
+        delay = settings.EMBED_PREVIEW_BACKOFF_SECONDS * 2**retries
+        final = retries >= settings.EMBED_PREVIEW_RETRIES
+        retry_at = timezone.now() + (
+            dt.timedelta(days=settings.EMBED_PREVIEW_MAX_AGE_DAYS) if final else dt.timedelta(seconds=delay)
+        )
+        services.workbook_preview_failed(
+            workbook_id=workbook_id, error=str(exc) or type(exc).__name__, retry_at=retry_at
+        )
+        logger.info(
+            "previews: workbook %s failed (%s), retry %s", workbook_id, exc, "none" if final else delay
+        )
+        if final:
+            return "failed"
+        raise self.retry(countdown=delay, max_retries=settings.EMBED_PREVIEW_RETRIES) from exc
+    services.workbook_preview_captured(workbook_id=workbook_id, url=url, image=image)
+    return "captured"
+
+
+@shared_task(ignore_result=True)
+def refresh_embed_previews() -> int:
+    """Beat task: queue the previews that are due (new or changed links the web process could not queue,
+    weekly refreshes, failures whose backoff is over), EMBED_PREVIEW_BATCH at a time. Each queued row is
+    pushed an hour ahead first, so a slow queue is not fed the same workbook twice."""
+    from workbooks.models import EmbedCheck
+
+    if not settings.EMBED_PREVIEWS_ENABLED:
+        return 0
+    now = timezone.now()
+    ids = list(
+        EmbedCheck.objects.filter(preview_next_at__lte=now)
+        .order_by("preview_next_at")
+        .values_list("workbook_id", flat=True)[: settings.EMBED_PREVIEW_BATCH]
+    )
+    if ids:
+        EmbedCheck.objects.filter(workbook_id__in=ids).update(preview_next_at=now + dt.timedelta(hours=1))
+    for workbook_id in ids:
+        capture_embed_preview.delay(workbook_id)
+    return len(ids)
