@@ -355,6 +355,8 @@ CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
 CELERY_TASK_ROUTES = {
     "workbooks.tasks.capture_embed_preview": {"queue": "media"},
 }
+# The queue of every task without a route (Celery's default name unless a deployment renames it).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # Every periodic job, in one place. The database scheduler copies these into django-celery-beat's tables
 # at start, where staff can see and change them in admin.
 CELERY_BEAT_SCHEDULE = {

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,7 @@ def test_a_worker_turns_the_embed_into_a_thumbnail_and_abandons_a_hanging_page(t
     from sigma_playground.celery import app
 
     fake = FakeSigma().start()
+    own_queue = f"preview-test-{uuid.uuid4().hex[:8]}"
     db = connection.settings_dict
     timeout = 4
     env = {
@@ -151,6 +153,7 @@ def test_a_worker_turns_the_embed_into_a_thumbnail_and_abandons_a_hanging_page(t
         "EMBED_PREVIEW_TIMEOUT_SECONDS": str(timeout),
         "EMBED_PREVIEW_RETRIES": "0",
         "CHROMIUM_PATH": CHROMIUM,
+        "CELERY_TASK_DEFAULT_QUEUE": own_queue,
     }
     chart = WorkbookFactory(sigma_embed_url=fake.url("chart-1"), title="Chart")
     hang = WorkbookFactory(sigma_embed_url=fake.url("hang-1"), title="Hang")
@@ -158,7 +161,9 @@ def test_a_worker_turns_the_embed_into_a_thumbnail_and_abandons_a_hanging_page(t
         EmbedCheck.objects.create(workbook=workbook, url=workbook.sigma_embed_url)
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "sigma_playground", "worker", "-Q", "celery,media", "--pool=solo",
+        # `media` and a default queue of its own (where the thumbnail render it queues goes): tests running
+        # alongside start workers on the shared default queue of the same broker; none may take another's tasks.
+        [sys.executable, "-m", "celery", "-A", "sigma_playground", "worker", "-Q", f"media,{own_queue}", "--pool=solo",
          "--purge", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
