@@ -92,7 +92,10 @@ def test_requests_to_one_host_are_paced_and_run_concurrently(sigma, settings):
     starts = sorted(s.at for s in sigma.seen)
     assert len(starts) == 8
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.08, f"requests to one host closer than 1/rate: {gaps}"
+    # Paced on the client at 0.1 s; measured where the server reads them, so allow for scheduling jitter.
+    assert min(gaps) >= 0.05 and starts[-1] - starts[0] >= 0.6, (
+        f"requests to one host closer than 1/rate: {gaps}"
+    )
     # Concurrency: 4 slow links (1 s each, under a 2 s timeout) with 4 threads take about 1 s, not 4.
     settings.EMBED_CHECK_HOST_RATE = 1000.0
     settings.EMBED_CHECK_TIMEOUT_SECONDS = 2.0
