@@ -122,6 +122,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # A view that found every password-hashing slot taken answers 503 + Retry-After (sigma_playground.passwords).
+    "sigma_playground.passwords.HashingBusyMiddleware",
     "monitoring.middleware.ProfileMiddleware",
     "monitoring.middleware.PrometheusAfterMiddleware",
 ]
@@ -458,6 +460,20 @@ NOTIFICATION_FANOUT_BATCH = env_int("NOTIFICATION_FANOUT_BATCH", 1000)
 NOTIFICATION_DIGEST_BATCH = env_int("NOTIFICATION_DIGEST_BATCH", 200)
 
 # --- Passwords, i18n ------------------------------------------------------------------------------------
+
+# Argon2id (OWASP's 19 MiB, t=2, p=1: about 20 ms of CPU) first: PBKDF2 hashes (208 ms each here) still
+# verify and are upgraded at the next login. Both are bounded per process (sigma_playground/passwords.py).
+PASSWORD_HASHERS = [
+    "sigma_playground.passwords.Argon2idPasswordHasher",
+    "sigma_playground.passwords.BoundedPBKDF2PasswordHasher",
+]
+# Password hashes one process runs at once; beyond them (after waiting PASSWORD_HASH_WAIT_SECONDS) a login
+# gets a 503 with Retry-After at once. One per process: with 2 x cores + 1 processes that already offers
+# more hashes than there are cores; a wait about one hash long smooths small bursts.
+PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 1)
+PASSWORD_HASH_WAIT_SECONDS = env_float("PASSWORD_HASH_WAIT_SECONDS", 0.05)
+# Retry-After (seconds) on every overload 503: shed requests and refused password hashes.
+OVERLOAD_RETRY_AFTER_SECONDS = env_int("OVERLOAD_RETRY_AFTER_SECONDS", 2)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
