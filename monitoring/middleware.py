@@ -17,6 +17,7 @@ from django_prometheus.utils import TimeSince
 from monitoring import instruments
 from monitoring.routes import server_route_names
 from monitoring.window import REQUESTS
+from sigma_playground import queue_time
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,12 @@ class PrometheusAfterMiddleware(dp.PrometheusAfterMiddleware):
         if "view" in labels and labels["view"] not in server_route_names():
             labels["view"] = "other"
         return super().label_metric(metric, request, response, **labels)
+
+    def process_request(self, request):
+        super().process_request(request)
+        # The time the request waited before the app saw it (sigma_playground.queue_time) is part of the
+        # latency its client feels: the timer starts that much earlier.
+        request.prometheus_after_middleware_event -= queue_time.queued(request.META)
 
     def process_response(self, request, response):
         response = super().process_response(request, response)

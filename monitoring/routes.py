@@ -7,6 +7,7 @@ from functools import lru_cache
 from django.urls import URLPattern, URLResolver, get_resolver
 
 UNNAMED = "<unnamed view>"  # django-prometheus's label for requests that resolved to no named view
+SHED = "<shed>"  # requests answered 503 before routing because they waited too long (sigma_playground.queue_time)
 
 
 def _walk(resolver: URLResolver, prefix: str, skip: frozenset[str]) -> set[str]:
@@ -32,4 +33,4 @@ def page_route_names() -> frozenset[str]:
 
 
 def server_route_names() -> frozenset[str]:
-    return route_names(include_admin=True) | {UNNAMED}
+    return route_names(include_admin=True) | {UNNAMED, SHED}

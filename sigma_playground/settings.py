@@ -472,6 +472,12 @@ PASSWORD_HASHERS = [
 # more hashes than there are cores; a wait about one hash long smooths small bursts.
 PASSWORD_HASH_CONCURRENCY = env_int("PASSWORD_HASH_CONCURRENCY", 1)
 PASSWORD_HASH_WAIT_SECONDS = env_float("PASSWORD_HASH_WAIT_SECONDS", 0.05)
+# Queue time (sigma_playground/queue_time.py): read the proxy's X-Request-Start stamp (nginx sets it, overwriting
+# any client's copy; with TRUSTED_PROXY_NETWORKS set, only from those peers), add the wait to request latency,
+# and answer requests that waited longer than the budget with a cheap 503 (0: never shed). The budget is the
+# SLA's p99 (1 s): a request that already waited that long cannot be answered within the SLA any more.
+REQUEST_START_TRUSTED = env_bool("REQUEST_START_TRUSTED", env_bool("BEHIND_TLS_PROXY", PRODUCTION))
+REQUEST_QUEUE_BUDGET_SECONDS = env_float("REQUEST_QUEUE_BUDGET_SECONDS", 1.0)
 # Retry-After (seconds) on every overload 503: shed requests and refused password hashes.
 OVERLOAD_RETRY_AFTER_SECONDS = env_int("OVERLOAD_RETRY_AFTER_SECONDS", 2)
 

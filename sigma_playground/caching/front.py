@@ -33,6 +33,7 @@ from django_prometheus.middleware import Metrics
 from monitoring.batched import BATCH
 from monitoring.middleware import sample_db_pool
 from monitoring.window import REQUESTS
+from sigma_playground import queue_time
 from sigma_playground import request_id as rid
 from sigma_playground.caching import pages
 
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 _CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE")
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"})
 _CHARSET = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)
 
 
@@ -49,11 +51,15 @@ class CachedPageFront:
         self.application = application
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # The first thing: how long the request waited before reaching us, and a 503 if that was too long.
+        waited = queue_time.measure(environ)
+        if queue_time.should_shed(environ, waited):
+            return _shed(environ, waited or 0.0, start_response)
         if not (settings.PAGE_FRONT_ENABLED and settings.PAGE_CACHE_ENABLED) or environ.get(
             "REQUEST_METHOD"
         ) not in ("GET", "HEAD"):
             return self.application(environ, start_response)
-        started = time.perf_counter()
+        started = time.perf_counter() - (waited or 0.0)  # the latency a client feels includes its wait
         request_id = environ[rid.ENVIRON_KEY] = rid.request_id_for(environ)
         token = rid.set_request_id(request_id)
         try:
@@ -90,6 +96,34 @@ class CachedPageFront:
         _record(request, match.view_name, status, len(content), _charset(value["headers"]), duration)
         rid.log_access(request.method, match.view_name, status, duration * 1000, None)
         return [] if request.method == "HEAD" else [content]
+
+
+def _shed(environ: dict, waited: float, start_response: StartResponse) -> Iterable[bytes]:
+    """The cheap 503 for a request that waited past the budget: no request object, no resolving, counted in
+    the same request series as every response (route ``<shed>``, latency = its wait) and in its own counter."""
+    status, headers, body = queue_time.shed_response()
+    request_id = rid.request_id_for(environ)
+    start_response(status, [*headers, (rid.HEADER, request_id)])
+    method = environ.get("REQUEST_METHOD", "GET")
+    method = method if method in _METHODS else "<invalid method>"
+    m = Metrics.get_instance()
+    BATCH.record(
+        [
+            (queue_time.SHED.prom, (), 1),
+            (m.requests_total, (), 1),
+            (m.responses_total, (), 1),
+            (m.responses_by_status, ("503",), 1),
+            (m.responses_by_status_view_method, ("503", queue_time.SHED_ROUTE, method), 1),
+        ],
+        [(m.requests_latency_by_view_method, (queue_time.SHED_ROUTE, method), waited)],
+    )
+    REQUESTS.record(waited, 503)
+    token = rid.set_request_id(request_id)
+    try:
+        rid.log_access(method, queue_time.SHED_ROUTE, 503, waited * 1000, None)
+    finally:
+        rid.reset_request_id(token)
+    return [] if method == "HEAD" else [body]
 
 
 def _charset(headers: list[tuple[str, str]]) -> str:
