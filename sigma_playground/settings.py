@@ -276,6 +276,11 @@ PAGE_FRONT_ENABLED = env_bool("PAGE_FRONT_ENABLED", True)
 METRICS_BATCH_SECONDS = env_float("METRICS_BATCH_SECONDS", 1.0)
 # Fresh lifetime of a cached page: also the bound on how far counters on cached pages lag behind.
 PAGE_CACHE_TTL = env_int("PAGE_CACHE_TTL", 60)
+# Pages and fragments live PAGE_CACHE_TTL shortened by a random fraction up to this (0.2: 48 to 60 s), so those
+# stored together expire apart; a page hit in its last PAGE_REFRESH_AHEAD_SECONDS is rebuilt by one request
+# while the others get the stored copy (sigma_playground/caching/pages.py). 0 turns either off.
+PAGE_CACHE_TTL_JITTER = env_float("PAGE_CACHE_TTL_JITTER", 0.2)
+PAGE_REFRESH_AHEAD_SECONDS = env_float("PAGE_REFRESH_AHEAD_SECONDS", 10.0)
 CACHE_STALE_GRACE_SECONDS = env_int("CACHE_STALE_GRACE_SECONDS", 300)  # stale copy kept for stampedes
 CACHE_LOCK_SECONDS = 5.0  # a rebuild lock outlives no rebuild by more than this
 CACHE_LOCK_WAIT_SECONDS = 2.0  # how long a request waits for another's rebuild of a missing entry

@@ -13,11 +13,23 @@ request, so it cannot contain personal data. Personal parts that sit inside a fr
 
 Invalidation is exact: a write bumps the namespaces it affects (invalidate.py); a page stored under older
 generations is a miss, and the next request builds a fresh one.
+
+Pages never expire together (issue 15: pages stored at one moment, after warming or a deploy, all expired at
+once and were rebuilt in request threads, p95 going from 3 ms to 10 s in waves):
+
+- each page is stored fresh for a jittered lifetime, ``PAGE_CACHE_TTL`` times a random factor between
+  ``1 - PAGE_CACHE_TTL_JITTER`` and 1 (never longer than the TTL: the documented bound on how far counters on
+  cached pages lag still holds), so pages stored together fall due at different moments;
+- refresh-ahead: a page hit in its last ``PAGE_REFRESH_AHEAD_SECONDS`` of freshness is rebuilt by exactly
+  one request, the one that takes the page's short rebuild lock (``SET NX PX``), while every other reader
+  keeps getting the stored copy from the front. A page that is read keeps being renewed before it expires;
+  only pages nobody read for a whole lifetime ever miss.
 """
 
 from __future__ import annotations
 
 import functools
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,6 +53,7 @@ CACHE_TAG_HEADER = "Cache-Tag"
 CANDIDATE = "sigma_page_candidate"
 # Headers that belong to one response, never to a stored page.
 _PER_RESPONSE_HEADERS = frozenset({"x-request-id", "x-cache", "set-cookie"})
+_CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE")
 
 
 def personal_marker(name: str) -> str:
@@ -131,10 +144,11 @@ class PageLookup:
     namespaces: list[str]
     generations: dict[str, int] | None  # None: the cache could not be read
     entry: service.Entry | None  # only an entry stored under the current generations
+    refresh: bool = False  # this request holds the page's rebuild lock: it rebuilds the page ahead of expiry
 
     @property
     def hit(self) -> bool:
-        return self.entry is not None and self.entry.fresh
+        return self.entry is not None and self.entry.fresh and not self.refresh
 
     def refetch(self) -> service.Entry | None:
         self.generations, entry = service.get_entry_with_generations(
@@ -163,16 +177,44 @@ def lookup_page(request: HttpRequest) -> PageLookup | None:
     lookup = PageLookup(match=match, spec=spec, key=key, namespaces=namespaces, generations=None, entry=None)
     recent = service.RECENT_PAGES.get(key) if settings.PAGE_LOCAL_SECONDS > 0 else None
     if recent is not None:
-        lookup.entry = recent
+        lookup.entry = recent  # never refreshed from here: only the entry in Redis says whether it is due
         service.count_request(keys.KIND_PAGE, recent)
         return lookup
     entry = lookup.refetch()
     if lookup.hit:
-        service.count_request(keys.KIND_PAGE, entry)
+        _refresh_ahead(request, lookup)
+        service.count_request(keys.KIND_PAGE, None if lookup.refresh else entry)
         keep = min(settings.PAGE_LOCAL_SECONDS, entry.fresh_until - time.time())
-        if keep > 0:
+        if keep > 0 and not lookup.refresh:
             service.RECENT_PAGES.set(key, entry, ttl=keep)
     return lookup
+
+
+def _refresh_ahead(request: HttpRequest, lookup: PageLookup) -> None:
+    """A hit in its page's last PAGE_REFRESH_AHEAD_SECONDS: the one request that takes the rebuild lock
+    rebuilds it (``lookup.refresh``); everyone else is served the stored copy. Only a plain GET can refresh:
+    a HEAD or a conditional GET would not produce a storable page."""
+    ahead = settings.PAGE_REFRESH_AHEAD_SECONDS
+    entry = lookup.entry
+    if ahead <= 0 or entry is None or entry.fresh_until - time.time() > ahead:
+        return
+    if request.method != "GET" or any(name in request.META for name in _CONDITIONAL):
+        return
+    if not service.try_lock(lookup.key):
+        return
+    # Another request may have stored the renewed page between our read and our lock: look again.
+    renewed = lookup.refetch()
+    if renewed is not None and renewed.fresh_until - time.time() > ahead:
+        service.unlock(lookup.key)
+        return
+    lookup.refresh = True
+
+
+def jittered_ttl(ttl: float) -> float:
+    """``ttl`` shortened by a random fraction of up to PAGE_CACHE_TTL_JITTER: entries stored together expire
+    apart. Not for security (S311): only spreads expiries."""
+    jitter = min(max(settings.PAGE_CACHE_TTL_JITTER, 0.0), 0.9)
+    return ttl * (1 - jitter * random.random())  # noqa: S311
 
 
 def _cacheable(request: HttpRequest) -> tuple[ResolverMatch, PageSpec] | None:
@@ -234,6 +276,7 @@ class AnonymousPageCacheMiddleware:
             return self._serve(request, lookup, lookup.entry.value)
         setattr(request, CANDIDATE, True)
         gens = lookup.generations
+        ttl = jittered_ttl(lookup.spec.ttl or settings.PAGE_CACHE_TTL)
 
         def build() -> service.Built:
             response = self.get_response(request)
@@ -249,11 +292,19 @@ class AnonymousPageCacheMiddleware:
                 result=response, value=_stored(response, gens) if storable else None, store=storable
             )
 
+        if lookup.refresh:  # this request took the lock in lookup_page: rebuild ahead of expiry
+            try:
+                built = build()
+                if built.store:
+                    service.set_entry(keys.KIND_PAGE, lookup.key, built.value, ttl)
+                return built.result
+            finally:
+                service.unlock(lookup.key)
         return service.get_or_build(
             keys.KIND_PAGE,
             lookup.key,
             build,
-            ttl=lookup.spec.ttl or settings.PAGE_CACHE_TTL,
+            ttl=ttl,
             from_entry=lambda value: self._serve(request, lookup, value),
             entry=lookup.entry,
             fetch=lookup.refetch,
@@ -303,5 +354,7 @@ def cached_fragment(
         html = render_to_string(template, context())
         return service.Built(result=html, value=html)
 
-    html = service.get_or_build(keys.KIND_FRAGMENT, key, build, ttl=ttl or settings.PAGE_CACHE_TTL)
+    html = service.get_or_build(
+        keys.KIND_FRAGMENT, key, build, ttl=jittered_ttl(ttl or settings.PAGE_CACHE_TTL)
+    )
     return mark_safe(html)  # noqa: S308

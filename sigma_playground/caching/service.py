@@ -323,6 +323,20 @@ def get_or_build(
             _timed("delete", keys.KIND_LOCK, lambda: backend().delete(lock_key), None)
 
 
+def try_lock(key: str) -> bool:
+    """Take ``key``'s short rebuild lock (the one get_or_build uses) without waiting; False when another
+    request holds it or the cache can't be reached (then nobody rebuilds ahead: the entry just expires)."""
+    lock_key = keys.lock(key)
+    return _timed(
+        "lock", keys.KIND_LOCK, lambda: backend().add(lock_key, b"1", settings.CACHE_LOCK_SECONDS), False
+    )
+
+
+def unlock(key: str) -> None:
+    lock_key = keys.lock(key)
+    _timed("delete", keys.KIND_LOCK, lambda: backend().delete(lock_key), None)
+
+
 # --- The design's @Cache decorator ---------------------------------------------------------------------
 
 
