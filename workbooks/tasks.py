@@ -113,14 +113,28 @@ def warm_cache() -> dict[str, float]:
 
 @shared_task(ignore_result=True)
 def recompute_trending() -> int:
-    """Beat task: refresh ``trending_score`` from the last 7 days of statistics (see workbooks.trending)."""
+    """Beat task: refresh ``trending_score`` from the last 7 days of statistics (see workbooks.trending).
+
+    Scores change on nearly every run (each view moves one), but no page shows a score: pages show the
+    order. The ``lists`` namespace, which every list and detail page depends on, is bumped only when the
+    order on the first page of the trending list (any page size, home's section included) changed, and the
+    first pages are then warmed, so that a recompute is not a wave of rebuilds of every cached page in
+    request threads (issue 15). Deeper or filtered trending pages that moved without the top changing show
+    the new order when they next expire, within PAGE_CACHE_TTL.
+    """
     from sigma_playground.caching import invalidate
-    from workbooks.trending import recompute_trending_scores
+    from workbooks import warming
+    from workbooks.trending import recompute_trending_scores, visible_ranking
 
     with transaction.atomic():
+        before = visible_ranking()
         changed = recompute_trending_scores()
-        if changed:
-            invalidate.lists_changed()  # trending sections and sort=trending pages
+        bumped = bool(changed) and visible_ranking() != before
+        if bumped:
+            invalidate.lists_changed()  # after the commit
+    if bumped:
+        result = warming.warm(paths=warming.first_pages())
+        logger.info("trending order changed: lists bumped, %d first pages warmed", result.written)
     return changed
 
 

@@ -66,6 +66,17 @@ def recompute_trending_scores(*, today: dt.date | None = None) -> int:
     return changed
 
 
+def visible_ranking(*, rows: int | None = None) -> list[int]:
+    """The ids the trending order puts on the first page of any size (``MAX_PAGE_SIZE``), home's trending
+    section included: what a recompute can change on the pages people actually look at."""
+    from django.conf import settings
+
+    from workbooks import selectors
+
+    listed = Workbook.objects.listed().filter(trending_score__gt=0).order_by(*selectors.SORTS["trending"])
+    return list(listed.values_list("pk", flat=True)[: rows or settings.MAX_PAGE_SIZE])
+
+
 def _bulk_set_scores(items: list[tuple[int, float]]) -> int:
     table = Workbook._meta.db_table
     if connection.vendor == "postgresql":

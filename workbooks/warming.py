@@ -43,14 +43,20 @@ def is_warming(request) -> bool:
     return request.META.get(WARMING_HEADER) == "1"
 
 
-def warm_paths() -> list[str]:
-    listed = Workbook.objects.listed()
+def first_pages() -> list[str]:
+    """Home and the first page of the list in each sort: what a ``lists`` bump empties that most visitors
+    ask for next."""
     paths = [reverse("home"), reverse("workbooks:list")]
-    paths += [
+    return paths + [
         f"{reverse('workbooks:list')}?sort={sort}"
         for sort in selectors.SORTS
         if sort != selectors.DEFAULT_SORT
     ]
+
+
+def warm_paths() -> list[str]:
+    listed = Workbook.objects.listed()
+    paths = first_pages()
     popular = listed.order_by(*selectors.SORTS["popular"]).only("pk", "slug")[:POPULAR_WORKBOOKS]
     featured = listed.filter(is_featured=True).order_by(*selectors.SORTS["newest"]).only("pk", "slug")[:20]
     paths += list(dict.fromkeys(w.get_absolute_url() for w in [*popular, *featured]))
@@ -65,7 +71,7 @@ def warm_paths() -> list[str]:
     return paths
 
 
-def warm(*, progress: Callable[[int, int], None] | None = None) -> WarmResult:
+def warm(*, paths: list[str] | None = None, progress: Callable[[int, int], None] | None = None) -> WarmResult:
     # Imported here: django.test is large and web workers import this module (is_warming) at boot.
     from django.test import Client
 
@@ -73,7 +79,7 @@ def warm(*, progress: Callable[[int, int], None] | None = None) -> WarmResult:
     result = WarmResult()
     host = next((h for h in settings.ALLOWED_HOSTS if h and not h.startswith(".") and h != "*"), "localhost")
     client = Client(HTTP_HOST=host, raise_request_exception=False)
-    paths = warm_paths()
+    paths = warm_paths() if paths is None else paths
     for done, path in enumerate(paths, start=1):
         response = client.get(path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_HEADER: "1"})
         if response.status_code != 200:
