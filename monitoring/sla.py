@@ -179,20 +179,71 @@ def alert_thresholds(sla: SLA | None = None) -> dict[str, float]:
 class Verdict:
     passed: bool
     failures: list[str] = field(default_factory=list)
+    phases: dict[str, Verdict] = field(default_factory=dict)  # per phase, when judged phase by phase
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """One phase of a load test, as the load generator measured it (loadtest/report.py).
+
+    ``offered_per_second`` is the arrival rate the generator was asked to produce (arrivals of new visitors,
+    an open model); ``achieved_per_second`` the rate of arrivals whose whole flow completed without an error.
+    A server that cannot keep up shows as achieved < offered, never as a lower offered rate.
+    """
+
+    name: str
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    error_rate_percent: float
+    offered_per_second: float
+    achieved_per_second: float
+    requests_per_second: float | None = None  # achieved (completed) requests per second, all routes
+
+
+# An open-model generator produces arrivals at random (Poisson) moments: over a short phase the count drifts
+# from rate x duration by a few percent, and flows still running at the phase's end complete after it.
+ACHIEVED_TOLERANCE = 0.05
 
 
 def load_test_verdict(
     *,
-    p50_ms: float,
-    p95_ms: float,
-    p99_ms: float,
-    error_rate_percent: float,
+    p50_ms: float = 0.0,
+    p95_ms: float = 0.0,
+    p99_ms: float = 0.0,
+    error_rate_percent: float = 0.0,
     requests_per_second: float | None = None,
+    offered_per_second: float | None = None,
+    achieved_per_second: float | None = None,
     kind: str = "api",
     sla: SLA | None = None,
+    phases: list[PhaseResult] | None = None,
 ) -> Verdict:
-    """Judge a load test's results against the SLA (``kind`` "api" or "page_load" for the latency targets)."""
+    """Judge a load test's results against the SLA (``kind`` "api" or "page_load" for the latency targets).
+
+    ``requests_per_second`` is the *achieved* request throughput (responses completed per second), compared
+    with the SLA's throughput target: only meaningful when the test offered at least that much. With
+    ``offered_per_second`` and ``achieved_per_second`` (arrivals), a server that completed fewer flows than
+    were offered fails, whatever its latency. With ``phases``, each phase is judged on its own figures and the
+    verdict passes only when every phase does (failures are prefixed with the phase's name).
+    """
     sla = sla or current()
+    if phases is not None:
+        verdicts = {
+            phase.name: load_test_verdict(
+                p50_ms=phase.p50_ms,
+                p95_ms=phase.p95_ms,
+                p99_ms=phase.p99_ms,
+                error_rate_percent=phase.error_rate_percent,
+                offered_per_second=phase.offered_per_second,
+                achieved_per_second=phase.achieved_per_second,
+                kind=kind,
+                sla=sla,
+            )
+            for phase in phases
+        }
+        failures = [f"{name}: {failure}" for name, v in verdicts.items() for failure in v.failures]
+        return Verdict(passed=bool(verdicts) and not failures, failures=failures, phases=verdicts)
     targets: Percentiles = sla.api_ms if kind == "api" else sla.page_load_ms
     failures = [
         f"{name} {value:.0f} ms > {limit:.0f} ms"
@@ -206,5 +257,12 @@ def load_test_verdict(
     if error_rate_percent > sla.error_rate_percent:
         failures.append(f"error rate {error_rate_percent:.3f}% > {sla.error_rate_percent}%")
     if requests_per_second is not None and requests_per_second < sla.requests_per_second:
-        failures.append(f"throughput {requests_per_second:.0f} req/s < {sla.requests_per_second} req/s")
+        failures.append(
+            f"achieved throughput {requests_per_second:.0f} req/s < {sla.requests_per_second} req/s"
+        )
+    if offered_per_second is not None and achieved_per_second is not None:
+        if achieved_per_second < offered_per_second * (1 - ACHIEVED_TOLERANCE):
+            failures.append(
+                f"achieved {achieved_per_second:.1f} arrivals/s < offered {offered_per_second:.1f} arrivals/s"
+            )
     return Verdict(passed=not failures, failures=failures)

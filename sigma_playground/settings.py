@@ -541,6 +541,18 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
+# For a load test of production mode over plain http on this machine only (loadtest/, `make loadtest`): a
+# client never sends a Secure cookie over http, so the CSRF cookie and the session would never come back.
+# Refused in production unless every allowed host is a loopback name: a real site never serves it.
+LOADTEST_INSECURE_COOKIES = env_bool("LOADTEST_INSECURE_COOKIES", False)
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+if LOADTEST_INSECURE_COOKIES:
+    if PRODUCTION and not set(ALLOWED_HOSTS) <= _LOOPBACK_HOSTS:
+        raise ImproperlyConfigured(
+            "LOADTEST_INSECURE_COOKIES is for a load test on loopback only: in production every "
+            f"ALLOWED_HOSTS entry must be one of {sorted(_LOOPBACK_HOSTS)}, got {ALLOWED_HOSTS}."
+        )
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION

@@ -147,3 +147,24 @@ print(json.dumps([s.SESSION_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SESSION_
 """
     result = run(["-c", probe], {**PROD_ENV, "DJANGO_SETTINGS_MODULE": "sigma_playground.settings"})
     assert json.loads(result.stdout) == [True, True, "Lax", True, True, "Lax"]
+
+
+def test_insecure_cookies_for_a_load_test_are_refused_for_a_real_host():
+    result = run(["manage.py", "check"], {**PROD_ENV, "LOADTEST_INSECURE_COOKIES": "1"})
+    assert result.returncode != 0
+    assert "LOADTEST_INSECURE_COOKIES is for a load test on loopback only" in result.stderr
+
+
+def test_insecure_cookies_for_a_load_test_on_loopback_only():
+    code = "from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)"
+    env = {
+        **PROD_ENV,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOADTEST_INSECURE_COOKIES": "1",
+        "DJANGO_SETTINGS_MODULE": "sigma_playground.settings",
+    }
+    result = run(["-c", "import django; django.setup(); " + code], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+    result = run(["-c", "import django; django.setup(); " + code], PROD_ENV)
+    assert result.stdout.split() == ["True", "True"]  # and never without the setting

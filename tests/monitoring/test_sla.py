@@ -110,7 +110,26 @@ def test_load_test_verdicts():
         "p50 250 ms > 200 ms",
         "p99 1500 ms > 1000 ms",
         "error rate 0.200% > 0.1%",
-        "throughput 400 req/s < 1000 req/s",
+        "achieved throughput 400 req/s < 1000 req/s",
     ]
     page = sla.load_test_verdict(p50_ms=900, p95_ms=1900, p99_ms=2900, error_rate_percent=0, kind="page_load")
     assert page.passed
+
+
+def test_load_test_verdict_per_phase_says_offered_against_achieved():
+    phases = [
+        sla.PhaseResult("Warm up", 40, 90, 150, 0.0, offered_per_second=10, achieved_per_second=9.8),
+        sla.PhaseResult("Peak load", 150, 2400, 9000, 4.0, offered_per_second=200, achieved_per_second=31.0),
+    ]
+    verdict = sla.load_test_verdict(phases=phases)
+    assert not verdict.passed
+    assert verdict.phases["Warm up"].passed
+    assert verdict.phases["Peak load"].failures == [
+        "p95 2400 ms > 500 ms",
+        "p99 9000 ms > 1000 ms",
+        "error rate 4.000% > 0.1%",
+        "achieved 31.0 arrivals/s < offered 200.0 arrivals/s",
+    ]
+    assert verdict.failures[0] == "Peak load: p95 2400 ms > 500 ms"
+    assert sla.load_test_verdict(phases=phases[:1]).passed
+    assert not sla.load_test_verdict(phases=[]).passed  # no phase measured is no pass
