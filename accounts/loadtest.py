@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
+from django.db.models import QuerySet
 
 from accounts.models import User
 
@@ -19,7 +20,7 @@ def username(index: int) -> str:
     return f"{PREFIX}{index:05d}"
 
 
-def users() -> User.objects.__class__:
+def users() -> QuerySet[User]:
     return User.objects.filter(username__startswith=PREFIX, email__endswith="@" + EMAIL_DOMAIN)
 
 

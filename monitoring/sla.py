@@ -260,9 +260,12 @@ def load_test_verdict(
         failures.append(
             f"achieved throughput {requests_per_second:.0f} req/s < {sla.requests_per_second} req/s"
         )
-    if offered_per_second is not None and achieved_per_second is not None:
-        if achieved_per_second < offered_per_second * (1 - ACHIEVED_TOLERANCE):
-            failures.append(
-                f"achieved {achieved_per_second:.1f} arrivals/s < offered {offered_per_second:.1f} arrivals/s"
-            )
+    if (
+        offered_per_second is not None
+        and achieved_per_second is not None
+        and achieved_per_second < offered_per_second * (1 - ACHIEVED_TOLERANCE)
+    ):
+        failures.append(
+            f"achieved {achieved_per_second:.1f} arrivals/s < offered {offered_per_second:.1f} arrivals/s"
+        )
     return Verdict(passed=not failures, failures=failures)
