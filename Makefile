@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db stack
+.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db stack loadtest
 
 venv: $(STAMP)
 
@@ -87,3 +87,22 @@ bench-db: venv
 bench-web: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(BIN)/python bench/bench_web.py
+
+# The design's load test (not a test, 9 minutes at LOADTEST_TIME_SCALE=1, 1:48 at the default 0.2, per
+# scenario): load-test users, then `python -m loadtest` (Locust, an open arrival model, the phases in
+# settings.LOAD_TEST) against LOADTEST_BASE_URL (default: the local stack), then loadtest_cleanup. This shell's
+# DATABASE_URL must be the target's database (for the users and the cleanup). Prints per-phase and per-route
+# figures and the SLA verdict, writes HTML reports to .run/loadtest, appends the figures to docs/performance.md
+# and fails when a verdict fails. Production over plain http on loopback needs LOADTEST_INSECURE_COOKIES=1
+# on the server (README, "Load test").
+LOADTEST_BASE_URL ?= http://127.0.0.1:8000
+LOADTEST_SCENARIOS ?= design,anonymous,logged_in
+LOADTEST_TIME_SCALE ?= 0.2
+LOADTEST_USERS ?= 1000
+
+loadtest: venv
+	$(BIN)/python manage.py loadtest_users --count $(LOADTEST_USERS)
+	@status=0; $(BIN)/python -m loadtest --base-url $(LOADTEST_BASE_URL) --scenario $(LOADTEST_SCENARIOS) \
+		--time-scale $(LOADTEST_TIME_SCALE) --users $(LOADTEST_USERS) --report-dir .run/loadtest \
+		--append-docs docs/performance.md $(LOADTEST_ARGS) || status=$$?; \
+	$(BIN)/python manage.py loadtest_cleanup; exit $$status

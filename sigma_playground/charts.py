@@ -212,3 +212,88 @@ def sparkline_svg(*, values: Sequence[float], label: str, tone: str = "ok") -> S
         f'class="sparkline" role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'
         f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"/></svg>'
     )
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    colour: str
+    points: Sequence[Point]
+    dashed: bool = False
+
+
+def multi_series_svg(
+    *,
+    chart_id: str,
+    title: str,
+    description: str,
+    series: Sequence[Series],
+    start: datetime,
+    end: datetime,
+    y_range: tuple[float, float],
+    format_y: Callable[[float], str] = _num,
+    boundaries: Sequence[tuple[datetime, str]] = (),
+    threshold: float | None = None,
+    threshold_label: str = "",
+    tick_seconds: float = 60,
+) -> SafeString:
+    """Several lines on one time axis of seconds to minutes (a load test), with labelled vertical boundaries
+    (its phases), an optional threshold line and a legend. Same frame, lines and escaping as
+    :func:`time_series_svg`."""
+    frame = _Frame(start, end, *y_range)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    cid = escape(chart_id)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" '
+        f'aria-labelledby="{cid}-title {cid}-desc" id="{cid}">',
+        f'<title id="{cid}-title">{escape(title)}</title>',
+        f'<desc id="{cid}-desc">{escape(description)}</desc>',
+        f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#ffffff" '
+        'stroke="#cbd5e1"/>',
+    ]
+    for i in range(5):
+        value = frame.y_min + (frame.y_max - frame.y_min) * i / 4
+        y = _num(frame.y(value))
+        parts.append(
+            f'<line class="grid" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y}" y2="{y}" stroke="#e2e8f0"/>'
+            f'<text x="{LEFT - 6}" y="{y}" dy="0.35em" text-anchor="end" font-size="11" fill="#475569">'
+            f"{escape(format_y(value))}</text>"
+        )
+    step = max(1.0, tick_seconds)
+    offset = 0.0
+    while start + timedelta(seconds=offset) <= end:
+        x = frame.x(start + timedelta(seconds=offset))
+        parts.append(
+            f'<text x="{_num(x)}" y="{HEIGHT - 8}" text-anchor="middle" font-size="11" fill="#475569">'
+            f"{offset:.0f} s</text>"
+        )
+        offset += step
+    for at, label in boundaries:
+        x = _num(frame.x(at))
+        parts.append(
+            f'<line class="boundary" x1="{x}" x2="{x}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#64748b" '
+            f'stroke-dasharray="3 3"/><text x="{x}" y="{TOP + 10}" dx="3" font-size="10" fill="#334155">'
+            f"{escape(label)}</text>"
+        )
+    if threshold is not None:
+        y_t = _num(frame.y(threshold))
+        parts.append(
+            f'<line class="threshold" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y_t}" y2="{y_t}" '
+            f'stroke="{THRESHOLD_COLOUR}" stroke-width="1.5" stroke-dasharray="4 3"/>'
+            f'<text x="{LEFT + plot_w - 4}" y="{y_t}" dy="-4" text-anchor="end" font-size="11" '
+            f'fill="{THRESHOLD_COLOUR}">{escape(threshold_label)}</text>'
+        )
+    for i, line in enumerate(series):
+        if line.points:
+            attrs = {"class_": "series", "stroke": line.colour, "stroke_width": "2"}
+            if line.dashed:
+                attrs["stroke_dasharray"] = "6 4"
+            parts.append(_polyline(frame, line.points, **attrs))
+        lx = LEFT + 8 + i * 150
+        parts.append(
+            f'<rect x="{lx}" y="{HEIGHT - BOTTOM - 14}" width="10" height="10" fill="{escape(line.colour)}"/>'
+            f'<text x="{lx + 14}" y="{HEIGHT - BOTTOM - 5}" font-size="11" fill="#0f172a">'
+            f"{escape(line.label)}</text>"
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 (every text and attribute value above is escaped)

@@ -1,0 +1,207 @@
+"""The load test's scenarios: what one arrival (a new visitor) does, once, over the site's real HTML forms.
+
+Each arrival is a fresh Locust ``FastHttpUser`` (its own cookie jar and connection): it runs its scenario's
+``flow`` once and is gone, as in the design's open model. Every request carries the arrival's phase in its
+Locust context, so the report can judge phase by phase; success is decided here per request (expected
+status, CSRF token found), and a timeout or a refused connection is an error like any other.
+
+- ``design``: the design document's flow (log in, list workbooks, publish one), through the login form and
+  the new-workbook form with their CSRF tokens. Load-test users (``manage.py loadtest_users``) log in with
+  the known password; what they publish is titled "Load Test Workbook …" and removed by
+  ``manage.py loadtest_cleanup`` (``--drafts``: saved as drafts, never public).
+- ``anonymous``: a visitor without an account reading three pages, each drawn by ``ANONYMOUS_WEIGHTS``
+  (detail pages most, then lists in each sort, home, tags, profiles, search).
+- ``logged_in``: a member logging in and reading four pages (``LOGGED_IN_WEIGHTS``: personal pages included).
+- ``hello``: one GET of ``/`` (point it at bench/hello_wsgi.py for the same tool's ceiling).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from locust import FastHttpUser
+
+CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+DETAIL_RE = re.compile(r'href="(/workbooks/\d+/[\w-]+/)"')
+TAG_RE = re.compile(r'href="(/tags/[\w-]+/)"')
+PROFILE_RE = re.compile(r'href="(/users/[\w-]+/)"')
+SORTS = ("newest", "popular", "trending", "favorites")
+SEARCH_WORDS = ("revenue", "churn", "pipeline", "cohort", "forecast", "sales", "marketing", "finance")
+
+ANONYMOUS_WEIGHTS = {"detail": 40, "list": 20, "home": 15, "tag": 10, "profile": 10, "search": 5}
+LOGGED_IN_WEIGHTS = {"detail": 30, "list": 20, "home": 15, "feed": 15, "favorites": 10, "profile": 10}
+
+
+@dataclass
+class Catalogue:
+    """Real paths to browse, read once from the site's own lists before the run (any base URL)."""
+
+    details: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+
+    def add_from(self, html: str) -> None:
+        for pattern, bucket in ((DETAIL_RE, self.details), (TAG_RE, self.tags), (PROFILE_RE, self.profiles)):
+            bucket.extend(p for p in pattern.findall(html) if p not in bucket)
+
+
+@dataclass
+class Options:
+    users: int = 1000  # load-test accounts loadtest-00000 … to log in as
+    password: str = ""
+    drafts: bool = False
+    catalogue: Catalogue = field(default_factory=Catalogue)
+
+
+class Visitor(FastHttpUser):
+    """One arrival. Not run by Locust's own runner: the open-model driver (loadtest/driver.py) creates one
+    per arrival and calls ``flow`` once."""
+
+    abstract = True
+    host = "http://127.0.0.1:8000"
+    max_retries = 0
+    insecure = True
+    concurrency = 1
+
+    def __init__(self, environment, *, phase: str, arrival: int, options: Options, rng: random.Random):
+        super().__init__(environment)
+        self.phase, self.arrival, self.options, self.rng = phase, arrival, options, rng
+
+    def context(self) -> dict:
+        return {"phase": self.phase, "arrival": self.arrival}
+
+    def flow(self) -> bool:
+        """The scenario; True when every request of it succeeded."""
+        raise NotImplementedError
+
+    # --- requests ----------------------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        name: str,
+        path: str,
+        *,
+        method: str = "GET",
+        data: dict | None = None,
+        expect: tuple[int, ...] = (200,),
+        check: Callable[[str], bool] | None = None,
+    ) -> str | None:
+        """One request named ``name`` in the report; its body when it succeeded, else None."""
+        headers = {"Referer": self.host + path} if method == "POST" else None
+        with self.client.request(
+            method, path, name=name, data=data, headers=headers, allow_redirects=False, catch_response=True
+        ) as response:
+            if response.status_code not in expect:
+                response.failure(f"status {response.status_code}")
+                return None
+            text = response.text or ""
+            if check is not None and not check(text):
+                response.failure("unexpected page")
+                return None
+            response.success()
+            return text
+
+    def csrf_form(self, name: str, path: str) -> str | None:
+        html = self.fetch(name, path, check=lambda text: CSRF_RE.search(text) is not None)
+        found = CSRF_RE.search(html or "")
+        return found.group(1) if found else None
+
+    def login(self) -> bool:
+        token = self.csrf_form("login form", "/accounts/login/")
+        if token is None:
+            return False
+        from accounts import loadtest
+
+        username = loadtest.username(self.rng.randrange(max(1, self.options.users)))
+        return (
+            self.fetch(
+                "login",
+                "/accounts/login/",
+                method="POST",
+                data={
+                    "csrfmiddlewaretoken": token,
+                    "username": username,
+                    "password": self.options.password or loadtest.PASSWORD,
+                },
+                expect=(302,),
+            )
+            is not None
+        )
+
+    def browse(self, weights: dict[str, int]) -> bool:
+        kind = self.rng.choices(list(weights), weights=list(weights.values()))[0]
+        cat = self.options.catalogue
+        if kind == "detail" and cat.details:
+            return self.fetch("detail", self.rng.choice(cat.details)) is not None
+        if kind == "tag" and cat.tags:
+            return self.fetch("tag", self.rng.choice(cat.tags)) is not None
+        if kind == "profile" and cat.profiles:
+            return self.fetch("profile", self.rng.choice(cat.profiles)) is not None
+        if kind == "search":
+            return self.fetch("search", f"/workbooks/?q={self.rng.choice(SEARCH_WORDS)}") is not None
+        if kind == "list":
+            sort = self.rng.choice(SORTS)
+            return self.fetch(f"list ?sort={sort}", f"/workbooks/?sort={sort}") is not None
+        if kind == "feed":
+            return self.fetch("feed", "/feed/") is not None
+        if kind == "favorites":
+            return self.fetch("favorites", "/favorites/") is not None
+        return self.fetch("home", "/") is not None
+
+
+class DesignFlow(Visitor):
+    abstract = True
+
+    def flow(self) -> bool:
+        if not self.login():
+            return False
+        if self.fetch("list", "/workbooks/") is None:
+            return False
+        token = self.csrf_form("publish form", "/workbooks/new/")
+        if token is None:
+            return False
+        suffix = secrets.token_hex(6)
+        data = {
+            "csrfmiddlewaretoken": token,
+            "title": f"Load Test Workbook {suffix}",
+            "description": "Generated during load test",
+            "sigma_embed_url": f"https://app.sigmacomputing.com/embed/loadtest-{suffix}",
+            "tags": "loadtest",
+            "visibility": "public",
+        }
+        if not self.options.drafts:
+            data["publish"] = "on"
+        return self.fetch("publish", "/workbooks/new/", method="POST", data=data, expect=(302,)) is not None
+
+
+class AnonymousBrowsing(Visitor):
+    abstract = True
+
+    def flow(self) -> bool:
+        return all([self.browse(ANONYMOUS_WEIGHTS) for _ in range(3)])
+
+
+class LoggedInBrowsing(Visitor):
+    abstract = True
+
+    def flow(self) -> bool:
+        return self.login() and all([self.browse(LOGGED_IN_WEIGHTS) for _ in range(4)])
+
+
+class Hello(Visitor):
+    abstract = True
+
+    def flow(self) -> bool:
+        return self.fetch("hello", "/") is not None
+
+
+SCENARIOS: dict[str, type[Visitor]] = {
+    "design": DesignFlow,
+    "anonymous": AnonymousBrowsing,
+    "logged_in": LoggedInBrowsing,
+    "hello": Hello,
+}
