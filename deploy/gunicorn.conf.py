@@ -34,6 +34,14 @@ max_requests_jitter = max_requests // 10
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
+# Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new connections over the workers.
+# Without it every worker accepts from one shared socket, and a gthread worker takes every connection it can
+# (up to worker_connections, 1,000) and keeps it for as long as the client keeps it alive: bench-web's 32 wrk
+# connections, or nginx's upstream keep-alive pool, landed on one or two workers, and one Python process
+# runs on one core (the GIL): the uncached list used 1.00 of 2 cores (issue 15, docs/performance.md).
+# The cost: a worker that exits drops the connections still queued on its own socket (kernel behaviour), so
+# workers are recycled rarely (max_requests below) and a deploy drains through the proxy's retry.
+reuse_port = True
 # Don't import the app in the master: each worker builds its own metrics and database pool after the fork.
 preload_app = False
 accesslog = None  # the app's JSON access log (sigma_playground.request_id) replaces gunicorn's

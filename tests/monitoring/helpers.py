@@ -51,7 +51,10 @@ def wait_until_serving(url: str, process: subprocess.Popen, what: str, *, second
     deadline = time.monotonic() + seconds
     while True:
         try:
-            fetch(url, timeout=2)
+            # A long timeout: with reuse_port a connection can queue on a worker that is still booting; a
+            # short one would give up and retry, and the abandoned request would still be served (and
+            # counted) once the worker is up.
+            fetch(url, timeout=max(2.0, deadline - time.monotonic()))
             return
         except OSError:
             if process.poll() is not None:
