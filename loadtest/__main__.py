@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = report.summarize(run)
         html_path = args.report_dir / f"loadtest-{name}-{time.strftime('%Y%m%d-%H%M%S')}.html"
         html_path.write_text(report.render_html(summary, run), encoding="utf-8")
+        report.write_samples(html_path.with_suffix(".csv"), run)
         print(report.render_text(summary), flush=True)
-        print(f"HTML report: {html_path}", flush=True)
+        print(f"HTML report: {html_path} (raw samples: {html_path.with_suffix('.csv')})", flush=True)
         if args.append_docs:
             report.append_to_docs(args.append_docs, summary, command=command, html_path=html_path)
             print(f"appended to {args.append_docs}", flush=True)

@@ -125,7 +125,7 @@ def summarize(run: Run, *, target: sla.SLA | None = None) -> Report:
                 refused=refused,
                 latency=Latency.of(ms, errors),
                 requests_per_s=len(samples) / seconds,
-                timeouts=sum(s.status == 0 and "timeout" in s.error.lower() for s in samples),
+                timeouts=sum(s.status == 0 and "timeout" in s.error.lower() for s in samples),  # any kind
                 honest_share=honest / len(samples) if samples else 0.0,
                 start_lag_p95_ms=percentile([(a.started - a.planned) * 1000 for a in mine], 95),
                 cpu=cpu,
@@ -173,6 +173,17 @@ def summarize(run: Run, *, target: sla.SLA | None = None) -> Report:
 
 
 # --- Text ------------------------------------------------------------------------------------------------------
+
+
+def write_samples(path: Path, run: Run) -> None:
+    """Every request as a CSV row: the raw samples the figures come from."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["start_unix_s", "phase", "route", "ms", "status", "ok", "error"])
+        for s in run.samples:
+            writer.writerow([f"{s.at:.3f}", s.phase, s.name, f"{s.ms:.1f}", s.status, int(s.ok), s.error])
 
 
 def render_text(report: Report) -> str:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import random
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import gevent
 from locust import FastHttpUser
 
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -90,11 +92,38 @@ class Visitor(FastHttpUser):
         expect: tuple[int, ...] = (200,),
         check: Callable[[str], bool] | None = None,
     ) -> str | None:
-        """One request named ``name`` in the report; its body when it succeeded, else None."""
+        """One request named ``name`` in the report; its body when it succeeded, else None.
+
+        The client gives up after ``network_timeout`` seconds in all (a hard gevent timeout around the whole
+        request: the socket timeouts alone bound each wait, not their sum), and that is an error sample with
+        the time waited."""
         headers = {"Referer": self.host + path} if method == "POST" else None
+        started, started_at = time.perf_counter(), time.time()
+        try:
+            with gevent.Timeout(self.network_timeout):
+                return self._fetch(name, path, method, data, headers, expect, check)
+        except gevent.Timeout:
+            self.environment.events.request.fire(
+                request_type=method,
+                name=name,
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=0,
+                response=None,
+                context=self.context(),
+                exception=TimeoutError(f"no complete response within {self.network_timeout:g} s"),
+                start_time=started_at,
+                url=path,
+            )
+            return None
+
+    def _fetch(self, name, path, method, data, headers, expect, check) -> str | None:
         with self.client.request(
             method, path, name=name, data=data, headers=headers, allow_redirects=False, catch_response=True
         ) as response:
+            if response.status_code == 0:  # no response: connection refused, reset, socket timeout
+                error = getattr(response, "error", None)
+                response.failure(f"{type(error).__name__}: {error}" if error else "no response")
+                return None
             if response.status_code not in expect:
                 response.failure(f"status {response.status_code}")
                 return None

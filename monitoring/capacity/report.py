@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from monitoring.capacity import projection, retention
+from monitoring.capacity import cost, projection, retention
 from monitoring.capacity.resources import (
     BY_KEY,
     HORIZON_DAYS,
@@ -342,6 +342,17 @@ class CapacityAnalysis:
             lines += [f"  [{r.priority.upper():6}] {r.type}: {r.message}" for r in self.recommendations]
         else:
             lines.append("  none: every resource stays within its threshold for at least a year.")
+        phases = cost.design_phases()
+        if phases:
+            lines += [
+                "",
+                "Cores the design's load-test phases need (measured CPU s per arrival, SLA CPU target):",
+            ]
+            lines += [
+                f"  {p.phase:<16} {p.arrivals_per_s:>5g}/s {p.scenario:<10} {p.cpu_seconds_per_arrival:.4f} s each: "
+                f"{p.busy_cores:.1f} cores busy, {p.cores_at_target:.1f} at the target"
+                for p in phases
+            ]
         if self.tables:
             lines += ["", "Tables (estimated rows):"]
             for t in self.tables:
@@ -452,7 +463,8 @@ def recommend(reports: Sequence[ResourceReport]) -> list[Recommendation]:
                 type=r.resource.kind,
                 priority=level,
                 action=r.resource.action,
-                message=f"{r.title}: {situation}. {r.resource.advice}",
+                message=f"{r.title}: {situation}. {r.resource.advice}"
+                + (cost.peak_advice() if r.resource.kind == "cpu" else ""),
             )
         )
     order = [r.key for r in RESOURCES]
