@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=config["request_timeout_s"])
     parser.add_argument("--max-in-flight", type=int, default=config["max_in_flight"])
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--server-match", default="sigma_playground.wsgi")
+    parser.add_argument(
+        "--server-pids",
+        type=int,
+        nargs="*",
+        default=[],
+        help="more process trees to count as the server (the base URL's listener always is)",
+    )
     parser.add_argument("--report-dir", type=Path, default=Path(".run/loadtest"))
     parser.add_argument("--append-docs", type=Path)
     args = parser.parse_args(argv)
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout_s=args.timeout,
             max_in_flight=args.max_in_flight,
             seed=args.seed,
-            server_match=args.server_match,
+            server_pids=set(args.server_pids),
             progress=lambda line: print(line, flush=True),
         )
         summary = report.summarize(run)

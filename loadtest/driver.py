@@ -30,37 +30,33 @@ from loadtest.scenarios import Catalogue, Options, Visitor
 DATABASE_NAMES = ("postgres", "redis-server", "pgbouncer")
 
 
-def server_processes(base_url: str, match: str) -> set[int]:
-    """The process listening on the base URL's port and its descendants, plus any process whose command
-    line contains ``match`` (gunicorn behind a proxy)."""
+def listeners(base_url: str) -> set[int]:
+    """The processes listening on the base URL's port on this machine (gunicorn's master and workers, or the
+    proxy in front of it)."""
     port = urlsplit(base_url).port or (443 if base_url.startswith("https") else 80)
     pids: set[int] = set()
-    try:
+    with contextlib.suppress(psutil.AccessDenied):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
                 pids.add(conn.pid)
-    except psutil.AccessDenied:
-        pass
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if match and match in " ".join(proc.info.get("cmdline") or []):
-            pids.add(proc.info["pid"])
-    for pid in list(pids):
-        with contextlib.suppress(psutil.Error):
-            pids |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
     return pids
 
 
 class CpuSampler:
-    """Cores used per group between samples, from /proc's cumulative CPU times (processes that appear
-    later, such as new gunicorn workers, are found again every sample)."""
+    """Cores used per group between samples, from /proc's cumulative CPU times.
 
-    def __init__(self, base_url: str, match: str) -> None:
-        self.base_url, self.match = base_url, match
+    The server is the listeners' process trees (gunicorn's master and every worker, also workers started
+    later) plus, with ``--server-pids``, other roots (gunicorn behind a proxy). One pass over /proc a second:
+    finding the listeners scans every socket of the machine (seconds of blocking C code on a busy machine,
+    which held up every greenlet: arrivals started up to 2 minutes late), so it is done once, at the start.
+    """
+
+    def __init__(self, base_url: str, extra_roots: set[int] | None = None) -> None:
         self.me = psutil.Process()
+        self.roots = listeners(base_url) | (extra_roots or set())
         self.last_total = self._busy_total()
         self.last_at = time.monotonic()
         self.last: dict[int, float] = {}
-        self.roots = server_processes(base_url, match)
         self._read_groups()
 
     @staticmethod
@@ -69,26 +65,32 @@ class CpuSampler:
         return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
     def _read_groups(self) -> dict[str, float]:
-        # Finding the listener scans every socket of the machine (blocking C code that holds up every
-        # greenlet for seconds on a busy machine): done once; after that only the roots' children are read.
-        server = set(self.roots)
-        for pid in self.roots:
-            with contextlib.suppress(psutil.Error):
-                server |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        procs = []
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["pid", "ppid", "name", "cpu_times"]):
+            info = proc.info
+            procs.append(info)
+            children.setdefault(info.get("ppid") or 0, []).append(info["pid"])
+        server, todo = set(), list(self.roots)
+        while todo:
+            pid = todo.pop()
+            if pid not in server:
+                server.add(pid)
+                todo.extend(children.get(pid, ()))
         used = {"server": 0.0, "database": 0.0, "generator": 0.0}
         current: dict[int, float] = {}
-        for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
-            times = proc.info.get("cpu_times")
+        for info in procs:
+            times = info.get("cpu_times")
             if times is None:
                 continue
-            pid = proc.info["pid"]
+            pid = info["pid"]
             current[pid] = times.user + times.system
             delta = current[pid] - self.last.get(pid, current[pid])
             if pid == self.me.pid:
                 used["generator"] += delta
             elif pid in server:
                 used["server"] += delta
-            elif (proc.info.get("name") or "").startswith(DATABASE_NAMES):
+            elif (info.get("name") or "").startswith(DATABASE_NAMES):
                 used["database"] += delta
         self.last = current
         return used
@@ -134,7 +136,7 @@ def run(
     timeout_s: float,
     max_in_flight: int,
     seed: int | None = None,
-    server_match: str = "sigma_playground.wsgi",
+    server_pids: set[int] | None = None,
     progress=print,
 ) -> Run:
     visitor = type(
@@ -166,7 +168,7 @@ def run(
     env.events.request.add_listener(on_request)
     options.catalogue = read_catalogue(visitor, env, options)
     rng = random.Random(seed)
-    sampler = CpuSampler(base_url, server_match)
+    sampler = CpuSampler(base_url, server_pids)
     in_flight = 0
 
     def arrival(record: Arrival, number: int) -> None:

@@ -48,7 +48,8 @@ def test_summary_per_phase_and_route_with_offered_against_achieved():
     assert storm.honest_share == pytest.approx(0.4)  # 10 within the SLA + 30 fast 503s of 100
     assert set(storm.routes) == {"login", "list"}
     assert calm.cpu["server"] == pytest.approx(1.5)
-    assert calm.cpu_s_per_arrival == pytest.approx((1.5 + 0.2) * 10 / 20)
+    assert calm.cpu_s_per_arrival == pytest.approx(1.5 * 10 / 20)
+    assert calm.db_s_per_arrival == pytest.approx(0.2 * 10 / 20)
     assert summary.verdict.phases["calm"].passed
     assert not summary.verdict.phases["storm"].passed
     assert "storm: achieved 1.0 arrivals/s < offered 10.0 arrivals/s" in summary.verdict.failures
