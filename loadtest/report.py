@@ -130,9 +130,8 @@ def summarize(run: Run, *, target: sla.SLA | None = None) -> Report:
                 honest_share=honest / len(samples) if samples else 0.0,
                 start_lag_p95_ms=percentile([(a.started - a.planned) * 1000 for a in mine], 95),
                 cpu=cpu,
-                cpu_s_per_arrival=(cpu["server"] + cpu["database"]) * seconds / completed
-                if completed
-                else 0.0,
+                cpu_s_per_arrival=cpu["server"] * seconds / completed if completed else 0.0,
+                db_s_per_arrival=cpu["database"] * seconds / completed if completed else 0.0,
                 routes={
                     name: Latency.of([s.ms for s in rows], sum(not s.ok for s in rows))
                     for name, rows in sorted(routes.items())
