@@ -4,6 +4,8 @@ that waited past the budget shed with a cheap 503 (never health or metrics)."""
 import time
 
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import RequestFactory
 
 from sigma_playground import queue_time
@@ -31,7 +33,15 @@ def call(path: str, *, waited: float | None = None, method: str = "GET", **extra
     def start_response(status, headers, exc_info=None):
         captured["status"], captured["headers"] = int(status.split()[0]), dict(headers)
 
-    body = b"".join(application(environ, start_response))
+    # As Django's test client does: the handler's close_old_connections would close the test's connection
+    # inside its transaction (PostgreSQL).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        body = b"".join(application(environ, start_response))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return captured["status"], captured["headers"], body
 
 
