@@ -69,4 +69,6 @@ def test_a_dead_workers_live_gauges_are_dropped_and_its_counts_kept(gunicorn):
         assert time.monotonic() < deadline, "child_exit did not mark the worker dead"
         time.sleep(0.1)
     workers_of(process)  # gunicorn replaced it
-    assert healthz_count(fetch(base + "/metrics")) == 10
+    # With reuse_port the replacement listens as soon as it is forked: a connection the kernel hands it
+    # waits for it to finish booting (seconds on a busy machine), so this scrape may wait too.
+    assert healthz_count(fetch(base + "/metrics", timeout=60)) == 10
