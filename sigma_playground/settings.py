@@ -685,6 +685,10 @@ LOAD_TEST = {
     # Arrivals still in flight beyond this are refused by the generator (counted as errors): a bound on its
     # own memory when the server stops answering.
     "max_in_flight": 5000,
+    # Server (gunicorn) CPU seconds one arrival of each scenario costs, as `make loadtest` measured it
+    # (docs/capacity.md: provisional, measured on a shared, oversubscribed machine; the lead re-measures).
+    # The capacity report turns them into the cores the phases above need (monitoring/capacity/cost.py).
+    "cpu_seconds_per_arrival": {"design": 0.083, "anonymous": 0.022, "logged_in": 0.103},
 }
 # Operational thresholds the SLA does not state.
 MONITORING_THRESHOLDS = {

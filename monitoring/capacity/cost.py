@@ -60,5 +60,5 @@ def peak_advice(target: sla.SLA | None = None) -> str:
     return (
         f" The design's peak ({peak:g} arrivals/s) needs, at the SLA's {target.cpu_percent:g}% CPU: "
         + ", ".join(parts)
-        + " cores (measured CPU seconds per arrival, docs/capacity.md)."
+        + " cores (measured server CPU seconds per arrival, docs/capacity.md)."
     )
