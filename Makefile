@@ -90,12 +90,12 @@ bench-web: venv
 
 # The design's load test (not a test, 9 minutes at LOADTEST_TIME_SCALE=1, 1:48 at the default 0.2, per
 # scenario): load-test users, then `python -m loadtest` (Locust, an open arrival model, the phases in
-# settings.LOAD_TEST) against LOADTEST_BASE_URL (default: the local stack), then loadtest_cleanup. This shell's
+# settings.LOAD_TEST) against LOADTEST_BASE_URL (default: `make stack`'s CDN tier, :8080), then loadtest_cleanup. This shell's
 # DATABASE_URL must be the target's database (for the users and the cleanup). Prints per-phase and per-route
 # figures and the SLA verdict, writes HTML reports to .run/loadtest, appends the figures to docs/performance.md
 # and fails when a verdict fails. Production over plain http on loopback needs LOADTEST_INSECURE_COOKIES=1
 # on the server (README, "Load test").
-LOADTEST_BASE_URL ?= http://127.0.0.1:8000
+LOADTEST_BASE_URL ?= http://127.0.0.1:8080
 LOADTEST_SCENARIOS ?= design,anonymous,logged_in
 LOADTEST_TIME_SCALE ?= 0.2
 LOADTEST_USERS ?= 1000

@@ -68,6 +68,8 @@ def main() -> int:
         # nginx is the only peer whose X-Forwarded-For the site believes (issue 13's setting).
         "TRUSTED_PROXY_NETWORKS": "127.0.0.1/32",
         "TRUSTED_PROXY_COUNT": "1",
+        # nginx stamps X-Request-Start on every request: queue time and shedding (sigma_playground/queue_time.py).
+        "REQUEST_START_TRUSTED": "1",
         "PYTHONUNBUFFERED": "1",
     }
     manage = [PY, "manage.py"]

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = settings.LOAD_TEST
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n")[0])
-    parser.add_argument("--base-url", default=os.environ.get("LOADTEST_BASE_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--base-url", default=os.environ.get("LOADTEST_BASE_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--scenario", default="design", help=f"comma-separated: {', '.join(SCENARIOS)}")
     parser.add_argument("--time-scale", type=float, default=config["time_scale"])
     parser.add_argument("--rate-scale", type=float, default=1.0)
