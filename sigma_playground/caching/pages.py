@@ -246,7 +246,11 @@ class AnonymousPageCacheMiddleware:
                 and not response.cookies
             )
             return service.Built(
-                result=response, value=_stored(response, gens) if storable else None, store=storable
+                result=response,
+                value=_stored(response, gens) if storable else None,
+                store=storable,
+                # A rebuild that failed (the database is down: a 503) serves the stale copy in hand, if any.
+                failed=response.status_code >= 500,
             )
 
         return service.get_or_build(
