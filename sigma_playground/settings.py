@@ -203,6 +203,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache, sessions, Celery ----------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")
+# Two roles (docs/operations.md, "Redis"): REDIS_URL is the cache (pages, fragments, sessions' cached copies:
+# allkeys-lru with a memory limit); REDIS_DURABLE_URL holds what must not be evicted (generation keys, view
+# buffers, the beat lock and, in its next database, the Celery broker: noeviction, appendonly everysec).
+# It defaults to REDIS_URL: one Redis for both, as in simple setups.
+REDIS_DURABLE_URL = env_str("REDIS_DURABLE_URL") or REDIS_URL
 CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 0.25)
 
 
@@ -219,9 +224,12 @@ def _redis_db(url: str) -> int:
         raise ImproperlyConfigured(f"REDIS_URL database must be a number, got {path!r}") from None
 
 
+if REDIS_DURABLE_URL and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_DURABLE_URL needs REDIS_URL (the cache Redis) as well.")
 if REDIS_URL:
-    if urlsplit(REDIS_URL).scheme not in {"redis", "rediss"}:
-        raise ImproperlyConfigured("REDIS_URL must be a redis:// or rediss:// URL.")
+    for _name, _url in (("REDIS_URL", REDIS_URL), ("REDIS_DURABLE_URL", REDIS_DURABLE_URL)):
+        if urlsplit(_url).scheme not in {"redis", "rediss"}:
+            raise ImproperlyConfigured(f"{_name} must be a redis:// or rediss:// URL.")
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -240,7 +248,15 @@ if REDIS_URL:
             },
         }
     }
-    _broker_default = _redis_url_with_db(REDIS_URL, _redis_db(REDIS_URL) + 1)
+    # Sessions' cached copies (sigma_playground.sessions): the same Redis, but errors are raised, so the
+    # session store can trip the cache breaker and fall back to the database at once.
+    CACHES["sessions"] = {
+        **CACHES["default"],
+        "OPTIONS": {**CACHES["default"]["OPTIONS"], "IGNORE_EXCEPTIONS": False},
+    }
+    # The durable role, read by sigma_playground.caching.service and workbooks.counters through its raw client.
+    CACHES["durable"] = {**CACHES["sessions"], "LOCATION": REDIS_DURABLE_URL}
+    _broker_default = _redis_url_with_db(REDIS_DURABLE_URL, _redis_db(REDIS_DURABLE_URL) + 1)
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or _broker_default
     CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 else:
@@ -335,8 +351,10 @@ CDN_PURGE_MAX_RETRIES = env_int("CDN_PURGE_MAX_RETRIES", 8)
 # /readyz with Redis down: 503 "degraded" (True) or 200 "degraded" (False); see sigma_playground.health.
 READINESS_REQUIRES_CACHE = env_bool("READINESS_REQUIRES_CACHE", True)
 
-# cached_db: reads hit the cache, writes go to both, so sessions survive a Redis outage or flush.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# cached_db: reads hit the cache, writes go to both, so sessions survive a Redis outage or flush; ours skips
+# the cache while its breaker is open (a paused Redis costs logged-in requests no socket timeouts).
+SESSION_ENGINE = "sigma_playground.sessions"
+SESSION_CACHE_ALIAS = "sessions" if REDIS_URL else "default"
 
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None

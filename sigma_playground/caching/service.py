@@ -117,7 +117,9 @@ class _Backend:
 # Generation keys: INCR when present; when missing, created from the server's clock in microseconds (never a
 # value used before, as long as a key is bumped less than a million times a second on average).
 _SEED = "local t = redis.call('TIME') local seed = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])) "
-_BUMP_GENERATIONS = _SEED + """
+_BUMP_GENERATIONS = (
+    _SEED
+    + """
 local out = {}
 for i, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then out[i] = redis.call('INCR', key)
@@ -125,7 +127,10 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-_SEED_GENERATIONS = _SEED + """
+)
+_SEED_GENERATIONS = (
+    _SEED
+    + """
 local out = {}
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, seed, 'NX')
@@ -133,6 +138,7 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+)
 
 
 class _RedisBackend(_Backend):
