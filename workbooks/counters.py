@@ -36,16 +36,16 @@ dropped with an error log (most likely it was applied: a timeout means Redis was
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
-
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import F
@@ -117,9 +117,11 @@ def _maybe_applied(exc: BaseException) -> bool:
     """Could Redis have applied the script although the call failed?"""
     if isinstance(exc, redis.ResponseError):
         return False  # Redis answered with an error: the marker, the script's first write, failed (OOM...)
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError) and "connecting" in str(exc).lower():
-        return False  # never connected ("Error 111 connecting to ...", "Timeout connecting to server")
-    return True  # a read timeout or a connection lost mid-call: the command may run, or may have run
+    # Never connected ("Error 111 connecting to ...", "Timeout connecting to server"): not applied. Otherwise
+    # (a read timeout, a connection lost mid-call) the command may run, or may have run.
+    return not (
+        isinstance(exc, redis.ConnectionError | redis.TimeoutError) and "connecting" in str(exc).lower()
+    )
 
 
 def _send(counts: Counts, batch_id: str | None = None) -> bool:
@@ -148,9 +150,9 @@ def _send(counts: Counts, batch_id: str | None = None) -> bool:
 @dataclass
 class _Batch:
     counts: Counts
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     maybe_applied: bool = False  # a send timed out: only Redis can say whether it was applied
-    since: float = field(default_factory=time.monotonic)
+    since: float = dataclasses.field(default_factory=time.monotonic)
 
 
 _delivery_lock = threading.Lock()  # one delivery at a time per process: pending batches keep their order
