@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.sessions.backends import cached_db
+from django.core.cache import caches
 
 from sigma_playground.caching import service
 
@@ -57,5 +59,6 @@ class _BreakerCache:
 
 class SessionStore(cached_db.SessionStore):
     def __init__(self, session_key: str | None = None) -> None:
-        super().__init__(session_key)
-        self._cache = _BreakerCache(self._cache)
+        super(cached_db.SessionStore, self).__init__(session_key)  # the database store's; the cache is ours
+        alias = settings.SESSION_CACHE_ALIAS if settings.SESSION_CACHE_ALIAS in settings.CACHES else "default"
+        self._cache = _BreakerCache(caches[alias])

@@ -25,7 +25,8 @@ SERVICE_MARKERS = ("postgres", "redis")
 
 def configured_services() -> dict[str, bool]:
     return {
-        "postgres": settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+        "postgres": settings.DATABASES["default"]["ENGINE"]
+        in ("django.db.backends.postgresql", "sigma_playground.postgresql"),
         "redis": settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache",
     }
 
@@ -134,8 +135,10 @@ def _celery_eager():
 @pytest.fixture(autouse=True)
 def _clear_caches():
     from sigma_playground.caching import service
+    from sigma_playground.db_breaker import BREAKER
     from workbooks import counters
 
+    BREAKER.reset()  # a test that made the database look unreachable must not fail the next ones
     counters.discard_process_views()  # views a test left unsent must not land in the next test's Redis
     service.RECENT_PAGES.clear()
     yield

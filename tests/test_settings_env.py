@@ -38,7 +38,7 @@ def test_embedded_defaults_with_nothing_set():
     assert data["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert data["eager"] is True
     assert data["debug"] is True
-    assert data["session"] == "django.contrib.sessions.backends.cached_db"
+    assert data["session"] == "sigma_playground.sessions"  # cached_db behind the cache breaker
 
 
 def test_database_and_redis_urls_select_postgres_pool_and_redis():
@@ -49,7 +49,7 @@ def test_database_and_redis_urls_select_postgres_pool_and_redis():
             "DB_POOL_MAX_SIZE": "12",
         }
     )
-    assert data["engine"] == "django.db.backends.postgresql"
+    assert data["engine"] == "sigma_playground.postgresql"  # Django's, with the circuit breaker
     assert data["conn_max_age"] == 0 and data["health"] is True
     assert data["options"]["pool"] == {"min_size": 5, "max_size": 12, "timeout": 60.0}
     assert "statement_timeout=30000" in data["options"]["options"]
