@@ -373,7 +373,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler, run by one beat at a time (a lock in the durable Redis, renewed on
+# every tick; a second beat stands by and says so): sigma_playground.beat.
+CELERY_BEAT_SCHEDULER = "sigma_playground.beat:LockedDatabaseScheduler"
+BEAT_LOCK_SECONDS = env_float("BEAT_LOCK_SECONDS", 30.0)
 # Task modules outside the installed apps.
 CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
 # Every periodic job, in one place. The database scheduler copies these into django-celery-beat's tables
@@ -429,6 +432,15 @@ CELERY_BEAT_SCHEDULE = {
     "capacity-report": {
         "task": "monitoring.tasks.capacity_report",
         "schedule": crontab(hour=4, minute=23),
+    },
+    # Housekeeping: expired sessions (the table grew forever), thumbnail masters no workbook uses.
+    "clear-expired-sessions": {
+        "task": "accounts.tasks.clear_expired_sessions",
+        "schedule": crontab(hour=2, minute=41),
+    },
+    "sweep-orphan-thumbnail-masters": {
+        "task": "workbooks.tasks.sweep_orphan_masters",
+        "schedule": crontab(hour=3, minute=53),
     },
 }
 

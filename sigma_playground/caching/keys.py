@@ -141,3 +141,8 @@ def views_days() -> str:
 def views_batches() -> str:
     """Set of claimed batches not yet finished (a flush that died leaves its batch here)."""
     return f"{PREFIX}:views:batches"
+
+
+def beat_lock() -> str:
+    """The single-beat lock (sigma_playground.beat), in the durable Redis."""
+    return f"{PREFIX}:beat:lock"
