@@ -64,25 +64,43 @@ T = TypeVar("T")
 
 
 class Breaker:
-    """One process's view of one Redis: closed (use it), open (skip it), or half-open (one probe)."""
+    """One process's view of one Redis: closed (use it), open (skip it) or probing.
 
-    def __init__(self) -> None:
+    When the open interval ends, the next caller does not try Redis itself: it starts one probe (a PING with
+    the socket timeout) in a background thread and carries on without the cache. The probe's answer closes
+    the breaker or opens it for another interval; so while Redis hangs, only the request that first met the
+    hang waits for a socket timeout, never a later one.
+    """
+
+    def __init__(self, probe: Callable[[], object] | None = None) -> None:
+        self._probe = probe
         self._lock = threading.Lock()
         self._tripped = False
         self._open_until = 0.0
         self._probing = False
 
     def allow(self) -> bool:
-        """May this caller use Redis now? While half-open, only the first caller (the probe) may."""
+        """May this caller use Redis now?"""
         if not self._tripped:
             return True
         if time.monotonic() < self._open_until:
             return False
         with self._lock:
-            if self._probing:
-                return False
+            if self._probing or not self._tripped:
+                return not self._tripped
             self._probing = True
-            return True
+        if self._probe is None:
+            return True  # the caller is the probe
+        threading.Thread(target=self._run_probe, name="cache-breaker-probe", daemon=True).start()
+        return False
+
+    def _run_probe(self) -> None:
+        try:
+            self._probe()  # type: ignore[misc]
+        except Exception:
+            self.failed()
+        else:
+            self.succeeded()
 
     def is_open(self) -> bool:
         return self._tripped and (time.monotonic() < self._open_until or self._probing)
@@ -104,7 +122,9 @@ class _Backend:
     is_redis = False
 
     def __init__(self) -> None:
-        self.breaker = Breaker()
+        self.breaker = Breaker(self.ping)
+
+    def ping(self) -> None: ...
 
     def get_many(self, names: list[str]) -> list[bytes | None]: ...
     def set(self, name: str, value: bytes, ttl: float) -> None: ...
@@ -147,10 +167,13 @@ class _RedisBackend(_Backend):
     def __init__(self, alias: str = "default") -> None:
         from django_redis import get_redis_connection
 
-        super().__init__()
         self.client = get_redis_connection(alias)
+        super().__init__()
         self._bump = self.client.register_script(_BUMP_GENERATIONS)
         self._seed = self.client.register_script(_SEED_GENERATIONS)
+
+    def ping(self):
+        self.client.ping()
 
     def get_many(self, names):
         return self.client.mget(names)
