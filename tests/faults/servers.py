@@ -18,7 +18,16 @@ import redis
 
 from tests.monitoring.helpers import free_port
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """PG_BIN, or the newest Debian PostgreSQL server's binaries."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    assert found, "the fault suite needs PostgreSQL's server binaries (initdb, pg_ctl): set PG_BIN"
+    return found[-1].parent
+
+
+PG_BIN = _pg_bin()
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:

@@ -115,10 +115,11 @@ class Browser:
     def get(self, path: str, **kwargs) -> Answer:
         return self.request("GET", path, **kwargs)
 
-    def post_form(self, path: str, data: dict, *, form: str | None = None) -> Answer:
-        page = self.get(form or path)
+    def post_form(self, path: str, data: dict, *, page: Answer | None = None) -> Answer:
+        """POST ``data`` with the CSRF token of ``page`` (default: a GET of ``path``)."""
+        page = page or self.get(path)
         token = _CSRF.search(page.body)
-        assert token, f"no CSRF token on {form or path} ({page.status})"
+        assert token, f"no CSRF token on the form page ({page.status})"
         return self.request("POST", path, {**data, "csrfmiddlewaretoken": token.group(1)})
 
 
@@ -178,11 +179,11 @@ class Stack:
             out[name] = {process.pid, *(c.pid for c in psutil.Process(process.pid).children(recursive=True))}
         return out
 
-    def start(self, name: str, args: list[str]) -> None:
+    def start(self, name: str, args: list[str], **env: str) -> None:
         self.processes[name] = subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **env},
             stdout=(self.folder / f"{name}.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
@@ -261,6 +262,8 @@ def stack():
             "WEB_CONCURRENCY": "2",
             "PROMETHEUS_MULTIPROC_DIR": str(folder / "prometheus-web"),
         }
+        for name in ("prometheus-web", "prometheus-celery"):
+            (folder / name).mkdir()
         _run(["manage.py", "migrate", "--no-input", "-v0"], tool_env)
         _run(["manage.py", "collectstatic", "--no-input", "-v0"], env)
         seeded = json.loads(_run(["-m", "tests.faults.tool", "seed"], tool_env).strip().splitlines()[-1])
@@ -290,8 +293,14 @@ def stack():
             "--pool=prefork",
             "--concurrency=1",
         ]
-        stack.start("worker", [*worker_args, "--without-gossip", "--without-mingle", "--loglevel=INFO"])
-        stack.start("beat", ["-m", "celery", "-A", "sigma_playground", "beat", "--loglevel=INFO"])
+        celery_metrics = str(folder / "prometheus-celery")
+        stack.start(
+            "worker",
+            [*worker_args, "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+            PROMETHEUS_MULTIPROC_DIR=celery_metrics,
+        )
+        beat_args = ["-m", "celery", "-A", "sigma_playground", "beat", "--loglevel=INFO"]
+        stack.start("beat", beat_args, PROMETHEUS_MULTIPROC_DIR=celery_metrics)
         _wait(lambda: _up(stack), 90, "gunicorn")
         _wait(lambda: "acquired the beat lock" in stack.log("beat"), 90, "beat")
         _wait(lambda: "ready." in stack.log("worker"), 90, "worker")
@@ -354,10 +363,14 @@ def test_a_generation_key_deleted_by_hand_never_makes_an_old_page_fresh_again(st
             assert favorites_shown(answer.body) == expected
         seen.append(int(durable.get(gen_key)))
 
+    def toggle(action: str) -> None:  # from the detail page, as a reader would (the page view counts)
+        page = stack.view(index, reader)
+        assert reader.post_form(f"/workbooks/{pk}/{action}/", {}, page=page).status == 302
+
     step(0)
-    assert reader.post_form(f"/workbooks/{pk}/favorite/", {}, form=stack.urls[index]).status == 302
+    toggle("favorite")
     step(1)
-    assert reader.post_form(f"/workbooks/{pk}/unfavorite/", {}, form=stack.urls[index]).status == 302
+    toggle("unfavorite")
     step(0)
     durable.delete(gen_key)  # as an eviction or a restart without persistence would
     step(0)
@@ -365,9 +378,9 @@ def test_a_generation_key_deleted_by_hand_never_makes_an_old_page_fresh_again(st
     print(f"[faults] generation values before deletion {seen[:-1]}; recreated as {recreated}")
     assert recreated > max(seen[:-1]), "the recreated generation is not above every value used before"
     for _ in range(3):  # with a counter restarted from 0 these bumps would revisit the old values
-        assert reader.post_form(f"/workbooks/{pk}/favorite/", {}, form=stack.urls[index]).status == 302
+        toggle("favorite")
         step(1)
-        assert reader.post_form(f"/workbooks/{pk}/unfavorite/", {}, form=stack.urls[index]).status == 302
+        toggle("unfavorite")
         step(0)
     stack.wait_counted()
 
