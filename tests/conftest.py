@@ -75,13 +75,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     available = configured_services()
     # The fault suite (tests/faults) runs only when asked for with -m faults (.ci/run does, once).
     faults_asked = "faults" in (config.option.markexpr or "")
-    keep, drop = [], []
+    keep, drop, faults = [], [], []
     for item in items:
         needs = [m for m in SERVICE_MARKERS if item.get_closest_marker(m)]
-        unwanted = item.get_closest_marker("faults") is not None and not faults_asked
-        (drop if unwanted or any(not available[m] for m in needs) else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
+        if item.get_closest_marker("faults") is not None and not faults_asked:
+            faults.append(item)
+        else:
+            (drop if any(not available[m] for m in needs) else keep).append(item)
+    if drop or faults:
+        config.hook.pytest_deselected(items=[*drop, *faults])
         items[:] = keep
         config.stash[_deselected_key] = len(drop)
 

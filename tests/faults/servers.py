@@ -18,6 +18,7 @@ import redis
 
 from tests.monitoring.helpers import free_port
 
+
 def _pg_bin() -> Path:
     """PG_BIN, or the newest Debian PostgreSQL server's binaries."""
     if os.environ.get("PG_BIN"):
@@ -25,9 +26,6 @@ def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
     assert found, "the fault suite needs PostgreSQL's server binaries (initdb, pg_ctl): set PG_BIN"
     return found[-1].parent
-
-
-PG_BIN = _pg_bin()
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -39,6 +37,7 @@ class PostgresCluster:
     """initdb + pg_ctl from PG_BIN, in its own folder, listening on 127.0.0.1:<free port> (trust auth)."""
 
     def __init__(self) -> None:
+        self.bin = _pg_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="sigma-faults-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
@@ -49,7 +48,7 @@ class PostgresCluster:
         subprocess.run(
             _as_postgres(
                 [
-                    str(PG_BIN / "initdb"),
+                    str(self.bin / "initdb"),
                     "-D",
                     str(self.data),
                     "-A",
@@ -74,7 +73,7 @@ class PostgresCluster:
         subprocess.run(
             _as_postgres(
                 [
-                    str(PG_BIN / "pg_ctl"),
+                    str(self.bin / "pg_ctl"),
                     "-D",
                     str(self.data),
                     "-l",
@@ -94,7 +93,7 @@ class PostgresCluster:
     def stop(self) -> None:
         subprocess.run(
             _as_postgres(
-                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"]
+                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"]
             ),
             check=True,
             capture_output=True,
