@@ -476,21 +476,23 @@ def get_or_build(
     count_request(kind, entry)
     if entry is not None and entry.fresh:
         return from_entry(entry.value)
-    if is_degraded():
-        return build().result
-    lock_key = keys.lock(key)
-    lock_seconds = settings.CACHE_LOCK_SECONDS
-    got_lock = _timed("lock", keys.KIND_LOCK, lambda: backend().add(lock_key, b"1", lock_seconds), True)
-    if not got_lock:
-        if entry is not None:
-            return from_entry(entry.value)  # stale while another request rebuilds
-        deadline = time.monotonic() + (settings.CACHE_LOCK_WAIT_SECONDS if wait is None else wait)
-        while time.monotonic() < deadline:
-            time.sleep(0.02)
-            waited = fetch()
-            if waited is not None:
-                return from_entry(waited.value)
+    got_lock = False
     try:
+        if not is_degraded():
+            lock_key = keys.lock(key)
+            lock_seconds = settings.CACHE_LOCK_SECONDS
+            got_lock = _timed(
+                "lock", keys.KIND_LOCK, lambda: backend().add(lock_key, b"1", lock_seconds), True
+            )
+            if not got_lock:
+                if entry is not None:
+                    return from_entry(entry.value)  # stale while another request rebuilds
+                deadline = time.monotonic() + (settings.CACHE_LOCK_WAIT_SECONDS if wait is None else wait)
+                while time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    waited = fetch()
+                    if waited is not None:
+                        return from_entry(waited.value)
         try:
             built = build()
         except Exception:
@@ -501,12 +503,12 @@ def get_or_build(
         if built.failed and entry is not None:
             logger.warning("cache: rebuilding a %s failed, serving the stale copy", kind)
             return from_entry(entry.value)
-        if built.store:
+        if built.store and not is_degraded():
             set_entry(kind, key, built.value, ttl)
         return built.result
     finally:
         if got_lock:
-            _timed("delete", keys.KIND_LOCK, lambda: backend().delete(lock_key), None)
+            _timed("delete", keys.KIND_LOCK, lambda: backend().delete(keys.lock(key)), None)
 
 
 # --- The design's @Cache decorator ---------------------------------------------------------------------

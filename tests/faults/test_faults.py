@@ -68,10 +68,11 @@ def ms(seconds: float) -> str:
 
 
 def latency_bound(limit: float, baseline: list[float]) -> float:
-    """The issue's bound (``limit``, for a quiet machine), or 1.5 times the p95 of the same requests measured
-    just before the fault when the machine is busier than that (2 cores shared with other work: a load
-    average far above 2 makes every request slower, fault or not). Printed with every figure."""
-    return max(limit, 1.5 * p95(baseline))
+    """The issue's bound (``limit``, for a quiet machine), or twice the p95 of the same requests measured just
+    before the fault when the machine is busier than that (2 cores shared with other work: a load average far
+    above 2 makes every request slower, fault or not). A request that waited a socket timeout (0.25 s) or the
+    pool timeout would still break it. Printed with every figure."""
+    return max(limit, 2 * p95(baseline))
 
 
 # --- A browser without a cookie jar policy: the site's cookies are Secure, and we speak plain http ---------
@@ -329,7 +330,10 @@ def stack():
         for server in (cache, durable):
             server.remove()
         pg.remove()
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("FAULTS_KEEP_LOGS"):
+            print(f"[faults] logs kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _up(stack: Stack) -> bool:
@@ -515,18 +519,16 @@ def test_the_durable_redis_at_its_memory_limit_refuses_writes_loudly_and_drops_n
 
     try:
         refused = fill()
+        # Pin it full: a flush deleting a claimed batch frees a little memory now and then.
+        durable.config_set("maxmemory", int(durable.info("memory")["used_memory"]) - 256 * 1024)
         print(f"[faults] durable Redis full after {filler} filler keys: {str(refused)[:60]}...")
         ready = Browser(stack.base).get("/readyz")
         print(
             f"[faults] /readyz with the durable Redis full: {ready.status} {json.loads(ready.body)['warnings']}"
         )
         assert any("maxmemory" in w for w in json.loads(ready.body)["warnings"])
-        answers = []
-        for _ in range(3):
-            fill()  # flushes free a little memory now and then: keep it full
-            answers += [stack.view(0) for _ in range(10)]
+        answers = [stack.view(0) for _ in range(30)]
         assert {a.status for a in answers} == {200}
-        fill()
         with pytest.raises(redis.ResponseError, match="OOM"):
             broker.lpush("faults:probe", b"a write to the broker's database")  # refused loudly, never dropped
         assert sorted(broker.keys("_kombu.binding.*")) == bindings  # nothing evicted
@@ -624,7 +626,12 @@ def test_postgresql_stopped_for_30_seconds_answers_fast_and_recovers_by_itself(s
         print(
             f"[faults] PostgreSQL down: {kind}: {len(answers)} requests, p95 {ms(p95(seconds))}, max {ms(max(seconds))}, statuses {statuses}"
         )
-    assert {a.status for a in results["cached"]} == {200}
+    not_ok = [
+        (round(a.seconds * 1000), a.status, a.headers.get("X-Cache"))
+        for a in results["cached"]
+        if a.status != 200
+    ]
+    assert not_ok == [], f"cached pages that did not answer 200: {not_ok[:10]}"
     assert {a.status for a in results["healthz"]} == {200}
     assert p95([a.seconds for a in results["cached"]]) < 0.1
     assert p95([a.seconds for a in results["healthz"]]) < 0.1
