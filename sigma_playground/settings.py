@@ -553,6 +553,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # Ignored Redis errors are logged by django-redis here; the filter keeps an outage to a trickle.
         "sigma_playground.cache": {"level": "WARNING", "filters": ["rate_limit"]},
+        # A failing readiness check is logged at most every few seconds, not on every probe of an outage.
+        "sigma_playground.health": {"level": "INFO", "filters": ["rate_limit"]},
     },
     "filters": {
         "rate_limit": {"()": "sigma_playground.log_filters.RateLimitFilter", "per_seconds": 10},

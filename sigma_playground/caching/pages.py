@@ -271,7 +271,9 @@ class AnonymousPageCacheMiddleware:
         response = HttpResponse(value["content"], status=value["status"])
         for name, header in value["headers"]:
             response.headers[name] = header
-        response["X-Cache"] = "hit"
+        # "stale": a copy past its freshness, served because its rebuild failed or is under way elsewhere.
+        stale = lookup.entry is not None and value is lookup.entry.value and not lookup.entry.fresh
+        response["X-Cache"] = "stale" if stale else "hit"
         response = get_conditional_response(request, etag=response.get("ETag"), response=response)
         if lookup.spec.on_hit is not None:
             lookup.spec.on_hit(request, *match.args, **match.kwargs)
