@@ -249,3 +249,20 @@ def test_a_dead_redis_costs_milliseconds_not_a_timeout_per_request(settings):
         )
     assert time.perf_counter() - started < 1.0
     assert service.is_degraded()
+
+
+def test_a_failed_rebuild_serves_the_stale_copy_in_hand():
+    """Issue 12: a rebuild that raises, or builds an error page, hands the reader the stale copy, not the error."""
+    key = keys.function("stale", "1")
+    service.set_entry(keys.KIND_FUNCTION, key, "old", ttl=-1)  # stored already stale (kept for the grace)
+
+    def raising() -> service.Built:
+        raise RuntimeError("the database is down")
+
+    assert service.get_or_build(keys.KIND_FUNCTION, key, raising, ttl=30) == "old"
+    failed = service.Built(result="503 page", value=None, store=False, failed=True)
+    assert service.get_or_build(keys.KIND_FUNCTION, key, lambda: failed, ttl=30) == "old"
+    fresh = service.Built(result="new", value="new")
+    assert service.get_or_build(keys.KIND_FUNCTION, key, lambda: fresh, ttl=30) == "new"
+    with pytest.raises(RuntimeError):  # with no copy in hand the error stands
+        service.get_or_build(keys.KIND_FUNCTION, keys.function("stale", "2"), raising, ttl=30)
