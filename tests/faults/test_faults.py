@@ -486,7 +486,7 @@ def test_redis_stalled_paused_and_killed_costs_no_error_and_no_view(stack: Stack
     assert set(statuses) == {200} and views.failures == []  # type: ignore[attr-defined]
     # Before issue 12 every logged-in request waited 2-3 socket timeouts (0.55-0.83 s) during a pause.
     assert p95(settled) < latency_bound(0.1, baseline)
-    assert statistics.median(everything) < 0.25
+    assert statistics.median(everything) < max(0.25, 2 * statistics.median(baseline))
     assert max(everything) < 2.0
     counted = stack.wait_counted()
     print(f"[faults] after the pause: views sent {stack.sent}, counted {counted}")
