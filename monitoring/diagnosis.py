@@ -588,6 +588,25 @@ def assess_heartbeat(age_s: float | None, t: Threshold, in_memory: bool) -> Find
 # --- All together ---------------------------------------------------------------------------------------------
 
 
+def assess_durable_redis(warnings: list[str], is_redis: bool) -> Finding:
+    """The durable Redis (broker, view buffers, generation keys, beat lock) must not evict, nor fill up."""
+    base = {"check": "durable_redis", "title": "Durable Redis", "source": "Redis INFO memory"}
+    if not is_redis:
+        return Finding(**base, severity="info", summary="no Redis: embedded defaults")
+    if warnings:
+        return Finding(
+            **base,
+            severity="warning",
+            summary="; ".join(warnings),
+            recommendations=[
+                "Give the durable Redis maxmemory-policy noeviction and appendonly everysec "
+                "(docs/operations.md, Redis)",
+                "Raise its maxmemory, or find what fills it (redis-cli --bigkeys)",
+            ],
+        )
+    return Finding(**base, severity="ok", summary="noeviction, memory below its limit")
+
+
 def _safely(check: str, title: str, run: Callable[[], Finding]) -> Finding:
     try:
         return run()
@@ -627,6 +646,12 @@ def diagnose() -> Report:
         lengths, up = queues.queue_lengths()
         return assess_queue(lengths, up, t["queue_length"], in_memory=False)
 
+    def durable_redis() -> Finding:
+        from sigma_playground.caching import service
+        from sigma_playground.health import durable_redis_warnings
+
+        return assess_durable_redis(durable_redis_warnings(), service.durable().is_redis)
+
     checks: list[tuple[str, str, Callable[[], Finding]]] = [
         ("latency", "Request latency p95", lambda: assess_latency(stats(), t["latency_p95_ms"])),
         ("error_rate", "5xx error rate", lambda: assess_errors(stats(), t["error_rate_percent"])),
@@ -649,6 +674,7 @@ def diagnose() -> Report:
             lambda: assess_cache(cache_state(), t["cache_hit_ratio"], ops["cache_min_lookups"]),
         ),
         ("celery_queue", "Celery queue", queue),
+        ("durable_redis", "Durable Redis", durable_redis),
         (
             "beat_heartbeat",
             "Celery beat heartbeat",

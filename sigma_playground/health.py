@@ -1,11 +1,15 @@
 """Liveness and readiness probes.
 
 ``/healthz`` says the process is up and touches nothing. ``/readyz`` checks each dependency and answers
-503 naming whichever failed, so a load balancer stops sending traffic and an operator sees why.
+503 naming whichever failed, so a load balancer stops sending traffic and an operator sees why; it answers
+within a second whatever the database does (the circuit breaker answers at once while it is open, and a
+connection is waited for at most READINESS_DB_WAIT_SECONDS). It also warns, without failing, when the durable
+Redis could drop what it holds: an evicting ``maxmemory-policy`` or memory near its limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -29,10 +33,19 @@ class CheckResult:
     duration_ms: float
 
 
+READINESS_DB_WAIT_SECONDS = 0.8
+
+
 def check_database() -> CheckResult:
     started = time.perf_counter()
     try:
-        with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            from sigma_playground.postgresql.base import connect_wait
+
+            wait = connect_wait(READINESS_DB_WAIT_SECONDS)
+        else:
+            wait = contextlib.nullcontext()
+        with wait, connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
         ok, detail = True, connection.vendor
@@ -67,6 +80,35 @@ def check_cache() -> CheckResult:
 READINESS_CHECKS = (check_database, check_cache)
 
 
+def durable_redis_warnings() -> list[str]:
+    """What could make the durable Redis (broker, view buffers, generations, beat lock) drop data: an
+    evicting policy, or memory at CAPACITY_REDIS_MEMORY_PERCENT of its limit. Empty without Redis or when it
+    cannot be read (the cache check reports an unreachable Redis)."""
+    from sigma_playground.caching import service
+
+    backend = service.durable()
+    if not backend.is_redis:
+        return []
+    try:
+        info = backend.client.info("memory")
+    except Exception:
+        return []
+    warnings = []
+    policy = info.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        warnings.append(
+            f"durable Redis has maxmemory-policy {policy}: it may evict the broker, view buffers and "
+            "generation keys (set noeviction; see docs/operations.md, Redis)"
+        )
+    limit, used = int(info.get("maxmemory") or 0), int(info.get("used_memory") or 0)
+    if limit and used >= limit * settings.CAPACITY_REDIS_MEMORY_PERCENT / 100:
+        warnings.append(
+            f"durable Redis memory at {100 * used / limit:.0f}% of maxmemory ({used} of {limit} bytes): "
+            "writes will be refused when it is full"
+        )
+    return warnings
+
+
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -92,6 +134,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "status": status,
         "failing": failing,
         "checks": {r.name: {"ok": r.ok, "detail": r.detail, "ms": round(r.duration_ms, 1)} for r in results},
+        "warnings": durable_redis_warnings() if "cache" not in failing else [],
     }
     unready = status == "unavailable" or (status == "degraded" and settings.READINESS_REQUIRES_CACHE)
     return JsonResponse(body, status=503 if unready else 200)

@@ -119,6 +119,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A view that fails because PostgreSQL is unreachable answers the styled 503 (sigma_playground.db_breaker).
+    "sigma_playground.db_breaker.DatabaseUnavailableMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -170,6 +172,9 @@ if DATABASE_URL:
     # CONN_MAX_AGE must stay 0 (Django refuses persistent connections together with a pool).
     _db["CONN_MAX_AGE"] = 0
     _db["CONN_HEALTH_CHECKS"] = True
+    # Django's backend plus the database circuit breaker (sigma_playground.db_breaker): with PostgreSQL down,
+    # requests that need it get a 503 in milliseconds instead of holding a thread for the pool timeout.
+    _db["ENGINE"] = "sigma_playground.postgresql"
     _db["OPTIONS"] = {
         "pool": {
             "min_size": env_int("DB_POOL_MIN_SIZE", 5),
@@ -185,6 +190,8 @@ if DATABASE_URL:
             " -c jit=off"
         ),
         "application_name": env_str("DB_APPLICATION_NAME", "sigma_playground"),
+        # A server that does not answer (a hung host, not a refused connection) is given up on after this.
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 2),
     }
     DATABASES = {"default": _db}
 else:
@@ -203,10 +210,18 @@ else:
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# After the database is found unreachable, each process fails requests that need it at once (a 503 with
+# Retry-After) for this long, then lets one request probe it (sigma_playground.db_breaker).
+DB_BREAKER_SECONDS = env_float("DB_BREAKER_SECONDS", 2.0)
 
 # --- Cache, sessions, Celery ----------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")
+# Two roles (docs/operations.md, "Redis"): REDIS_URL is the cache (pages, fragments, sessions' cached copies:
+# allkeys-lru with a memory limit); REDIS_DURABLE_URL holds what must not be evicted (generation keys, view
+# buffers, the beat lock and, in its next database, the Celery broker: noeviction, appendonly everysec).
+# It defaults to REDIS_URL: one Redis for both, as in simple setups.
+REDIS_DURABLE_URL = env_str("REDIS_DURABLE_URL") or REDIS_URL
 CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 0.25)
 
 
@@ -223,9 +238,12 @@ def _redis_db(url: str) -> int:
         raise ImproperlyConfigured(f"REDIS_URL database must be a number, got {path!r}") from None
 
 
+if REDIS_DURABLE_URL and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_DURABLE_URL needs REDIS_URL (the cache Redis) as well.")
 if REDIS_URL:
-    if urlsplit(REDIS_URL).scheme not in {"redis", "rediss"}:
-        raise ImproperlyConfigured("REDIS_URL must be a redis:// or rediss:// URL.")
+    for _name, _url in (("REDIS_URL", REDIS_URL), ("REDIS_DURABLE_URL", REDIS_DURABLE_URL)):
+        if urlsplit(_url).scheme not in {"redis", "rediss"}:
+            raise ImproperlyConfigured(f"{_name} must be a redis:// or rediss:// URL.")
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -244,7 +262,15 @@ if REDIS_URL:
             },
         }
     }
-    _broker_default = _redis_url_with_db(REDIS_URL, _redis_db(REDIS_URL) + 1)
+    # Sessions' cached copies (sigma_playground.sessions): the same Redis, but errors are raised, so the
+    # session store can trip the cache breaker and fall back to the database at once.
+    CACHES["sessions"] = {
+        **CACHES["default"],
+        "OPTIONS": {**CACHES["default"]["OPTIONS"], "IGNORE_EXCEPTIONS": False},
+    }
+    # The durable role, read by sigma_playground.caching.service and workbooks.counters through its raw client.
+    CACHES["durable"] = {**CACHES["sessions"], "LOCATION": REDIS_DURABLE_URL}
+    _broker_default = _redis_url_with_db(REDIS_DURABLE_URL, _redis_db(REDIS_DURABLE_URL) + 1)
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or _broker_default
     CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 else:
@@ -344,8 +370,10 @@ CDN_PURGE_MAX_RETRIES = env_int("CDN_PURGE_MAX_RETRIES", 8)
 # /readyz with Redis down: 503 "degraded" (True) or 200 "degraded" (False); see sigma_playground.health.
 READINESS_REQUIRES_CACHE = env_bool("READINESS_REQUIRES_CACHE", True)
 
-# cached_db: reads hit the cache, writes go to both, so sessions survive a Redis outage or flush.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# cached_db: reads hit the cache, writes go to both, so sessions survive a Redis outage or flush; ours skips
+# the cache while its breaker is open (a paused Redis costs logged-in requests no socket timeouts).
+SESSION_ENGINE = "sigma_playground.sessions"
+SESSION_CACHE_ALIAS = "sessions" if REDIS_URL else "default"
 
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
@@ -354,7 +382,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler, run by one beat at a time (a lock in the durable Redis, renewed on
+# every tick; a second beat stands by and says so): sigma_playground.beat.
+CELERY_BEAT_SCHEDULER = "sigma_playground.beat:LockedDatabaseScheduler"
+BEAT_LOCK_SECONDS = env_float("BEAT_LOCK_SECONDS", 30.0)
 # Task modules outside the installed apps.
 CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
 # Image work has its own queue, so a slow browser or a burst of renders never delays the beat jobs
@@ -436,6 +467,15 @@ CELERY_BEAT_SCHEDULE = {
     "capacity-report": {
         "task": "monitoring.tasks.capacity_report",
         "schedule": crontab(hour=4, minute=23),
+    },
+    # Housekeeping: expired sessions (the table grew forever), thumbnail masters no workbook uses.
+    "clear-expired-sessions": {
+        "task": "accounts.tasks.clear_expired_sessions",
+        "schedule": crontab(hour=2, minute=41),
+    },
+    "sweep-orphan-thumbnail-masters": {
+        "task": "workbooks.tasks.sweep_orphan_masters",
+        "schedule": crontab(hour=3, minute=53),
     },
 }
 
@@ -638,6 +678,8 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         # Ignored Redis errors are logged by django-redis here; the filter keeps an outage to a trickle.
         "sigma_playground.cache": {"level": "WARNING", "filters": ["rate_limit"]},
+        # A failing readiness check is logged at most every few seconds, not on every probe of an outage.
+        "sigma_playground.health": {"level": "INFO", "filters": ["rate_limit"]},
     },
     "filters": {
         "rate_limit": {"()": "sigma_playground.log_filters.RateLimitFilter", "per_seconds": 10},

@@ -16,3 +16,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("media/<path:path>", media.media, name="media"),
 ]
+
+# A request that fails because the database is unreachable gets the styled 503, anything else the 500 page.
+handler500 = "sigma_playground.db_breaker.server_error"

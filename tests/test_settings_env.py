@@ -20,15 +20,35 @@ print(json.dumps({
     "options": db.get("OPTIONS", {}), "cache": s.CACHES["default"]["BACKEND"],
     "cache_location": s.CACHES["default"].get("LOCATION"), "broker": s.CELERY_BROKER_URL,
     "eager": s.CELERY_TASK_ALWAYS_EAGER, "session": s.SESSION_ENGINE, "debug": s.DEBUG,
+    "durable_location": s.CACHES.get("durable", {}).get("LOCATION"),
 }))
 """
 
 
 def probe(env: dict[str, str]) -> dict:
-    base = {"DATABASE_URL": "", "REDIS_URL": "", "DJANGO_SETTINGS_MODULE": "sigma_playground.settings"}
+    base = {
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "REDIS_DURABLE_URL": "",
+        "DJANGO_SETTINGS_MODULE": "sigma_playground.settings",
+    }
     result = run(["-c", SETTINGS_PROBE], {**base, **env})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_durable_redis_defaults_to_the_cache_one_and_carries_the_broker():
+    same = probe({"REDIS_URL": "redis://cache.internal:6380/2"})
+    assert same["durable_location"] == "redis://cache.internal:6380/2"
+    assert same["broker"] == "redis://cache.internal:6380/3"
+    two = probe(
+        {"REDIS_URL": "redis://cache.internal:6380/0", "REDIS_DURABLE_URL": "redis://durable.internal:6381/4"}
+    )
+    assert two["cache_location"] == "redis://cache.internal:6380/0"
+    assert two["durable_location"] == "redis://durable.internal:6381/4"
+    assert (
+        two["broker"] == "redis://durable.internal:6381/5"
+    )  # the broker lives with what must not be evicted
 
 
 def test_embedded_defaults_with_nothing_set():
@@ -38,7 +58,7 @@ def test_embedded_defaults_with_nothing_set():
     assert data["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert data["eager"] is True
     assert data["debug"] is True
-    assert data["session"] == "django.contrib.sessions.backends.cached_db"
+    assert data["session"] == "sigma_playground.sessions"  # cached_db behind the cache breaker
 
 
 def test_database_and_redis_urls_select_postgres_pool_and_redis():
@@ -49,7 +69,7 @@ def test_database_and_redis_urls_select_postgres_pool_and_redis():
             "DB_POOL_MAX_SIZE": "12",
         }
     )
-    assert data["engine"] == "django.db.backends.postgresql"
+    assert data["engine"] == "sigma_playground.postgresql"  # Django's, with the circuit breaker
     assert data["conn_max_age"] == 0 and data["health"] is True
     assert data["options"]["pool"] == {"min_size": 5, "max_size": 12, "timeout": 60.0}
     assert "statement_timeout=30000" in data["options"]["options"]
@@ -73,7 +93,12 @@ def test_database_and_redis_urls_select_postgres_pool_and_redis():
     ],
 )
 def test_bad_environment_values_fail_with_a_clear_message(env, message):
-    base = {"DATABASE_URL": "", "REDIS_URL": "", "DJANGO_SETTINGS_MODULE": "sigma_playground.settings"}
+    base = {
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "REDIS_DURABLE_URL": "",
+        "DJANGO_SETTINGS_MODULE": "sigma_playground.settings",
+    }
     result = run(["-c", "import django; django.setup()"], {**base, **env})
     assert result.returncode != 0
     assert message in result.stderr

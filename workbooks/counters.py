@@ -23,17 +23,29 @@ after 2 leaves an applied batch in the open set: the next flush finds its id in 
 apply and finishes 3. Nothing is lost and nothing counts twice. Counts only ever grow. A view reaches the
 database within VIEW_PROCESS_FLUSH_SECONDS + VIEW_FLUSH_SECONDS (plus the flush's own time).
 
-With Redis unreachable (or the embedded local-memory cache), a view is written straight to the database, and
-so is a process batch that could not be sent.
+Delivery to Redis is idempotent (issue 12). Each process batch carries an id, and one Lua script sets the
+batch's marker (``SET NX`` with a TTL) and applies its increments, atomically; a marker that exists means the
+batch was applied before and the script does nothing. A send that times out (Redis stalled: the command may
+still run when it wakes up) has an unknown outcome, so the batch is kept, with its id, and sent again until
+Redis answers: never written to the database as well. Only a batch that certainly did not reach Redis (the
+breaker was open, the connection was refused, Redis answered with an error such as OOM: the marker is the
+script's first write) is written straight to the database; so is a view with Redis unreachable or on the
+embedded local-memory cache. A batch whose outcome is still unknown after MAYBE_SENT_GIVE_UP_SECONDS is
+dropped with an error log (most likely it was applied: a timeout means Redis was slow, not gone).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import threading
+import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import F
@@ -53,11 +65,18 @@ VIEWS = metrics.counter(
 )
 FLUSHED = metrics.counter("sigma_views_flushed_total", "Views written to the database by flushes.")
 BUFFER_TTL = 7 * 24 * 3600  # a buffer nobody flushes for a week is dropped rather than kept forever
+SENT_MARKER_SECONDS = 15 * 60  # how long Redis remembers a delivered batch id
+MAYBE_SENT_GIVE_UP_SECONDS = 10 * 60  # must stay below SENT_MARKER_SECONDS
+UNKNOWN = metrics.counter(
+    "sigma_views_unknown_outcome_total",
+    "View batches whose send to Redis timed out (kept and sent again with the same id).",
+)
 
 
 def _redis():
-    backend = service.backend()
-    return backend.client if backend.is_redis and not service.is_degraded() else None
+    """The durable Redis's client, unless it is being skipped (its breaker is open)."""
+    backend = service.durable()
+    return backend.client if backend.is_redis and not backend.breaker.is_open() else None
 
 
 Counts = dict[tuple[int, dt.date], int]
@@ -66,36 +85,117 @@ Counts = dict[tuple[int, dt.date], int]
 def record_view(*, workbook_id: int) -> None:
     """Count one view of ``workbook_id`` now."""
     key = (int(workbook_id), timezone.now().date())
-    if _redis() is not None:
-        if settings.VIEW_PROCESS_FLUSH_SECONDS > 0:
-            _process_views.add(key)  # counted in VIEWS when the batch is delivered
-            return
-        if _send({key: 1}):
-            VIEWS.inc(path="buffered")
-            return
-    apply_views({key: 1})
-    VIEWS.inc(path="direct")
+    if _redis() is not None and settings.VIEW_PROCESS_FLUSH_SECONDS > 0:
+        _process_views.add(key)  # counted in VIEWS when the batch is delivered
+        return
+    _deliver({key: 1})
 
 
-def _send(counts: Counts) -> bool:
-    """Add ``counts`` to the Redis buffers in one pipelined round trip; False when Redis failed."""
+# KEYS: the batch's marker, the set of live days, each day's buffer; ARGV: marker TTL (ms), buffer TTL (s),
+# the number of days, the days, then (day index, workbook id, views) triples. Applied at most once per batch id.
+_DELIVER = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+local days = tonumber(ARGV[3])
+for i = 4 + days, #ARGV, 3 do
+  redis.call('HINCRBY', KEYS[2 + tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+for d = 1, days do
+  redis.call('EXPIRE', KEYS[2 + d], ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[3 + d])
+end
+return 1
+"""
+
+
+class SendFailed(Exception):
+    def __init__(self, *, maybe_applied: bool) -> None:
+        super().__init__("maybe applied" if maybe_applied else "not applied")
+        self.maybe_applied = maybe_applied
+
+
+def _maybe_applied(exc: BaseException) -> bool:
+    """Could Redis have applied the script although the call failed?"""
+    if isinstance(exc, redis.ResponseError):
+        return False  # Redis answered with an error: the marker, the script's first write, failed (OOM...)
+    # Never connected ("Error 111 connecting to ...", "Timeout connecting to server"): not applied. Otherwise
+    # (a read timeout, a connection lost mid-call) the command may run, or may have run.
+    return not (
+        isinstance(exc, redis.ConnectionError | redis.TimeoutError) and "connecting" in str(exc).lower()
+    )
+
+
+def _send(counts: Counts, batch_id: str | None = None) -> bool:
+    """Add ``counts`` to the Redis buffers at most once for ``batch_id``, in one round trip. True when applied
+    now or before; raises SendFailed (saying whether Redis may have applied it) when the call failed."""
+    backend = service.durable()
     client = _redis()
     if client is None:
-        return False
+        raise SendFailed(maybe_applied=False)
+    batch_id = batch_id or uuid.uuid4().hex
+    days = sorted({day.isoformat() for _, day in counts})
+    index = {day: i for i, day in enumerate(days, start=1)}
+    args: list[object] = [SENT_MARKER_SECONDS * 1000, BUFFER_TTL, len(days), *days]
+    for (workbook_id, day), n in sorted(counts.items()):
+        args += [index[day.isoformat()], workbook_id, n]
+    script_keys = [keys.views_sent(batch_id), keys.views_days(), *(keys.views_buffer(d) for d in days)]
     try:
-        pipe = client.pipeline(transaction=False)
-        days = set()
-        for (workbook_id, day), n in counts.items():
-            pipe.hincrby(keys.views_buffer(day.isoformat()), str(workbook_id), n)
-            days.add(day.isoformat())
-        for day in sorted(days):
-            pipe.expire(keys.views_buffer(day), BUFFER_TTL)
-            pipe.sadd(keys.views_days(), day)
-        pipe.execute()
-        return True
+        client.register_script(_DELIVER)(keys=script_keys, args=args)
     except Exception as exc:
-        service._failed("incr", exc)
-        return False
+        service._failed("incr", exc, backend)
+        raise SendFailed(maybe_applied=_maybe_applied(exc)) from exc
+    backend.breaker.succeeded()
+    return True
+
+
+@dataclass
+class _Batch:
+    counts: Counts
+    id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    maybe_applied: bool = False  # a send timed out: only Redis can say whether it was applied
+    since: float = dataclasses.field(default_factory=time.monotonic)
+
+
+_delivery_lock = threading.Lock()  # one delivery at a time per process: pending batches keep their order
+_pending: list[_Batch] = []  # batches not delivered yet (Redis timed out, or both stores failed)
+
+
+def _deliver(new: Counts) -> None:
+    """Deliver ``new`` and any batch left pending: to Redis, or to the database when it certainly did not
+    reach Redis. A batch Redis may have applied is only ever sent again to Redis, with its id."""
+    with _delivery_lock:
+        batches = [*_pending, *([_Batch(counts=dict(new))] if new else [])]
+        _pending.clear()
+        for batch in batches:
+            views = sum(batch.counts.values())
+            try:
+                _send(batch.counts, batch.id)
+                VIEWS.inc(views, path="buffered")
+                continue
+            except SendFailed as failed:
+                if failed.maybe_applied and not batch.maybe_applied:
+                    UNKNOWN.inc()
+                batch.maybe_applied = batch.maybe_applied or failed.maybe_applied
+            if batch.maybe_applied:
+                if time.monotonic() - batch.since > MAYBE_SENT_GIVE_UP_SECONDS:
+                    logger.error(
+                        "view batch %s: outcome unknown for too long, dropped (%d views)", batch.id, views
+                    )
+                else:
+                    _pending.append(batch)
+                continue
+            try:
+                apply_views(batch.counts)
+                VIEWS.inc(views, path="direct")
+            except Exception:
+                logger.exception(
+                    "view batch %s: Redis and the database both failed; kept (%d views)", batch.id, views
+                )
+                _pending.append(batch)
+
+
+def pending_batches() -> int:
+    """Batches this process has not delivered yet (tests, health)."""
+    return len(_pending)
 
 
 class _ProcessViews(ProcessBuffer[Counter[tuple[int, dt.date]]]):
@@ -115,13 +215,8 @@ class _ProcessViews(ProcessBuffer[Counter[tuple[int, dt.date]]]):
 
     def deliver(self, state: Counter[tuple[int, dt.date]]) -> None:
         counts = dict(state)
-        if not counts:
-            return
-        if _send(counts):
-            VIEWS.inc(sum(counts.values()), path="buffered")
-        else:
-            apply_views(counts)
-            VIEWS.inc(sum(counts.values()), path="direct")
+        if counts or _pending:
+            _deliver(counts)
 
     def after_delivery(self) -> None:
         connections.close_all()  # this thread's connection, if the database fallback opened one
@@ -138,8 +233,10 @@ def send_process_views() -> int:
 
 
 def discard_process_views() -> None:
-    """Forget this process's unsent views (tests)."""
+    """Forget this process's unsent views and pending batches (tests)."""
     _process_views.drain()
+    with _delivery_lock:
+        _pending.clear()
 
 
 def apply_views(counts: dict[tuple[int, dt.date], int], *, batch_id: str | None = None) -> bool:

@@ -4,10 +4,12 @@ tags, favorites or statistics; that makes this module the one place where cache 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -114,9 +116,40 @@ def _refresh_tag_names(*, workbook_ids: Iterable[int]) -> None:
         )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+# Masters saved by the service call running in this context (see _removes_orphan_masters).
+_saved_masters: ContextVar[list[str] | None] = ContextVar("saved_masters", default=None)
+
+
+def _removes_orphan_masters(fn: Callable[P, R]) -> Callable[P, R]:
+    """A master saved inside a transaction that rolls back is an orphan file: delete it when the service's
+    own transaction was the outermost one. (A caller's outer transaction that rolls back later is not seen
+    here; the daily sweep, thumbnails.sweep_orphan_masters, removes those.)"""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        saved: list[str] = []
+        token = _saved_masters.set(saved)
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            if saved and not transaction.get_connection().in_atomic_block:
+                for name in saved:
+                    thumbnails.delete_files({"master": name})
+            raise
+        finally:
+            _saved_masters.reset(token)
+
+    return wrapper
+
+
 def _store_thumbnail(workbook: Workbook, image: ProcessedImage, *, source: str = "upload") -> None:
     old = dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail
     name = thumbnails.save_master(workbook_id=workbook.pk, image=image)
+    saved = _saved_masters.get()
+    if saved is not None:
+        saved.append(name)
     workbook.thumbnail = name
     workbook.thumbnail_source = source
     workbook.thumbnail_width, workbook.thumbnail_height = image.width, image.height
@@ -131,6 +164,7 @@ def _delete_thumbnail_files_on_commit(derivatives: dict, master: str) -> None:
         transaction.on_commit(lambda: thumbnails.delete_files(description))
 
 
+@_removes_orphan_masters
 @transaction.atomic
 def workbook_publish(
     *,
@@ -183,6 +217,7 @@ def _announce(workbook: Workbook) -> None:
     )
 
 
+@_removes_orphan_masters
 @transaction.atomic
 def workbook_update(
     *,

@@ -24,7 +24,12 @@ logger = logging.getLogger(__name__)
 # --- Thumbnails -----------------------------------------------------------------------------------------
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=180)
+# acks_late + reject_on_worker_lost: a render killed with its worker process (OOM killer, a deploy) is put back
+# on the queue and retried at once by another process, instead of waiting for the render_pending_thumbnails
+# sweep (every 5 minutes). The task is idempotent, so running it twice is harmless.
+@shared_task(
+    acks_late=True, reject_on_worker_lost=True, ignore_result=True, soft_time_limit=120, time_limit=180
+)
 def render_thumbnail_derivatives(workbook_id: int, master_name: str, force: bool = False) -> bool:
     """Render a master's derivatives and record them on the workbook; True when it did.
 
@@ -82,6 +87,12 @@ def render_pending_thumbnails(limit: int = 200) -> int:
         render_thumbnail_derivatives.delay(workbook_id, master_name)
         count += 1
     return count
+
+
+@shared_task(ignore_result=True)
+def sweep_orphan_masters() -> int:
+    """Daily beat task: delete thumbnail masters no workbook refers to (workbooks.thumbnails)."""
+    return thumbnails.sweep_orphan_masters()
 
 
 # --- Counters and trending ------------------------------------------------------------------------------

@@ -231,6 +231,41 @@ def delete_files(description: Mapping[str, Any]) -> None:
         delete_names(private_storage(), [master])
 
 
+# --- Orphans --------------------------------------------------------------------------------------------
+
+# A master younger than this may belong to a transaction still running: the sweep leaves it alone.
+ORPHAN_MIN_AGE_SECONDS = 3600
+
+
+def sweep_orphan_masters(*, older_than: float = ORPHAN_MIN_AGE_SECONDS) -> int:
+    """Delete masters (and their derivatives) that no workbook refers to: left by a transaction that rolled
+    back around the service that saved them, or by a process that died in between. Returns how many."""
+    from django.utils import timezone
+
+    from workbooks.models import Workbook
+
+    storage = private_storage()
+    try:
+        directories, _ = storage.listdir(MASTER_DIR)
+    except (FileNotFoundError, NotImplementedError):
+        return 0
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than)
+    removed = 0
+    for directory in sorted(directories):
+        if not directory.isdigit():
+            continue
+        _, files = storage.listdir(f"{MASTER_DIR}/{directory}")
+        used = set(Workbook.objects.filter(pk=int(directory)).values_list("thumbnail", flat=True))
+        for file in files:
+            name = f"{MASTER_DIR}/{directory}/{file}"
+            if name in used or storage.get_modified_time(name) > cutoff:
+                continue
+            logger.info("thumbnails: removing orphan master %s", name)
+            delete_files({"master": name})
+            removed += 1
+    return removed
+
+
 # --- Placeholder ----------------------------------------------------------------------------------------
 
 

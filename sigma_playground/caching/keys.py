@@ -128,6 +128,11 @@ def views_claimed(day_iso: str, batch_id: str) -> str:
     return f"{PREFIX}:views:{day_iso}:batch:{batch_id}"
 
 
+def views_sent(batch_id: str) -> str:
+    """Marker of a process batch delivered to the buffers (makes a resent batch a no-op)."""
+    return f"{PREFIX}:views:sent:{batch_id}"
+
+
 def views_days() -> str:
     """Set of days with a live buffer (so a flush never needs KEYS or SCAN)."""
     return f"{PREFIX}:views:days"
@@ -149,3 +154,8 @@ def linkcheck_cursor() -> str:
 def linkcheck_lock() -> str:
     """Held while a checker run is in progress, so two beats never check the same batch."""
     return f"{PREFIX}:linkcheck:lock"
+
+
+def beat_lock() -> str:
+    """The single-beat lock (sigma_playground.beat), in the durable Redis."""
+    return f"{PREFIX}:beat:lock"

@@ -289,7 +289,11 @@ class AnonymousPageCacheMiddleware:
                 and not response.cookies
             )
             return service.Built(
-                result=response, value=_stored(response, gens) if storable else None, store=storable
+                result=response,
+                value=_stored(response, gens) if storable else None,
+                store=storable,
+                # A rebuild that failed (the database is down: a 503) serves the stale copy in hand, if any.
+                failed=response.status_code >= 500,
             )
 
         if lookup.refresh:  # this request took the lock in lookup_page: rebuild ahead of expiry
@@ -318,7 +322,9 @@ class AnonymousPageCacheMiddleware:
         response = HttpResponse(value["content"], status=value["status"])
         for name, header in value["headers"]:
             response.headers[name] = header
-        response["X-Cache"] = "hit"
+        # "stale": a copy past its freshness, served because its rebuild failed or is under way elsewhere.
+        stale = lookup.entry is not None and value is lookup.entry.value and not lookup.entry.fresh
+        response["X-Cache"] = "stale" if stale else "hit"
         response = get_conditional_response(request, etag=response.get("ETag"), response=response)
         if lookup.spec.on_hit is not None:
             lookup.spec.on_hit(request, *match.args, **match.kwargs)

@@ -4,9 +4,19 @@ Every read and write goes through here, so every one is counted (``sigma_cache_r
 and timed (``sigma_cache_operation_seconds{op,kind}``), labelled by kind of key, never by the key.
 
 Fail-open: any Redis error is a miss (or a skipped write), logged at most every few seconds, counted in
-``sigma_cache_errors_total``. After an error the cache is skipped for ``CACHE_RETRY_SECONDS`` (a small circuit
-breaker), so a Redis that hangs costs one socket timeout per process every few seconds, not one per request;
-after that the next request tries again, so caching resumes by itself when Redis is back.
+``sigma_cache_errors_total``. After an error that Redis is skipped for ``CACHE_RETRY_SECONDS`` (a small circuit
+breaker, one per process and Redis role), so a Redis that hangs costs one socket timeout per process every few
+seconds, not one per request; then one caller probes it while the others keep skipping it, and caching resumes
+by itself when Redis is back. Sessions use the same breaker (sigma_playground.sessions).
+
+Two roles (docs/operations.md, "Redis"): the *cache* Redis (``REDIS_URL``: pages, fragments, function
+results, rebuild locks, sessions' cached copies; may evict) and the *durable* one (``REDIS_DURABLE_URL``,
+defaulting to the same server: generation keys, view buffers, the beat lock, the Celery broker; must not
+evict). When both are the same database a page hit reads the page and its generations in one ``MGET``.
+
+Generations never go back: a generation key that is missing (evicted, or Redis restarted empty) is recreated
+from Redis's clock in microseconds, a value no earlier generation of it can have had, whether a read or a bump
+finds it missing. So no entry stored under an old value can become current again.
 
 Stampede control: entries carry a soft expiry inside a longer hard TTL. When a hot entry goes stale, the first
 request to take the rebuild lock (``SET NX PX``, via ``add``) rebuilds it; the others keep serving the stale
@@ -34,6 +44,7 @@ from sigma_playground.caching import keys
 from sigma_playground.caching.local import LocalLRUCache
 
 logger = logging.getLogger("sigma_playground.cache")
+DURABLE_ALIAS = "durable"  # settings.CACHES alias of the durable Redis (absent: the cache Redis)
 
 OPERATIONS = ("get", "set", "incr", "lock", "delete")
 CACHE_SECONDS = metrics.histogram(
@@ -52,25 +63,117 @@ T = TypeVar("T")
 # --- Backends -------------------------------------------------------------------------------------------
 
 
+class Breaker:
+    """One process's view of one Redis: closed (use it), open (skip it) or probing.
+
+    When the open interval ends, the next caller does not try Redis itself: it starts one probe (a PING with
+    the socket timeout) in a background thread and carries on without the cache. The probe's answer closes
+    the breaker or opens it for another interval; so while Redis hangs, only the request that first met the
+    hang waits for a socket timeout, never a later one.
+    """
+
+    def __init__(self, probe: Callable[[], object] | None = None) -> None:
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._tripped = False
+        self._open_until = 0.0
+        self._probing = False
+
+    def allow(self) -> bool:
+        """May this caller use Redis now?"""
+        if not self._tripped:
+            return True
+        if time.monotonic() < self._open_until:
+            return False
+        with self._lock:
+            if self._probing or not self._tripped:
+                return not self._tripped
+            self._probing = True
+        if self._probe is None:
+            return True  # the caller is the probe
+        threading.Thread(target=self._run_probe, name="cache-breaker-probe", daemon=True).start()
+        return False
+
+    def _run_probe(self) -> None:
+        try:
+            self._probe()  # type: ignore[misc]
+        except Exception:
+            self.failed()
+        else:
+            self.succeeded()
+
+    def is_open(self) -> bool:
+        return self._tripped and (time.monotonic() < self._open_until or self._probing)
+
+    def succeeded(self) -> None:
+        if self._tripped:
+            with self._lock:
+                self._tripped = self._probing = False
+
+    def failed(self) -> None:
+        with self._lock:
+            self._tripped, self._probing = True, False
+            self._open_until = time.monotonic() + settings.CACHE_RETRY_SECONDS
+
+
 class _Backend:
     """The few primitives we need, on the raw Redis client or on Django's cache (the embedded default)."""
 
     is_redis = False
 
+    def __init__(self) -> None:
+        self.breaker = Breaker(self.ping)
+
+    def ping(self) -> None: ...
+
     def get_many(self, names: list[str]) -> list[bytes | None]: ...
     def set(self, name: str, value: bytes, ttl: float) -> None: ...
     def add(self, name: str, value: bytes, ttl: float) -> bool: ...
     def delete(self, name: str) -> None: ...
-    def incr(self, name: str) -> int: ...
+    def incr_generations(self, names: list[str]) -> list[int]: ...
+    def seed_generations(self, names: list[str]) -> list[int]: ...
+
+
+# Generation keys: INCR when present; when missing, created from the server's clock in microseconds (never a
+# value used before, as long as a key is bumped less than a million times a second on average).
+_SEED = "local t = redis.call('TIME') local seed = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])) "
+_BUMP_GENERATIONS = (
+    _SEED
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then out[i] = redis.call('INCR', key)
+  else redis.call('SET', key, seed) out[i] = tonumber(seed) end
+end
+return out
+"""
+)
+_SEED_GENERATIONS = (
+    _SEED
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, seed, 'NX')
+  out[i] = tonumber(redis.call('GET', key))
+end
+return out
+"""
+)
 
 
 class _RedisBackend(_Backend):
     is_redis = True
 
-    def __init__(self) -> None:
+    def __init__(self, alias: str = "default") -> None:
         from django_redis import get_redis_connection
 
-        self.client = get_redis_connection("default")
+        self.client = get_redis_connection(alias)
+        super().__init__()
+        self._bump = self.client.register_script(_BUMP_GENERATIONS)
+        self._seed = self.client.register_script(_SEED_GENERATIONS)
+
+    def ping(self):
+        self.client.ping()
 
     def get_many(self, names):
         return self.client.mget(names)
@@ -84,8 +187,15 @@ class _RedisBackend(_Backend):
     def delete(self, name):
         self.client.delete(name)
 
-    def incr(self, name):
-        return int(self.client.incr(name))
+    def incr_generations(self, names):
+        return [int(v) for v in self._bump(keys=names)]
+
+    def seed_generations(self, names):
+        return [int(v) for v in self._seed(keys=names)]
+
+
+def _clock_seed() -> int:
+    return time.time_ns() // 1000
 
 
 class _DjangoBackend(_Backend):
@@ -102,33 +212,71 @@ class _DjangoBackend(_Backend):
     def delete(self, name):
         django_cache.delete(name)
 
-    def incr(self, name):
-        django_cache.add(name, 0, None)
-        try:
-            return django_cache.incr(name)
-        except ValueError:  # evicted between add and incr
-            django_cache.set(name, 1, None)
-            return 1
+    def incr_generations(self, names):
+        out = []
+        for name in names:
+            if django_cache.add(name, _clock_seed(), None):
+                out.append(django_cache.get(name))
+                continue
+            try:
+                out.append(django_cache.incr(name))
+            except ValueError:  # evicted between add and incr
+                django_cache.add(name, _clock_seed(), None)
+                out.append(django_cache.get(name))
+        return out
+
+    def seed_generations(self, names):
+        for name in names:
+            django_cache.add(name, _clock_seed(), None)
+        found = django_cache.get_many(names)
+        return [int(found.get(name) or _clock_seed()) for name in names]
 
 
 _backend: _Backend | None = None
+_durable: _Backend | None = None
 _backend_lock = threading.Lock()
 
 
+def _redis_backed(alias: str) -> bool:
+    return settings.CACHES.get(alias, {}).get("BACKEND") == "django_redis.cache.RedisCache"
+
+
+def _same_server(alias: str) -> bool:
+    caches_ = settings.CACHES
+    return alias not in caches_ or caches_[alias].get("LOCATION") == caches_["default"].get("LOCATION")
+
+
 def backend() -> _Backend:
+    """The cache role: pages, fragments, function results, rebuild locks."""
     global _backend
     if _backend is None:
         with _backend_lock:
             if _backend is None:
-                redis_backed = settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache"
-                _backend = _RedisBackend() if redis_backed else _DjangoBackend()
+                _backend = _RedisBackend() if _redis_backed("default") else _DjangoBackend()
     return _backend
 
 
+def durable() -> _Backend:
+    """The durable role: generation keys and view buffers (the same backend when both URLs are equal)."""
+    global _durable
+    if _durable is None:
+        if _same_server(DURABLE_ALIAS) or not _redis_backed(DURABLE_ALIAS):
+            return backend()
+        with _backend_lock:
+            if _durable is None:
+                _durable = _RedisBackend(DURABLE_ALIAS)
+    return _durable
+
+
+def shares_server() -> bool:
+    """One server and database for both roles: a page and its generations are read in one MGET."""
+    return durable() is backend()
+
+
 def reset_backend() -> None:
-    """Forget the backend (tests that change CACHES)."""
-    global _backend, _open_until
-    _backend, _open_until = None, 0.0
+    """Forget the backends and their breakers (tests that change CACHES)."""
+    global _backend, _durable
+    _backend = _durable = None
     RECENT_PAGES.clear()
 
 
@@ -140,34 +288,32 @@ RECENT_PAGES = LocalLRUCache("pages", max_entries=256, ttl=0.5)
 
 # --- Fail-open ------------------------------------------------------------------------------------------
 
-_open_until = 0.0  # while now < this, skip the cache entirely (circuit open)
 
-
-def _circuit_open() -> bool:
-    return time.monotonic() < _open_until
-
-
-def _failed(op: str, exc: BaseException) -> None:
-    global _open_until
-    _open_until = time.monotonic() + settings.CACHE_RETRY_SECONDS
+def _failed(op: str, exc: BaseException, be: _Backend | None = None) -> None:
+    (be or backend()).breaker.failed()
     CACHE_ERRORS.inc(op=op)
     # The rate-limit filter on this logger keeps an outage to a line every few seconds.
     logger.warning("cache unavailable, serving from the database: %s", type(exc).__name__)
 
 
 def is_degraded() -> bool:
-    return _circuit_open()
+    """The cache Redis is being skipped (its breaker is open)."""
+    return backend().breaker.is_open()
 
 
-def _timed(op: str, kind: str, fn: Callable[[], T], default: T) -> T:
-    if _circuit_open():
+def _timed(op: str, kind: str, fn: Callable[[], T], default: T, be: _Backend | None = None) -> T:
+    be = be or backend()
+    if not be.breaker.allow():
         return default
     started = time.perf_counter()
     try:
-        return fn()
+        result = fn()
     except Exception as exc:  # any client or connection error: fail open
-        _failed(op, exc)
+        _failed(op, exc, be)
         return default
+    else:
+        be.breaker.succeeded()
+        return result
     finally:
         CACHE_SECONDS.observe(time.perf_counter() - started, op=op, kind=kind)
 
@@ -218,14 +364,40 @@ def get_entry(kind: str, key: str) -> Entry | None:
 def get_entry_with_generations(
     kind: str, key: str, namespaces: Iterable[str]
 ) -> tuple[dict[str, int] | None, Entry | None]:
-    """The current generations of ``namespaces`` and the entry under ``key``, in one round trip (one
-    ``MGET``). Generations are None when the cache could not be read. Not counted as a hit or a miss: the
-    caller decides whether the entry is current."""
+    """The current generations of ``namespaces`` and the entry under ``key``: one ``MGET`` when both roles
+    share a server, else one read of each. Generations are None when they could not be read. Not counted as
+    a hit or a miss: the caller decides whether the entry is current."""
     names = sorted(set(namespaces))
-    raw = _timed("get", kind, lambda: backend().get_many([*(keys.generation(n) for n in names), key]), None)
-    if raw is None:
+    gen_keys = [keys.generation(n) for n in names]
+    if shares_server():
+        raw = _timed("get", kind, lambda: backend().get_many([*gen_keys, key]), None)
+        if raw is None:
+            return None, None
+        gens, raw_entry = _complete(names, raw[:-1]), raw[-1]
+    else:
+        gens = generations(names)
+        if len(gens) != len(names):
+            return None, None
+        raw_entry = _timed("get", kind, lambda: backend().get_many([key])[0], None)
+    if gens is None:
         return None, None
-    return {n: int(v or 0) for n, v in zip(names, raw, strict=False)}, _loads(raw[-1])
+    return gens, _loads(raw_entry)
+
+
+def _complete(names: list[str], raw: list[bytes | None]) -> dict[str, int] | None:
+    """Generations read with MGET, with any missing key created (seeded) first: never read as 0."""
+    missing = [n for n, v in zip(names, raw, strict=True) if v is None]
+    gens = {n: int(v) for n, v in zip(names, raw, strict=True) if v is not None}
+    if missing:
+        be = durable()
+        seeded = _timed(
+            "incr", keys.KIND_GENERATION, lambda: be.seed_generations([keys.generation(n) for n in missing]),
+            None, be,
+        )  # fmt: skip
+        if seeded is None:
+            return None
+        gens.update(zip(missing, seeded, strict=True))
+    return gens
 
 
 def set_entry(kind: str, key: str, value: Any, ttl: float, *, grace: float | None = None) -> None:
@@ -243,21 +415,25 @@ def delete(kind: str, key: str) -> None:
 
 
 def generations(namespaces: Iterable[str]) -> dict[str, int]:
-    """Current generation of each namespace, in one round trip. Unknown namespaces are generation 0."""
+    """Current generation of each namespace, in one round trip (two when one is missing: it is created).
+    Empty when the durable Redis could not be read."""
     names = sorted(set(namespaces))
+    be = durable()
     raw = _timed(
-        "get", keys.KIND_GENERATION, lambda: backend().get_many([keys.generation(n) for n in names]), None
+        "get", keys.KIND_GENERATION, lambda: be.get_many([keys.generation(n) for n in names]), None, be
     )
     if raw is None:
         return {}
-    return {n: int(v or 0) for n, v in zip(names, raw, strict=True)}
+    return _complete(names, raw) or {}
 
 
 def bump(*namespaces: str) -> None:
-    """Invalidate every entry built under these namespaces: one INCR each, no scan."""
+    """Invalidate every entry built under these namespaces: one INCR each (in one script), no scan."""
     RECENT_PAGES.clear()
-    for namespace in sorted(set(namespaces)):
-        _timed("incr", keys.KIND_GENERATION, lambda ns=namespace: backend().incr(keys.generation(ns)), None)
+    names = [keys.generation(ns) for ns in sorted(set(namespaces))]
+    if names:
+        be = durable()
+        _timed("incr", keys.KIND_GENERATION, lambda: be.incr_generations(names), None, be)
 
 
 # --- Stampede control -----------------------------------------------------------------------------------
@@ -270,6 +446,7 @@ class Built:
     result: Any
     value: Any = None
     store: bool = True
+    failed: bool = False  # the build failed (a 5xx page): a stale entry in hand is served instead
 
 
 _FETCH = object()  # get_or_build's "look the entry up yourself"
@@ -299,28 +476,39 @@ def get_or_build(
     count_request(kind, entry)
     if entry is not None and entry.fresh:
         return from_entry(entry.value)
-    if _circuit_open():
-        return build().result
-    lock_key = keys.lock(key)
-    lock_seconds = settings.CACHE_LOCK_SECONDS
-    got_lock = _timed("lock", keys.KIND_LOCK, lambda: backend().add(lock_key, b"1", lock_seconds), True)
-    if not got_lock:
-        if entry is not None:
-            return from_entry(entry.value)  # stale while another request rebuilds
-        deadline = time.monotonic() + (settings.CACHE_LOCK_WAIT_SECONDS if wait is None else wait)
-        while time.monotonic() < deadline:
-            time.sleep(0.02)
-            waited = fetch()
-            if waited is not None:
-                return from_entry(waited.value)
+    got_lock = False
     try:
-        built = build()
-        if built.store:
+        if not is_degraded():
+            lock_key = keys.lock(key)
+            lock_seconds = settings.CACHE_LOCK_SECONDS
+            got_lock = _timed(
+                "lock", keys.KIND_LOCK, lambda: backend().add(lock_key, b"1", lock_seconds), True
+            )
+            if not got_lock:
+                if entry is not None:
+                    return from_entry(entry.value)  # stale while another request rebuilds
+                deadline = time.monotonic() + (settings.CACHE_LOCK_WAIT_SECONDS if wait is None else wait)
+                while time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    waited = fetch()
+                    if waited is not None:
+                        return from_entry(waited.value)
+        try:
+            built = build()
+        except Exception:
+            if entry is None:
+                raise
+            logger.exception("cache: rebuilding a %s failed, serving the stale copy", kind)
+            return from_entry(entry.value)
+        if built.failed and entry is not None:
+            logger.warning("cache: rebuilding a %s failed, serving the stale copy", kind)
+            return from_entry(entry.value)
+        if built.store and not is_degraded():
             set_entry(kind, key, built.value, ttl)
         return built.result
     finally:
         if got_lock:
-            _timed("delete", keys.KIND_LOCK, lambda: backend().delete(lock_key), None)
+            _timed("delete", keys.KIND_LOCK, lambda: backend().delete(keys.lock(key)), None)
 
 
 def try_lock(key: str) -> bool:

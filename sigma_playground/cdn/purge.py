@@ -65,8 +65,8 @@ def _eager() -> bool:
 
 
 def _redis():
-    """The raw Redis client of the cache, or None in embedded mode."""
-    backend = service.backend()
+    """The raw client of the durable Redis (pending purges must not be evicted), or None in embedded mode."""
+    backend = service.durable()
     return backend.client if backend.is_redis else None
 
 

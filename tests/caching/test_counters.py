@@ -102,7 +102,7 @@ def test_a_view_costs_no_round_trip_and_the_batch_goes_in_one(settings, monkeypa
     workbook = WorkbookFactory()
     sends = []
     real_send = counters._send
-    monkeypatch.setattr(counters, "_send", lambda counts: sends.append(counts) or real_send(counts))
+    monkeypatch.setattr(counters, "_send", lambda counts, *a: sends.append(counts) or real_send(counts, *a))
     for _ in range(100):
         services.workbook_record_view(workbook_id=workbook.pk)
     assert sends == [] and buffered_in_redis(workbook.pk) == 0
@@ -128,9 +128,104 @@ def test_a_batch_redis_refuses_is_written_to_the_database(settings, monkeypatch)
     workbook = WorkbookFactory()
     for _ in range(5):
         services.workbook_record_view(workbook_id=workbook.pk)
-    monkeypatch.setattr(counters, "_send", lambda counts: False)  # Redis went away before the send
+
+    def refused(counts, batch_id=None):  # Redis went away before the send
+        raise counters.SendFailed(maybe_applied=False)
+
+    monkeypatch.setattr(counters, "_send", refused)
     assert counters.send_process_views() == 5
     assert totals(workbook) == (5, 5)
+
+
+# --- Idempotent delivery: a stalled Redis never makes a batch count twice (issue 12) ----------------------
+
+
+class _Stalling:
+    """The durable client, whose script calls fail with ``error`` after (or, with ``apply`` False, before)
+    running for real: a Redis that stalled past the socket timeout and then did the work anyway."""
+
+    def __init__(self, client, error: Exception, *, apply: bool = True) -> None:
+        self.client, self.error, self.apply = client, error, apply
+
+    def register_script(self, text):
+        script = self.client.register_script(text)
+
+        def call(**kwargs):
+            if self.apply:
+                script(**kwargs)
+            raise self.error
+
+        return call
+
+
+def test_a_send_that_timed_out_after_redis_applied_it_is_not_counted_again(settings, monkeypatch):
+    import redis
+
+    settings.VIEW_PROCESS_FLUSH_SECONDS = 3600
+    workbook = WorkbookFactory()
+    client = counters._redis()
+    for _ in range(100):
+        services.workbook_record_view(workbook_id=workbook.pk)
+    monkeypatch.setattr(
+        counters, "_redis", lambda: _Stalling(client, redis.TimeoutError("Timeout reading from socket"))
+    )
+    counters.send_process_views()  # applied by Redis, but the caller saw a timeout
+    assert counters.pending_batches() == 1
+    assert totals(workbook) == (0, 0)  # not written to the database as well (the old double count)
+    monkeypatch.undo()
+    from sigma_playground.caching import service
+
+    service.reset_backend()  # the breaker the timeout opened
+    counters.send_process_views()  # the same batch again, with its id: Redis recognises it
+    assert counters.pending_batches() == 0
+    assert counters.flush_views() == 100
+    assert totals(workbook) == (100, 100)
+
+
+def test_a_send_that_timed_out_before_redis_ran_it_is_delivered_later(settings, monkeypatch):
+    import redis
+
+    settings.VIEW_PROCESS_FLUSH_SECONDS = 3600
+    workbook = WorkbookFactory()
+    client = counters._redis()
+    for _ in range(40):
+        services.workbook_record_view(workbook_id=workbook.pk)
+    monkeypatch.setattr(
+        counters,
+        "_redis",
+        lambda: _Stalling(client, redis.ConnectionError("Connection reset by peer"), apply=False),
+    )
+    counters.send_process_views()
+    assert counters.pending_batches() == 1 and totals(workbook) == (0, 0)
+    monkeypatch.undo()
+    from sigma_playground.caching import service
+
+    service.reset_backend()
+    assert counters.flush_views() == 40
+    assert totals(workbook) == (40, 40)
+
+
+def test_a_batch_redis_refused_with_an_error_goes_to_the_database_once(settings, monkeypatch):
+    """OOM on a durable Redis at its memory limit: Redis answered, the marker (the script's first write)
+    failed, so nothing was applied there and the database gets the batch."""
+    import redis
+
+    settings.VIEW_PROCESS_FLUSH_SECONDS = 3600
+    workbook = WorkbookFactory()
+    client = counters._redis()
+    for _ in range(25):
+        services.workbook_record_view(workbook_id=workbook.pk)
+    oom = redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+    monkeypatch.setattr(counters, "_redis", lambda: _Stalling(client, oom, apply=False))
+    counters.send_process_views()
+    assert counters.pending_batches() == 0
+    assert totals(workbook) == (25, 25)
+    monkeypatch.undo()
+    from sigma_playground.caching import service
+
+    service.reset_backend()
+    assert counters.flush_views() == 0
+    assert totals(workbook) == (25, 25)
 
 
 @pytest.mark.postgres

@@ -54,7 +54,58 @@ def test_generations_invalidate_with_one_increment():
     assert thing() == 1 and thing() == 1
     service.bump(keys.LISTS)
     assert thing() == 2
-    assert service.generations([keys.LISTS, "never-bumped"]) == {keys.LISTS: 1, "never-bumped": 0}
+    gens = service.generations([keys.LISTS])
+    service.bump(keys.LISTS)
+    assert service.generations([keys.LISTS]) == {keys.LISTS: gens[keys.LISTS] + 1}
+
+
+def _delete_generation(namespace: str) -> None:
+    """As an eviction or a Redis restart would."""
+    from django.core.cache import cache
+
+    if service.backend().is_redis:
+        service.durable().client.delete(keys.generation(namespace))
+    else:
+        cache.delete(keys.generation(namespace))
+
+
+def test_a_missing_generation_comes_back_with_a_value_never_used_before():
+    """Issue 12: a generation key evicted (or lost with a Redis restart) is recreated from the clock, by a
+    read or by a bump, so nothing cached under an earlier value can become current again."""
+    seen = []
+    for _ in range(3):
+        seen.append(service.generations(["wb"])["wb"])
+        service.bump("wb")
+    seen.append(service.generations(["wb"])["wb"])
+    assert seen == sorted(set(seen)) and seen[0] > 10**15  # microseconds since the epoch
+    _delete_generation("wb")
+    recreated = service.generations(["wb"])["wb"]  # a read recreates it ...
+    print(f"generation before deletion {seen[-1]}, recreated as {recreated}")
+    assert recreated > max(seen)
+    _delete_generation("wb")
+    service.bump("wb")  # ... and so does a bump
+    assert service.generations(["wb"])["wb"] > recreated
+
+
+def test_an_old_fragment_never_becomes_current_after_its_generation_is_lost():
+    """The issue's failure: entries embedding generation 1..5 stayed in the cache, the key was evicted and
+    counted up again from 0, and the entry built at 5 came back as current (7 favorites against 9)."""
+    shown = {"favorites": 7}
+
+    @service.cached("favs", ttl=60, key=lambda: "", namespaces=lambda: ["workbook:1"])
+    def favorites() -> int:
+        return shown["favorites"]
+
+    for _ in range(5):
+        service.bump("workbook:1")
+    assert favorites() == 7  # cached under the current generation
+    shown["favorites"] = 9
+    service.bump("workbook:1")
+    assert favorites() == 9
+    _delete_generation("workbook:1")
+    for _ in range(7):  # far enough to pass every value used before, had the key restarted from 0
+        assert favorites() == 9
+        service.bump("workbook:1")
 
 
 def test_keys_are_versioned_and_never_contain_raw_input():
@@ -198,3 +249,20 @@ def test_a_dead_redis_costs_milliseconds_not_a_timeout_per_request(settings):
         )
     assert time.perf_counter() - started < 1.0
     assert service.is_degraded()
+
+
+def test_a_failed_rebuild_serves_the_stale_copy_in_hand():
+    """Issue 12: a rebuild that raises, or builds an error page, hands the reader the stale copy, not the error."""
+    key = keys.function("stale", "1")
+    service.set_entry(keys.KIND_FUNCTION, key, "old", ttl=-1)  # stored already stale (kept for the grace)
+
+    def raising() -> service.Built:
+        raise RuntimeError("the database is down")
+
+    assert service.get_or_build(keys.KIND_FUNCTION, key, raising, ttl=30) == "old"
+    failed = service.Built(result="503 page", value=None, store=False, failed=True)
+    assert service.get_or_build(keys.KIND_FUNCTION, key, lambda: failed, ttl=30) == "old"
+    fresh = service.Built(result="new", value="new")
+    assert service.get_or_build(keys.KIND_FUNCTION, key, lambda: fresh, ttl=30) == "new"
+    with pytest.raises(RuntimeError):  # with no copy in hand the error stands
+        service.get_or_build(keys.KIND_FUNCTION, keys.function("stale", "2"), raising, ttl=30)

@@ -33,3 +33,15 @@ def test_warming_does_not_count_views():
     warming.warm()
     warming.warm()
     assert Workbook.objects.get(pk=workbook.pk).view_count == 0
+
+
+def test_warm_cache_exits_non_zero_and_lists_the_pages_that_failed(monkeypatch):
+    from django.core.management.base import CommandError
+
+    WorkbookFactory(favorite_count=3)
+    paths = warming.warm_paths()
+    monkeypatch.setattr(warming, "warm_paths", lambda: [*paths, "/users/nobody-at-all/"])
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="Cache warming failed for 1 pages"):
+        call_command("warm_cache", stdout=io.StringIO(), stderr=err)
+    assert "not warmed: /users/nobody-at-all/: 404" in err.getvalue()

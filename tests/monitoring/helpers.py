@@ -47,7 +47,11 @@ def fetch_response(url: str, *, headers: dict[str, str] | None = None, timeout: 
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, what: str, *, seconds: float = 60) -> None:
-    """Poll ``url`` until it answers; fail with the process's output if it dies or never answers."""
+    """Poll ``url`` until it answers; fail with the process's output if it dies or never answers.
+
+    Each poll waits up to 30 s for its answer: a request sent while a worker is still booting is served once
+    it is up, so giving up on it early and asking again would add requests the tests count (on a loaded
+    machine the first answer can take several seconds)."""
     deadline = time.monotonic() + seconds
     while True:
         try:

@@ -183,6 +183,7 @@ def test_the_whole_diagnosis_runs_and_reports_every_check():
         "disk",
         "cache",
         "celery_queue",
+        "durable_redis",
         "beat_heartbeat",
     ]
     assert all(f.severity in ("ok", "info", "warning", "critical") for f in report.findings)
@@ -495,3 +496,11 @@ def test_manage_py_diagnose_for_real_exits_with_the_reports_code(capsys):
         call_command("diagnose", "--json")
     body = json.loads(capsys.readouterr().out)
     assert exit_info.value.code == {"healthy": 0, "warning": 1, "critical": 2}[body["status"]]
+
+
+def test_the_durable_redis_check_warns_on_an_evicting_policy_or_full_memory():
+    ok = diagnosis.assess_durable_redis([], True)
+    assert ok.severity == "ok"
+    warn = diagnosis.assess_durable_redis(["durable Redis has maxmemory-policy allkeys-lru: ..."], True)
+    assert warn.severity == "warning" and "allkeys-lru" in warn.summary
+    assert diagnosis.assess_durable_redis([], False).severity == "info"

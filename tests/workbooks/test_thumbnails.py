@@ -512,3 +512,62 @@ def test_malformed_derivatives_fall_back_to_the_placeholder(derivatives):
     html = render_tag(workbook)
     assert 'aria-label="No thumbnail"' in html
     assert "thumbnails/" not in html
+
+
+# --- Orphan masters (issue 12) --------------------------------------------------------------------------
+
+
+def master_files(workbook_id: int) -> list[str]:
+    folder = Path(storages["private"].path(f"thumbnails/{workbook_id}"))
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_that_rolls_back_leaves_no_master_on_disk(monkeypatch):
+    from tests.factories import UserFactory
+    from workbooks import search, services
+
+    def failing(**kwargs):
+        raise RuntimeError("something after the master was saved failed")
+
+    monkeypatch.setattr(search, "add_search_lexemes", failing)
+    saved = []
+    real_save = thumbnails.save_master
+    monkeypatch.setattr(thumbnails, "save_master", lambda **kw: saved.append(real_save(**kw)) or saved[-1])
+    with pytest.raises(RuntimeError):
+        services.workbook_publish(
+            author=UserFactory(),
+            title="Rolled back",
+            sigma_embed_url="https://app.sigmacomputing.com/embed/1-Orphan",
+            thumbnail=master_from(images.image_bytes("PNG", (400, 225))),
+        )
+    [name] = saved
+    assert not storages["private"].exists(name)
+    assert not Workbook.objects.filter(title="Rolled back").exists()
+
+
+@pytest.mark.django_db
+def test_the_sweep_removes_old_masters_no_workbook_uses_and_keeps_the_rest():
+    import os
+    import time
+
+    workbook = WorkbookFactory()
+    used = stored_master(workbook)
+    orphan = thumbnails.save_master(
+        workbook_id=workbook.pk, image=master_from(images.image_bytes("PNG", (400, 225)))
+    )
+    recent = thumbnails.save_master(
+        workbook_id=workbook.pk, image=master_from(images.image_bytes("PNG", (400, 225)))
+    )
+    old = time.time() - 2 * thumbnails.ORPHAN_MIN_AGE_SECONDS
+    for name in (used, orphan):
+        os.utime(storages["private"].path(name), (old, old))
+    assert thumbnails.sweep_orphan_masters() == 1
+    private = storages["private"]
+    assert private.exists(used) and private.exists(recent)  # in use; too young (a transaction may be open)
+    assert not private.exists(orphan)
+
+
+def test_renders_are_acknowledged_late_and_rejected_when_their_worker_dies():
+    assert render_thumbnail_derivatives.acks_late is True
+    assert render_thumbnail_derivatives.reject_on_worker_lost is True

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from sigma_playground.progress import Progress
 from workbooks import warming
@@ -21,9 +21,11 @@ class Command(BaseCommand):
             bar.close()
         for failure in result.failures:
             self.stderr.write(f"  not warmed: {failure}")
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Cache warmed: {result.written} entries written, {result.already_fresh} already fresh, "
-                f"{result.failed} failed, in {result.seconds:.1f} s."
-            )
+        summary = (
+            f"{result.written} entries written, {result.already_fresh} already fresh, "
+            f"{result.failed} failed, in {result.seconds:.1f} s."
         )
+        if result.failed:
+            # A non-zero exit: a deploy step or cron job must not report success with pages missing.
+            raise CommandError(f"Cache warming failed for {result.failed} pages (listed above): {summary}")
+        self.stdout.write(self.style.SUCCESS(f"Cache warmed: {summary}"))
