@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
-from functools import lru_cache
 
 from django.conf import settings
 from django.http import HttpRequest
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from sigma_playground import client_ip
 
 _FORWARDED_FOR = re.compile(r'for="?\[?([^\]";,]+)', re.I)
-
-
-@lru_cache(maxsize=8)
-def _networks(spec: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(item, strict=False) for item in spec)
-
-
-def _parse(address: str) -> IPAddress | None:
-    address = address.strip()
-    if address.count(":") == 1 and "." in address:  # "1.2.3.4:5678"
-        address = address.split(":", 1)[0]
-    try:
-        return ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return None
+_networks = client_ip.networks
+_parse = client_ip.parse_address
 
 
 def forwarding_chain(request: HttpRequest) -> list[str]:
@@ -83,17 +67,5 @@ def health_allowed(request: HttpRequest) -> bool:
 
 
 def client_address(request: HttpRequest) -> str:
-    """The client's address for rate limiting: REMOTE_ADDR, or the entry TRUSTED_PROXY_COUNT proxies appended.
-
-    Entries left of the ones our proxies appended were written by the client and are not trusted.
-    """
-    remote = request.META.get("REMOTE_ADDR", "")
-    hops = settings.TRUSTED_PROXY_COUNT
-    if hops <= 0:
-        return remote
-    forwarded = [
-        part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()
-    ]
-    if len(forwarded) < hops:
-        return forwarded[0] if forwarded else remote
-    return forwarded[-hops]
+    """The client's address for rate limiting (see sigma_playground.client_ip: TRUSTED_PROXY_NETWORKS)."""
+    return client_ip.client_address(request)

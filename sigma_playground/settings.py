@@ -8,6 +8,7 @@ turns on production mode, which refuses to start without its secrets (see README
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -757,8 +758,15 @@ METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", 
 METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN")
 # /monitoring/health.json for machines: staff sessions always, otherwise this bearer token.
 HEALTH_BEARER_TOKEN = env_str("HEALTH_BEARER_TOKEN") or METRICS_BEARER_TOKEN
-# Reverse proxies in front of the app that append to X-Forwarded-For (rate limits key on the client behind them).
-TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", PRODUCTION) else 0)
+# Our reverse proxies (CIDRs, comma-separated). X-Forwarded-For is read only when the connecting peer is inside
+# one of them, and the client is its rightmost address outside them; empty (the default): no forwarded header
+# is trusted and the client is REMOTE_ADDR. See sigma_playground/client_ip.py and docs/security.md.
+TRUSTED_PROXY_NETWORKS = env_list("TRUSTED_PROXY_NETWORKS")
+for _network in TRUSTED_PROXY_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXY_NETWORKS: {_network!r} is not a network (CIDR).") from None
 
 # django-prometheus request latency buckets (seconds), including the SLA's 0.2 / 0.5 / 1 s.
 PROMETHEUS_LATENCY_BUCKETS = (

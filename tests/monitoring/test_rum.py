@@ -128,13 +128,22 @@ def test_rate_limited_per_client_without_flooding_the_log(client, settings, capl
 
 def test_behind_a_proxy_the_client_is_the_address_the_proxy_appended(client, settings):
     settings.RUM_RATE_LIMIT_PER_MINUTE = 1
-    settings.TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXY_NETWORKS = ["127.0.0.0/8"]
     ok = {"route": "home", "metrics": {"ttfb": 12}}
     via_proxy = {"REMOTE_ADDR": "127.0.0.1"}
     assert beacon(client, ok, HTTP_X_FORWARDED_FOR="203.0.113.1", **via_proxy).status_code == 204
     assert beacon(client, ok, HTTP_X_FORWARDED_FOR="203.0.113.2", **via_proxy).status_code == 204
     # A client can't dodge the limit by inventing addresses left of the one the proxy appended.
     assert beacon(client, ok, HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.1", **via_proxy).status_code == 429
+
+
+def test_without_a_trusted_proxy_a_rotating_forwarded_header_does_not_dodge_the_limit(client, settings):
+    settings.RUM_RATE_LIMIT_PER_MINUTE = 1
+    settings.TRUSTED_PROXY_NETWORKS = []
+    ok = {"route": "home", "metrics": {"ttfb": 12}}
+    direct = {"REMOTE_ADDR": "198.51.100.20"}
+    assert beacon(client, ok, HTTP_X_FORWARDED_FOR="203.0.113.1", **direct).status_code == 204
+    assert beacon(client, ok, HTTP_X_FORWARDED_FOR="203.0.113.2", **direct).status_code == 429
 
 
 def test_with_the_cache_down_beacons_are_still_accepted(client, monkeypatch):
