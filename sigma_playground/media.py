@@ -15,8 +15,24 @@ from django.views.static import serve
 SERVED_PREFIXES = ("thumbs/", "avatars/")
 
 
+# Our own names are short (thumbs/<id>/<32 hex>-<width>.<ext>); anything longer than the file system takes
+# (255 bytes a name on ext4, a few KB a path) made os.stat raise OSError, a 500.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 1024
+
+
+def _plausible(path: str) -> bool:
+    parts = path.split("/")
+    return (
+        path.startswith(SERVED_PREFIXES)
+        and ".." not in parts
+        and len(path.encode()) <= MAX_PATH_BYTES
+        and all(len(part.encode()) <= MAX_NAME_BYTES for part in parts)
+    )
+
+
 def media(request: HttpRequest, path: str) -> HttpResponse:
-    if not path.startswith(SERVED_PREFIXES) or ".." in path.split("/"):
+    if not _plausible(path):
         raise Http404("Not found.")
     response = serve(request, path, document_root=settings.MEDIA_ROOT)
     patch_cache_control(response, public=True, max_age=settings.MEDIA_CACHE_MAX_AGE, immutable=True)

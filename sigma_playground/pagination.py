@@ -17,6 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.core.paginator import InvalidPage, Page, Paginator
 from django.db import connections
-from django.db.models import F, QuerySet
+from django.db.models import F, Field, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from django.http import Http404, HttpRequest, QueryDict
 from django.utils.functional import cached_property
@@ -144,6 +145,53 @@ def _key(obj: Any, field: str) -> Any:
 Narrow = Callable[[QuerySet, tuple[Any, ...] | None, bool, int], QuerySet]
 
 
+_BIGINT = (-(2**63), 2**63 - 1)
+_INTEGER_FIELDS = frozenset(
+    {
+        "AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
+        "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField",
+    }
+)  # fmt: skip
+_TEXT_FIELDS = frozenset({"CharField", "TextField", "SlugField", "EmailField", "URLField"})
+
+
+def _ordering_field(queryset: QuerySet, name: str) -> Field:
+    """The model field (or annotation's output field) a keyset ordering column is."""
+    annotation = queryset.query.annotations.get(name)
+    if annotation is not None:
+        return annotation.output_field
+    model, *path, last = [queryset.model, *name.split("__")]
+    for part in path:
+        model = model._meta.get_field(part).related_model
+    return model._meta.pk if last == "pk" else model._meta.get_field(last)
+
+
+def _value_fits(field: Field, value: Any) -> bool:
+    kind = field.get_internal_type()
+    if kind == "DateTimeField":
+        return isinstance(value, dt.datetime) and value.tzinfo is not None
+    if kind == "DateField":
+        return type(value) is dt.date
+    if isinstance(value, bool):
+        return kind == "BooleanField"
+    if kind in _INTEGER_FIELDS or kind == "ForeignKey":
+        return isinstance(value, int) and _BIGINT[0] <= value <= _BIGINT[1]
+    if kind in {"FloatField", "DecimalField"}:
+        return isinstance(value, int | float) and math.isfinite(value) and abs(value) < 1e300
+    if kind in _TEXT_FIELDS:
+        return isinstance(value, str) and "\x00" not in value
+    return False
+
+
+def check_cursor_types(queryset: QuerySet, fields: Sequence[str], values: Sequence[Any]) -> None:
+    """A cursor decodes to plain JSON values, which a forger chooses freely: each must be of its ordering
+    column's type (an aware datetime for a DateTimeField, an integer in bigint range for an id...), or the
+    seek query would fail in the database (a DataError, a 500) instead of being a 404."""
+    for name, value in zip(fields, values, strict=True):
+        if not _value_fits(_ordering_field(queryset, name), value):
+            raise InvalidCursor("That page link is not valid.")
+
+
 def keyset_page(
     queryset: QuerySet,
     *,
@@ -160,6 +208,8 @@ def keyset_page(
     """
     fields, descending = _parse_ordering(ordering)
     position = decode_cursor(cursor, width=len(fields)) if cursor else None
+    if position is not None:
+        check_cursor_types(queryset, fields, position.values)
     qs, number, forward = queryset, 1, True
     if position is not None:
         number, forward = position.page, position.forward

@@ -109,6 +109,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "sigma_playground.request_id.RequestIdMiddleware",
+    # A NUL in the path, query or cookies is a 400 before anything reads them (PostgreSQL text cannot hold it).
+    "sigma_playground.middleware.NulCharacterMiddleware",
     # Anonymous cache hits are answered here, with the headers the middleware below added when the page was
     # stored; nothing below runs for them (sigma_playground/caching/pages.py).
     "sigma_playground.caching.pages.AnonymousPageCacheMiddleware",
