@@ -11,3 +11,7 @@ class AccountsConfig(AppConfig):
 
         # username__lower=ci("Alice"): served by the lower(username) and lower(email) unique indexes.
         CharField.register_lookup(Lower)
+
+        from accounts import throttling
+
+        throttling.connect_signals()

@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import selectors, services
+from accounts import selectors, services, throttling
 from accounts.forms import ProfileForm, SignUpForm
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
@@ -25,6 +25,16 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        decision = throttling.signup_allowed(request)
+        if not decision.allowed:
+            response = render(
+                request,
+                "accounts/signup_limited.html",
+                {"minutes": max(1, round(decision.retry_after / 60))},
+                status=429,
+            )
+            response["Retry-After"] = str(decision.retry_after)
+            return response
         user = services.user_create(
             username=form.cleaned_data["username"],
             email=form.cleaned_data["email"],

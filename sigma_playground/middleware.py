@@ -20,7 +20,7 @@ class NulCharacterMiddleware:
     """The one guard for request text that reaches the database: a NUL character.
 
     PostgreSQL text cannot hold U+0000, so a NUL in a path segment (``/users/%00/``), a query parameter
-    (``?q=%00``, an admin changelist filter) or a cookie (the session key) made the query fail with a
+    (``?q=%00``, an admin changelist filter), a cookie (the session key) or a header (a stored User-Agent) made the query fail with a
     DataError, a 500. Forms already refuse NUL (Django's CharField validator); this refuses it everywhere else
     a request carries text, with a 400 and before any view, cache or session reads it. Other control
     characters are harmless to the database; user-facing text fields refuse them (sigma_playground.text).
@@ -41,4 +41,7 @@ def _has_nul(request: HttpRequest) -> bool:
     for key, values in request.GET.lists():
         if "\x00" in key or any("\x00" in value for value in values):
             return True
-    return any("\x00" in key or "\x00" in value for key, value in request.COOKIES.items())
+    if any("\x00" in key or "\x00" in value for key, value in request.COOKIES.items()):
+        return True
+    # Headers some code stores (the User-Agent of a failed log-in, django-axes).
+    return any("\x00" in value for name, value in request.META.items() if name.startswith("HTTP_"))

@@ -8,6 +8,7 @@ turns on production mode, which refuses to start without its secrets (see README
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 from pathlib import Path
@@ -100,6 +101,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "django_celery_beat",
     "csp",
+    "axes",
     "accounts",
     "workbooks",
     "notifications",
@@ -131,6 +133,8 @@ MIDDLEWARE = [
     "sigma_playground.passwords.HashingBusyMiddleware",
     "monitoring.middleware.ProfileMiddleware",
     "monitoring.middleware.PrometheusAfterMiddleware",
+    # Turns a login refused by a lockout into the lockout page (429, Retry-After): accounts/throttling.py.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "sigma_playground.urls"
@@ -507,7 +511,31 @@ NOTIFICATION_FANOUT_BATCH = env_int("NOTIFICATION_FANOUT_BATCH", 1000)
 # Users handled per digest task.
 NOTIFICATION_DIGEST_BATCH = env_int("NOTIFICATION_DIGEST_BATCH", 200)
 
-# --- Passwords, i18n ------------------------------------------------------------------------------------
+# --- Passwords, log-in throttling, i18n -----------------------------------------------------------------
+
+# django-axes checks lockouts before any password is hashed (its backend comes first), and records failures in
+# the database (its database handler), so throttling keeps working with Redis down. See docs/security.md.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Locked after this many failures for one account (whatever the address) or from one client address.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = dt.timedelta(seconds=env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60))
+# Tries during a lockout are refused and do not extend it (an attacker cannot keep someone locked forever
+# by trying on; the lockout ends LOGIN_LOCKOUT_SECONDS after it began).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "sigma_playground.client_ip.client_address"
+AXES_USERNAME_CALLABLE = "accounts.throttling.username_key"
+AXES_LOCKOUT_CALLABLE = "accounts.throttling.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # our own log line per lockout (accounts.throttling) instead of axes' banner
+# Sign-ups per client address per hour (0: unlimited).
+SIGNUP_LIMIT_PER_HOUR = env_int("SIGNUP_LIMIT_PER_HOUR", 5)
+
 
 # Argon2id (OWASP's 19 MiB, t=2, p=1: about 20 ms of CPU) first: PBKDF2 hashes (208 ms each here) still
 # verify and are upgraded at the next login. Both are bounded per process (sigma_playground/passwords.py).

@@ -159,3 +159,10 @@ def linkcheck_lock() -> str:
 def beat_lock() -> str:
     """The single-beat lock (sigma_playground.beat), in the durable Redis."""
     return f"{PREFIX}:beat:lock"
+
+# --- Rate limits (sigma_playground.ratelimit) ---------------------------------------------------------------
+
+
+def rate_limit(action: str, subject: str, window: int) -> str:
+    """The counter of ``action`` by ``subject`` (a client address or a user id) in one fixed window."""
+    return f"{PREFIX}:rate:{action}:{_digest(subject)}:{window}"

@@ -1,0 +1,59 @@
+"""Fixed-window rate limits for costly actions (sign-ups per client address, uploads per user).
+
+A counter per action, subject and window in the cache (``cache.add`` then ``INCR``: two round trips, atomic
+in Redis). Fails open: with the cache unreachable the action is allowed and the error is counted as a cache
+error; the limit is a brake on abuse, not an access control. Every refusal is counted in
+``sigma_rate_limited_total{action}`` and logged (at most a line every few seconds per action).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+
+from monitoring import metrics
+from sigma_playground.caching import keys
+
+logger = logging.getLogger("sigma_playground.ratelimit")
+
+ACTIONS = ("signup", "thumbnail_upload")
+RATE_LIMITED = metrics.counter(
+    "sigma_rate_limited_total",
+    "Requests refused by a rate limit, by action (docs/security.md lists the limits).",
+    {"action": ACTIONS},
+    initialize=True,
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: int  # seconds until the window ends (when refused)
+
+
+def hit(action: str, subject: str, *, limit: int, window_seconds: int, now: float | None = None) -> Decision:
+    """Count one ``action`` by ``subject`` and say whether it is within ``limit`` per window."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown rate-limited action {action!r}")
+    if limit <= 0:
+        return Decision(True, 0)
+    now = time.time() if now is None else now
+    window = int(now // window_seconds)
+    key = keys.rate_limit(action, subject, window)
+    try:
+        count = 1 if cache.add(key, 1, timeout=window_seconds + 60) else cache.incr(key)
+    except Exception as exc:  # the cache is down: fail open
+        logger.warning("rate limit %s not checked, cache unavailable: %s", action, type(exc).__name__)
+        return Decision(True, 0)
+    if count <= limit:
+        return Decision(True, 0)
+    RATE_LIMITED.inc(action=action)
+    retry_after = max(1, int((window + 1) * window_seconds - now))
+    logger.warning(
+        "rate limited: %s, %d in this window (limit %d per %d s)", action, count, limit, window_seconds,
+        extra={"action": action, "retry_after": retry_after},
+    )  # fmt: skip
+    return Decision(False, retry_after)
