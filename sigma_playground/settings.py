@@ -598,6 +598,9 @@ IMAGE_UPLOAD_MAX_BYTES = env_int("IMAGE_UPLOAD_MAX_BYTES", 5 * 1024 * 1024)
 # Pillow warns at 89.5 MP and refuses at twice that; we refuse far below both.
 IMAGE_UPLOAD_MAX_PIXELS = env_int("IMAGE_UPLOAD_MAX_PIXELS", 25_000_000)
 AVATAR_SIZE = 256
+# Any request body above this is answered 413 before it is read (Content-Length) or as soon as a chunked body
+# goes over (sigma_playground/body_limit.py): an upload of the largest image plus the rest of the form.
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", IMAGE_UPLOAD_MAX_BYTES + 1_048_576)
 # Reject request bodies (uploads included) well before they fill memory or disk.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
