@@ -13,7 +13,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import selectors, services, throttling
 from accounts.forms import ProfileForm, SignUpForm
 from sigma_playground.caching import keys
-from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
+from sigma_playground.caching.pages import (
+    QuerySpec,
+    cache_anonymous_page,
+    cached_fragment,
+    fill_personal,
+    one,
+)
 from sigma_playground.pagination import keyset_page, page_links
 from workbooks import selectors as workbook_selectors
 
@@ -115,9 +121,12 @@ def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
     )
 
 
+FOLLOW_QUERY = QuerySpec({"cursor": one()})
+
+
 def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResponse:
     profile_user = selectors.user_get_public(username=username)
-    query = request.GET
+    query = FOLLOW_QUERY.canonical(request.GET)
 
     def context() -> dict:
         if which == "followers":
@@ -143,7 +152,7 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
         template="accounts/fragments/follow_list.html",
         context=context,
         namespaces=_user_page(request, profile_user.username),
-        variant=request.get_full_path(),
+        variant=FOLLOW_QUERY.full_path(request),
     )
     return render(
         request,
@@ -152,12 +161,12 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
     )
 
 
-@cache_anonymous_page("followers", namespaces=_user_page)
+@cache_anonymous_page("followers", namespaces=_user_page, query=FOLLOW_QUERY)
 def followers(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="followers")
 
 
-@cache_anonymous_page("following", namespaces=_user_page)
+@cache_anonymous_page("following", namespaces=_user_page, query=FOLLOW_QUERY)
 def following(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="following")
 

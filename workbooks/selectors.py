@@ -55,10 +55,18 @@ class Listing:
     narrow: Narrow | None = None
 
 
+def normalise_query(q: str | None) -> str:
+    return re.sub(r"\s+", " ", (q or "")).strip()[:MAX_QUERY_LENGTH]
+
+
+def normalise_tag(tag: str) -> str:
+    return tag.strip().lower()
+
+
 def parse_list_params(*, q: str | None, tags: list[str], sort: str | None) -> ListParams:
     """Normalise what came in the URL: an unknown sort falls back to the default (relevance when searching)."""
-    query = re.sub(r"\s+", " ", (q or "")).strip()[:MAX_QUERY_LENGTH]
-    tag_slugs = tuple(dict.fromkeys(t.strip().lower() for t in tags if t.strip()))[:MAX_TAG_FILTERS]
+    query = normalise_query(q)
+    tag_slugs = tuple(dict.fromkeys(normalise_tag(t) for t in tags if t.strip()))[:MAX_TAG_FILTERS]
     allowed = set(SORTS) | ({RELEVANCE} if query else set())
     chosen = sort if sort in allowed else (RELEVANCE if query else DEFAULT_SORT)
     return ListParams(q=query, tags=tag_slugs, sort=chosen)

@@ -20,7 +20,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from sigma_playground.caching import keys
-from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
+from sigma_playground.caching.pages import (
+    QuerySpec,
+    cache_anonymous_page,
+    cached_fragment,
+    choice,
+    fill_personal,
+    integer,
+    many,
+    one,
+)
 from sigma_playground.charts import Point, sparkline_svg, time_series_svg
 from sigma_playground.pagination import keyset_page, keyset_page_from_request, page_links, query_url
 from workbooks import analytics, selectors, services, warming
@@ -28,13 +37,29 @@ from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
 
 
-def page_size(request: HttpRequest) -> int:
+def page_size(request: HttpRequest, query: QueryDict | None = None) -> int:
     """``per_page`` from the URL, within 1..MAX_PAGE_SIZE; anything unparsable means the default."""
     try:
-        size = int(request.GET.get("per_page", ""))
+        size = int((request.GET if query is None else query).get("per_page", ""))
     except ValueError:
         return settings.PAGE_SIZE
     return max(1, min(size, settings.MAX_PAGE_SIZE))
+
+
+# The query parameters each cached list understands (sigma_playground.caching.pages: the canonical query).
+PAGE_PARAMS = {
+    "sort": choice(*selectors.SORTS, selectors.RELEVANCE),
+    "cursor": one(),
+    "per_page": integer(1, settings.MAX_PAGE_SIZE, default=lambda: settings.PAGE_SIZE),
+}
+LIST_QUERY = QuerySpec(
+    {
+        **PAGE_PARAMS,
+        "q": one(selectors.normalise_query),
+        "tag": many(selectors.normalise_tag, limit=selectors.MAX_TAG_FILTERS),
+    }
+)
+TAG_QUERY = QuerySpec(PAGE_PARAMS)
 
 
 def _lists(request: HttpRequest, **kwargs: Any) -> list[str]:
@@ -73,28 +98,28 @@ def _list_context(query: QueryDict, params: selectors.ListParams, per_page: int)
     }
 
 
-@cache_anonymous_page("list", namespaces=_lists)
+@cache_anonymous_page("list", namespaces=_lists, query=LIST_QUERY)
 def workbook_list(request: HttpRequest) -> HttpResponse:
-    params = selectors.parse_list_params(
-        q=request.GET.get("q"), tags=request.GET.getlist("tag"), sort=request.GET.get("sort")
-    )
-    query, per_page = request.GET, page_size(request)
+    query = LIST_QUERY.canonical(request.GET)
+    params = selectors.parse_list_params(q=query.get("q"), tags=query.getlist("tag"), sort=query.get("sort"))
+    per_page = page_size(request, query)
     fragment = cached_fragment(
         "list",
         template="workbooks/fragments/list.html",
         context=lambda: _list_context(query, selectors.resolve_tags(params), per_page),
         namespaces=[keys.LISTS],
-        variant=request.get_full_path(),
+        variant=LIST_QUERY.full_path(request),
     )
     return render(
         request, "workbooks/list.html", {"fragment": fragment, "title": params.q and f"Search: {params.q}"}
     )
 
 
-@cache_anonymous_page("tag", namespaces=_lists)
+@cache_anonymous_page("tag", namespaces=_lists, query=TAG_QUERY)
 def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
     tag = selectors.tag_get(slug=slug)
-    query, per_page = request.GET, page_size(request)
+    query = TAG_QUERY.canonical(request.GET)
+    per_page = page_size(request, query)
 
     def context() -> dict[str, Any]:
         params = selectors.resolve_tags(
@@ -107,7 +132,7 @@ def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
         template="workbooks/fragments/tag.html",
         context=context,
         namespaces=[keys.LISTS],
-        variant=request.get_full_path(),
+        variant=TAG_QUERY.full_path(request),
     )
     return render(request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name})
 
