@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.validators import RegexValidator
@@ -45,6 +47,15 @@ class Tag(models.Model):
         return reverse("workbooks:tag", kwargs={"slug": self.slug})
 
 
+# An unlisted workbook is reached only through a link carrying this token: 24 random bytes (192 bits, at least
+# the 128 the issue asks for), URL-safe base64 (32 characters). Ids are sequential; tokens cannot be counted.
+SHARE_TOKEN_BYTES = 24
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(SHARE_TOKEN_BYTES)
+
+
 class WorkbookQuerySet(models.QuerySet):
     def listed(self) -> WorkbookQuerySet:
         """What anyone may see in lists, search, tag pages, feeds and counts: public, published, by an
@@ -78,6 +89,9 @@ class Workbook(models.Model):
     # workbooks.preview) or "" (none, or one from before this was recorded). Only an upload stops previews.
     thumbnail_source = models.CharField(max_length=10, blank=True, default="", db_default="", editable=False)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    # Set whenever the workbook is unlisted (save() and workbooks.services); kept if it changes visibility, so
+    # making it unlisted again revives the same link.
+    share_token = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     published_at = models.DateTimeField(null=True, blank=True)  # null: a draft
     is_featured = models.BooleanField(default=False)
     view_count = models.PositiveBigIntegerField(default=0)
@@ -113,7 +127,18 @@ class Workbook(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def save(self, *args, **kwargs) -> None:
+        if self.visibility == Visibility.UNLISTED and not self.share_token:
+            self.share_token = new_share_token()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "share_token"}
+        super().save(*args, **kwargs)
+
     def get_absolute_url(self) -> str:
+        """The page's address. For a published unlisted workbook that is its share link: the id URL answers
+        only its author and staff."""
+        if self.visibility == Visibility.UNLISTED and self.share_token and self.published_at is not None:
+            return reverse("workbooks:shared", kwargs={"token": self.share_token})
         return reverse("workbooks:detail", kwargs={"pk": self.pk, "slug": self.slug})
 
     @property

@@ -8,6 +8,7 @@ hand-written indexes in workbooks/migrations/0003_indexes.py.
 from __future__ import annotations
 
 import functools
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -117,7 +118,10 @@ def workbook_list_total(*, params: ListParams) -> Total:
 
 
 def tag_get(*, slug: str) -> Tag:
-    tag = Tag.objects.filter(slug=slug).first()
+    """A tag with at least one listed workbook. One whose workbooks are all private, unlisted or drafts is
+    the same 404 as an unknown tag: its name would otherwise tell that they exist."""
+    listed = Workbook.objects.listed().filter(tag_links__tag_id=OuterRef("pk"))
+    tag = Tag.objects.filter(slug=slug).filter(Exists(listed)).first()
     if tag is None:
         raise Http404("No such tag.")
     return tag
@@ -132,19 +136,42 @@ def home_sections(*, size: int = 8) -> dict[str, list[Workbook]]:
     }
 
 
-def can_view(*, workbook: Workbook, user: User) -> bool:
+def can_view(*, workbook: Workbook, user: User, share_token: str | None = None) -> bool:
+    """May ``user`` see ``workbook``? An unlisted one needs its share token, unless they are its author or
+    staff (ids are sequential: the id alone must not be enough)."""
     is_author = user.is_authenticated and workbook.author_id == user.pk
     if workbook.published_at is None:
         return is_author  # drafts: their author only
+    is_staff = user.is_authenticated and user.is_staff
     if workbook.visibility == Visibility.PRIVATE:
-        return is_author or (user.is_authenticated and user.is_staff)
+        return is_author or is_staff
+    if workbook.visibility == Visibility.UNLISTED and not (is_author or is_staff):
+        token = workbook.share_token
+        if not (token and share_token and hmac.compare_digest(token.encode(), share_token.encode())):
+            return False
     return workbook.author.is_active or is_author or user.is_staff
 
 
-def workbook_get_for_viewer(*, pk: int, user: User) -> Workbook:
-    """The workbook if ``user`` may see it. Private, draft and missing workbooks are the same 404."""
+def workbook_get_for_viewer(*, pk: int, user: User, share_token: str | None = None) -> Workbook:
+    """The workbook if ``user`` may see it. Private, draft, unlisted (without its token) and missing
+    workbooks are the same 404."""
     workbook = Workbook.objects.select_related("author").prefetch_related("tags").filter(pk=pk).first()
-    if workbook is None or not can_view(workbook=workbook, user=user):
+    if workbook is None or not can_view(workbook=workbook, user=user, share_token=share_token):
+        raise Http404("No such workbook.")
+    return workbook
+
+
+def workbook_get_shared(*, token: str, user: User) -> Workbook:
+    """An unlisted workbook by its share link; anything else (another visibility, a draft, an unknown or
+    revoked token, a deactivated author) is a 404."""
+    workbook = (
+        Workbook.objects.select_related("author").prefetch_related("tags").filter(share_token=token).first()
+    )
+    if (
+        workbook is None
+        or workbook.visibility != Visibility.UNLISTED
+        or not can_view(workbook=workbook, user=user, share_token=token)
+    ):
         raise Http404("No such workbook.")
     return workbook
 

@@ -31,6 +31,7 @@ from workbooks.models import (
     Workbook,
     WorkbookDailyStat,
     WorkbookTag,
+    new_share_token,
 )
 
 if TYPE_CHECKING:
@@ -288,10 +289,22 @@ def _bulk_change(workbook_ids: Iterable[int], **changes: object) -> int:
         Workbook.objects.filter(pk__in=[pk for pk, _ in affected]).update(
             **changes, updated_at=timezone.now()
         )
+        if changes.get("visibility") == Visibility.UNLISTED:
+            _give_share_tokens([pk for pk, _ in affected])
         invalidate.workbooks_changed(
             workbook_ids=[pk for pk, _ in affected], author_usernames={name for _, name in affected}
         )
     return len(affected)
+
+
+def _give_share_tokens(workbook_ids: list[int]) -> None:
+    """Unlisted workbooks changed in bulk (admin) get their share token, as save() gives one."""
+    missing = Workbook.objects.filter(pk__in=workbook_ids, share_token__isnull=True).values_list(
+        "pk", flat=True
+    )
+    Workbook.objects.bulk_update(
+        [Workbook(pk=pk, share_token=new_share_token()) for pk in missing], ["share_token"]
+    )
 
 
 def workbooks_set_visibility(*, workbook_ids: Iterable[int], visibility: str) -> int:

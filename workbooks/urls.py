@@ -14,6 +14,7 @@ urlpatterns = [
     path("workbooks/<int:pk>/unfavorite/", views.unfavorite, name="unfavorite"),
     path("workbooks/<int:pk>/stats/", views.workbook_stats, name="stats"),
     path("workbooks/<int:pk>/<slug:slug>/", views.workbook_detail, name="detail"),
+    path("workbooks/link/<slug:token>/", views.workbook_shared, name="shared"),
     path("tags/<slug:slug>/", views.tag_detail, name="tag"),
     path("feed/", views.feed, name="feed"),
     path("favorites/", views.favorites, name="favorites"),

@@ -158,6 +158,21 @@ def workbook_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
     workbook = selectors.workbook_get_for_viewer(pk=pk, user=request.user)
     if slug != workbook.slug:
         return redirect(workbook, permanent=True)
+    return _detail_page(request, workbook)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def workbook_shared(request: HttpRequest, token: str) -> HttpResponse:
+    """An unlisted workbook through its share link. Not in the anonymous page cache (its namespaces need
+    the workbook's id, which only the database knows here); the shared fragment is cached as usual."""
+    workbook = selectors.workbook_get_shared(token=token, user=request.user)
+    response = _detail_page(request, workbook)
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _detail_page(request: HttpRequest, workbook) -> HttpResponse:
     _count_view(request, workbook.pk)
     fragment = cached_fragment(
         "detail",
@@ -244,7 +259,9 @@ def workbook_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def favorite(request: HttpRequest, pk: int) -> HttpResponse:
-    workbook = selectors.workbook_get_for_viewer(pk=pk, user=request.user)
+    workbook = selectors.workbook_get_for_viewer(
+        pk=pk, user=request.user, share_token=request.POST.get("token")
+    )
     services.favorite_add(user=request.user, workbook=workbook)
     return redirect(workbook)
 
@@ -252,7 +269,9 @@ def favorite(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
-    workbook = selectors.workbook_get_for_viewer(pk=pk, user=request.user)
+    workbook = selectors.workbook_get_for_viewer(
+        pk=pk, user=request.user, share_token=request.POST.get("token")
+    )
     services.favorite_remove(user=request.user, workbook=workbook)
     return redirect(workbook)
 
