@@ -23,7 +23,7 @@ LOGIN_ONLY = S(302, 200, 200, 200)
 POST_ONLY_LOGIN = S(302, 405, 405, 405)
 
 # name -> (kwargs builder, expected GET status per role). `w` is a public workbook by `owner`,
-# `p` a private one by `owner`.
+# `p` a private one and `u` an unlisted one by `owner`.
 TABLE = {
     "home": (lambda o: {}, ALL_200),
     "healthz": (lambda o: {}, ALL_200),
@@ -33,6 +33,8 @@ TABLE = {
     "workbooks:redirect": (lambda o: {"pk": o["w"].pk}, S(301, 301, 301, 301)),
     "workbooks:detail": (lambda o: {"pk": o["w"].pk, "slug": o["w"].slug}, ALL_200),
     "workbooks:detail (private)": (lambda o: {"pk": o["p"].pk, "slug": o["p"].slug}, S(404, 200, 404, 200)),
+    "workbooks:detail (unlisted)": (lambda o: {"pk": o["u"].pk, "slug": o["u"].slug}, S(404, 200, 404, 200)),
+    "workbooks:shared": (lambda o: {"token": o["u"].share_token}, ALL_200),
     "workbooks:edit": (lambda o: {"pk": o["w"].pk}, S(302, 200, 404, 404)),
     "workbooks:delete": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
     "workbooks:favorite": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
@@ -106,6 +108,7 @@ def objects(db):
         "tag": tag,
         "w": WorkbookFactory(author=owner, tags=[tag]),
         "p": WorkbookFactory(author=owner, visibility=Visibility.PRIVATE),
+        "u": WorkbookFactory(author=owner, visibility=Visibility.UNLISTED),
     }
 
 
