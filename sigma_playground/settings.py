@@ -327,6 +327,8 @@ MEDIA_CACHE_MAX_AGE = 30 * 24 * 3600  # thumbnails and avatars: names change wit
 # View counting: buffered in Redis, flushed to the database every VIEW_FLUSH_SECONDS by a beat task.
 VIEW_COUNTING_ENABLED = env_bool("VIEW_COUNTING_ENABLED", True)
 VIEW_FLUSH_SECONDS = env_int("VIEW_FLUSH_SECONDS", 5)
+# A visitor (user id, or client address) counts at most once per workbook per window of this many seconds.
+VIEW_DEDUP_SECONDS = env_int("VIEW_DEDUP_SECONDS", 30 * 60)
 # Each web process batches its views for this long before one round trip to Redis (0: a round trip per view).
 VIEW_PROCESS_FLUSH_SECONDS = env_float("VIEW_PROCESS_FLUSH_SECONDS", 0.5)
 

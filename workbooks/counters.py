@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import threading
 import time
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from django.core.cache import cache as django_cache
 from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -80,15 +82,67 @@ def _redis():
 
 
 Counts = dict[tuple[int, dt.date], int]
+# A view in the process buffer: workbook id, day, and, for a view by a known visitor, the dedup window and the
+# visitor's digest ("" for views counted unconditionally).
+ViewKey = tuple[int, dt.date, int, str]
 
 
-def record_view(*, workbook_id: int) -> None:
-    """Count one view of ``workbook_id`` now."""
-    key = (int(workbook_id), timezone.now().date())
+def visitor_digest(visitor: str) -> str:
+    """A short keyed digest of a visitor id (user id or client address): what the seen-sets hold."""
+    return hashlib.blake2b(visitor.encode(), key=settings.SECRET_KEY.encode()[:64], digest_size=8).hexdigest()
+
+
+def record_view(*, workbook_id: int, visitor: str | None = None) -> None:
+    """Count one view of ``workbook_id`` now; with ``visitor``, at most once per visitor per workbook per
+    VIEW_DEDUP_SECONDS window (the seen-sets in Redis decide when the batch is delivered)."""
+    now = timezone.now()
+    window = int(now.timestamp() // settings.VIEW_DEDUP_SECONDS) if visitor else 0
+    key: ViewKey = (int(workbook_id), now.date(), window, visitor_digest(visitor) if visitor else "")
     if _redis() is not None and settings.VIEW_PROCESS_FLUSH_SECONDS > 0:
         _process_views.add(key)  # counted in VIEWS when the batch is delivered
         return
-    _deliver({key: 1})
+    counts = first_views(Counter({key: 1}))
+    if counts:
+        _deliver(counts)
+
+
+def first_views(state: Counter[ViewKey]) -> Counts:
+    """The views of ``state`` that count: all of those without a visitor, and one per visitor, workbook and
+    window not seen before (``SADD`` to the window's seen-set answers 1), in one pipelined round trip.
+    Without Redis (the embedded default) the local cache remembers the visitors instead; with Redis failing,
+    each visitor counts once per batch."""
+    counts: Counter[tuple[int, dt.date]] = Counter()
+    visits = []
+    for (workbook_id, day, window, visitor), n in state.items():
+        if visitor:
+            visits.append((workbook_id, day, window, visitor))
+        else:
+            counts[(workbook_id, day)] += n
+    if not visits:
+        return dict(counts)
+    ttl = settings.VIEW_DEDUP_SECONDS + 60
+    client = _redis()
+    fresh: list[bool]
+    if client is not None:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for workbook_id, _day, window, visitor in visits:
+                pipe.sadd(keys.views_seen(window, workbook_id), visitor)
+            for window, workbook_id in sorted({(v[2], v[0]) for v in visits}):
+                pipe.expire(keys.views_seen(window, workbook_id), ttl)
+            fresh = [bool(added) for added in pipe.execute()[: len(visits)]]
+        except Exception as exc:
+            service._failed("incr", exc, service.durable())
+            fresh = [True] * len(visits)
+    else:
+        fresh = [
+            django_cache.add(f"{keys.views_seen(window, wid)}:{visitor}", 1, ttl) is not False
+            for wid, _day, window, visitor in visits
+        ]
+    for (workbook_id, day, _window, _visitor), new in zip(visits, fresh, strict=True):
+        if new:
+            counts[(workbook_id, day)] += 1
+    return dict(counts)
 
 
 # KEYS: the batch's marker, the set of live days, each day's buffer; ARGV: marker TTL (ms), buffer TTL (s),
@@ -198,23 +252,23 @@ def pending_batches() -> int:
     return len(_pending)
 
 
-class _ProcessViews(ProcessBuffer[Counter[tuple[int, dt.date]]]):
+class _ProcessViews(ProcessBuffer[Counter[ViewKey]]):
     """Views counted in this process and not yet sent to Redis."""
 
     thread_name = "view-counter-flush"
 
-    def empty(self) -> Counter[tuple[int, dt.date]]:
+    def empty(self) -> Counter[ViewKey]:
         return Counter()
 
     def interval(self) -> float:
         return settings.VIEW_PROCESS_FLUSH_SECONDS
 
-    def add(self, key: tuple[int, dt.date]) -> None:
+    def add(self, key: ViewKey) -> None:
         with self._lock:
             self._claim()[key] += 1
 
-    def deliver(self, state: Counter[tuple[int, dt.date]]) -> None:
-        counts = dict(state)
+    def deliver(self, state: Counter[ViewKey]) -> None:
+        counts = {key: n for key, n in first_views(state).items() if n > 0}
         if counts or _pending:
             _deliver(counts)
 
@@ -226,7 +280,8 @@ _process_views = _ProcessViews()
 
 
 def send_process_views() -> int:
-    """Send this process's batched views to Redis now (or, with Redis down, to the database)."""
+    """Send this process's batched views to Redis now (or, with Redis down, to the database); returns how
+    many were recorded (before the once-per-visitor filter)."""
     counts = _process_views.drain()
     _process_views.deliver(counts)
     return sum(counts.values())

@@ -404,10 +404,11 @@ def favorite_remove(*, user: User, workbook: Workbook) -> bool:
 # --- Views ------------------------------------------------------------------------------------------------
 
 
-def workbook_record_view(*, workbook_id: int) -> None:
-    """Count one view. The one entry point for view counting (workbooks.counters does the buffering)."""
+def workbook_record_view(*, workbook_id: int, visitor: str | None = None) -> None:
+    """Count one view. The one entry point for view counting (workbooks.counters does the buffering); with
+    ``visitor`` (a user id or client address), at most once per visitor per VIEW_DEDUP_SECONDS window."""
     if settings.VIEW_COUNTING_ENABLED:
-        counters.record_view(workbook_id=workbook_id)
+        counters.record_view(workbook_id=workbook_id, visitor=visitor)
 
 
 # --- Embed link checks (workbooks.linkcheck) --------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from sigma_playground import client_ip
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
     QuerySpec,
@@ -141,9 +142,20 @@ def workbook_redirect(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(selectors.workbook_get_for_viewer(pk=pk, user=request.user), permanent=True)
 
 
-def _count_view(request: HttpRequest, pk: int, slug: str = "") -> None:
-    if not warming.is_warming(request):
-        services.workbook_record_view(workbook_id=pk)
+def _count_view(request: HttpRequest, pk: int, slug: str = "", *, author_id: int | None = None) -> None:
+    """A view counts for a GET (not HEAD), not by the warming task, not by the author, and once per visitor
+    (their user id, or their client address) per workbook per VIEW_DEDUP_SECONDS (workbooks.counters).
+    Called on a cache hit too, where the visitor is anonymous (``request.user`` may not exist there)."""
+    if request.method != "GET" or warming.is_warming(request):
+        return
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        if user.pk == author_id:
+            return
+        visitor = f"user:{user.pk}"
+    else:
+        visitor = f"addr:{client_ip.client_address(request)}"
+    services.workbook_record_view(workbook_id=pk, visitor=visitor)
 
 
 @cache_anonymous_page(
@@ -173,7 +185,7 @@ def workbook_shared(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _detail_page(request: HttpRequest, workbook) -> HttpResponse:
-    _count_view(request, workbook.pk)
+    _count_view(request, workbook.pk, author_id=workbook.author_id)
     fragment = cached_fragment(
         "detail",
         template="workbooks/fragments/detail.html",

@@ -2,8 +2,11 @@
 
 The design's list (the 50 most popular workbooks, the 100 most active authors' profiles, featured content)
 plus the first page of each sort, fetched through the whole stack as an anonymous visitor would, so they land
-in the page cache exactly as a real request would put them there. Warming requests carry
-``X-Sigma-Warming``, which keeps them out of the view counts.
+in the page cache exactly as a real request would put them there. Warming requests are made in-process
+(Django's test client, not over HTTP) and carry the WSGI environ key ``sigma.warming``, which keeps them out
+of the view counts. A client cannot forge it: every header a client sends reaches the environ as
+``HTTP_<NAME>``, never as a key without that prefix. (It used to be an ``X-Sigma-Warming: 1`` header, which
+any visitor could send to stay uncounted.)
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from django.urls import reverse
 from workbooks import selectors
 from workbooks.models import Workbook
 
-WARMING_HEADER = "HTTP_X_SIGMA_WARMING"
+WARMING_ENVIRON = "sigma.warming"
 POPULAR_WORKBOOKS = 50
 ACTIVE_AUTHORS = 100
 RECENT_WINDOW = 2000  # "most active": most workbooks among the newest RECENT_WINDOW listed ones
@@ -40,7 +43,7 @@ class WarmResult:
 
 
 def is_warming(request) -> bool:
-    return request.META.get(WARMING_HEADER) == "1"
+    return request.META.get(WARMING_ENVIRON) is True
 
 
 def first_pages() -> list[str]:
@@ -81,7 +84,7 @@ def warm(*, paths: list[str] | None = None, progress: Callable[[int, int], None]
     client = Client(HTTP_HOST=host, raise_request_exception=False)
     paths = warm_paths() if paths is None else paths
     for done, path in enumerate(paths, start=1):
-        response = client.get(path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_HEADER: "1"})
+        response = client.get(path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_ENVIRON: True})
         if response.status_code != 200:
             result.failed += 1
             result.failures.append(f"{path}: {response.status_code}")

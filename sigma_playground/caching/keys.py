@@ -138,6 +138,12 @@ def views_days() -> str:
     return f"{PREFIX}:views:days"
 
 
+def views_seen(window: int, workbook_id: int) -> str:
+    """Set of visitors (digests) already counted for one workbook in one VIEW_DEDUP_SECONDS window; expires
+    with the window, so memory is bounded by the distinct visitors of a window."""
+    return f"{PREFIX}:views:seen:{int(window)}:{int(workbook_id)}"
+
+
 def views_batches() -> str:
     """Set of claimed batches not yet finished (a flush that died leaves its batch here)."""
     return f"{PREFIX}:views:batches"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 from django.db import connections
@@ -20,14 +21,15 @@ def count_in_threads(workbook_id: int, threads: int = 10, each: int = 100) -> No
     """Views from 10 request threads of one process, then that process's batch sent to Redis (what its
     sender thread does within VIEW_PROCESS_FLUSH_SECONDS)."""
     barrier = threading.Barrier(threads)
+    run = uuid.uuid4().hex[:8]
 
-    def work() -> None:
+    def work(thread: int) -> None:
         barrier.wait()
-        for _ in range(each):
-            services.workbook_record_view(workbook_id=workbook_id)
+        for n in range(each):  # distinct visitors: each view passes the once-per-visitor filter
+            services.workbook_record_view(workbook_id=workbook_id, visitor=f"{run}-{thread}-{n}")
         connections.close_all()
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
     for t in workers:
         t.start()
     for t in workers:

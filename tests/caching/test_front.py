@@ -179,8 +179,9 @@ def test_a_detail_hit_through_the_front_counts_the_view(world, front, django_app
     from workbooks import counters
 
     url = world["workbook"].get_absolute_url()
-    call(front, url)
-    assert call(front, url).headers["x-cache"] == "hit" and django_app.calls == 1
+    call(front, url, REMOTE_ADDR="198.51.100.1")
+    assert call(front, url, REMOTE_ADDR="198.51.100.2").headers["x-cache"] == "hit" and django_app.calls == 1
+    call(front, url, REMOTE_ADDR="198.51.100.2")  # the same visitor again, in the same window: not counted
     counters.send_process_views()
     assert counters.flush_views() == 2
 
