@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib.auth.forms import BaseUserCreationForm
 
 from accounts.models import User, ci
+from sigma_playground import ratelimit
 from sigma_playground.images import ImageRejected, ProcessedImage, process_upload
 
 
@@ -48,6 +49,8 @@ class ProfileForm(forms.ModelForm):
         # False: "clear" was ticked; None or the current FieldFile: unchanged.
         if not upload or not hasattr(upload, "content_type"):
             return upload
+        if self.instance.pk is not None:
+            ratelimit.image_upload(self.instance.pk)
         try:
             self.processed_avatar = process_upload(
                 upload,

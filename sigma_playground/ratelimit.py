@@ -1,4 +1,4 @@
-"""Fixed-window rate limits for costly actions (sign-ups per client address, uploads per user).
+"""Fixed-window rate limits for costly actions (sign-ups per client address, image uploads per user).
 
 A counter per action, subject and window in the cache (``cache.add`` then ``INCR``: two round trips, atomic
 in Redis). Fails open: with the cache unreachable the action is allowed and the error is counted as a cache
@@ -12,14 +12,16 @@ import logging
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 
 from monitoring import metrics
 from sigma_playground.caching import keys
 
 logger = logging.getLogger("sigma_playground.ratelimit")
 
-ACTIONS = ("signup", "thumbnail_upload")
+ACTIONS = ("signup", "image_upload")
 RATE_LIMITED = metrics.counter(
     "sigma_rate_limited_total",
     "Requests refused by a rate limit, by action (docs/security.md lists the limits).",
@@ -57,3 +59,18 @@ def hit(action: str, subject: str, *, limit: int, window_seconds: int, now: floa
         extra={"action": action, "retry_after": retry_after},
     )  # fmt: skip
     return Decision(False, retry_after)
+
+
+def image_upload(user_id: int) -> None:
+    """Count an image upload (thumbnail or profile picture) by ``user_id``; a ValidationError (a form error)
+    once IMAGE_UPLOADS_PER_HOUR is used up. Checked before the image is decoded: refusing costs nothing."""
+    decision = hit(
+        "image_upload", f"user:{user_id}", limit=settings.IMAGE_UPLOADS_PER_HOUR, window_seconds=3600
+    )
+    if not decision.allowed:
+        minutes = max(1, round(decision.retry_after / 60))
+        raise ValidationError(
+            f"You have uploaded {settings.IMAGE_UPLOADS_PER_HOUR} images in the last hour, the most allowed. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+            code="upload_rate_limited",
+        )

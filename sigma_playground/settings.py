@@ -397,10 +397,13 @@ CELERY_BEAT_SCHEDULER = "sigma_playground.beat:LockedDatabaseScheduler"
 BEAT_LOCK_SECONDS = env_float("BEAT_LOCK_SECONDS", 30.0)
 # Task modules outside the installed apps.
 CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
-# Image work has its own queue, so a slow browser or a burst of renders never delays the beat jobs
-# (workers for it: `celery -A sigma_playground worker -Q media`; `make worker` consumes both).
+# Where each task goes, in one place. Image work (thumbnail renders: seconds of CPU per image; embed preview
+# captures: a browser) has its own queue, so a slow browser or a burst of renders never delays the view flush,
+# the heartbeat or the other beat jobs on the default queue (workers: README "Celery").
+MEDIA_QUEUE = "media"
 CELERY_TASK_ROUTES = {
-    "workbooks.tasks.capture_embed_preview": {"queue": "media"},
+    "workbooks.tasks.capture_embed_preview": {"queue": MEDIA_QUEUE},
+    "workbooks.tasks.render_thumbnail_derivatives": {"queue": MEDIA_QUEUE},
 }
 # The queue of every task without a route (Celery's default name unless a deployment renames it).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
@@ -730,6 +733,10 @@ MAX_PAGE_SIZE = 100
 # Workbook thumbnails: derivative widths (px) rendered in AVIF, WebP and JPEG by a Celery task.
 THUMBNAIL_WIDTHS = (320, 640, 768, 1024, 1280, 1536)
 THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", IMAGE_UPLOAD_MAX_BYTES)
+# A render task is interrupted after this many seconds (soft: it gives up cleanly) and killed 30 s later.
+THUMBNAIL_RENDER_TIME_LIMIT = env_int("THUMBNAIL_RENDER_TIME_LIMIT", 60)
+# Image uploads (thumbnails and profile pictures) per user per hour (0: unlimited).
+IMAGE_UPLOADS_PER_HOUR = env_int("IMAGE_UPLOADS_PER_HOUR", 20)
 
 # --- Monitoring -----------------------------------------------------------------------------------------
 

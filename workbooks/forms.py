@@ -5,6 +5,7 @@ import re
 from django import forms
 from django.utils.text import slugify
 
+from sigma_playground import ratelimit
 from sigma_playground.images import ImageRejected, ProcessedImage
 from workbooks import thumbnails
 from workbooks.embed import canonical_embed_url
@@ -68,7 +69,8 @@ class WorkbookForm(forms.Form):
 
     processed_thumbnail: ProcessedImage | None = None
 
-    def __init__(self, *args, instance: Workbook | None = None, **kwargs):
+    def __init__(self, *args, instance: Workbook | None = None, uploader_id: int | None = None, **kwargs):
+        self.uploader_id = uploader_id
         if instance is not None and "initial" not in kwargs:
             kwargs["initial"] = {
                 "title": instance.title,
@@ -98,6 +100,8 @@ class WorkbookForm(forms.Form):
         upload = self.cleaned_data.get("thumbnail")
         if not upload:
             return None
+        if self.uploader_id is not None:
+            ratelimit.image_upload(self.uploader_id)
         try:
             self.processed_thumbnail = thumbnails.prepare_master(upload)
         except ImageRejected as exc:

@@ -8,6 +8,7 @@ import logging
 from urllib.parse import urlsplit
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -28,7 +29,13 @@ logger = logging.getLogger(__name__)
 # on the queue and retried at once by another process, instead of waiting for the render_pending_thumbnails
 # sweep (every 5 minutes). The task is idempotent, so running it twice is harmless.
 @shared_task(
-    acks_late=True, reject_on_worker_lost=True, ignore_result=True, soft_time_limit=120, time_limit=180
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    # Routed to the "media" queue by CELERY_TASK_ROUTES (settings). Bounded in time: one pathological image
+    # cannot hold a worker for more than THUMBNAIL_RENDER_TIME_LIMIT (+30 s if it ignores the soft limit).
+    soft_time_limit=settings.THUMBNAIL_RENDER_TIME_LIMIT,
+    time_limit=settings.THUMBNAIL_RENDER_TIME_LIMIT + 30,
 )
 def render_thumbnail_derivatives(workbook_id: int, master_name: str, force: bool = False) -> bool:
     """Render a master's derivatives and record them on the workbook; True when it did.
@@ -45,6 +52,14 @@ def render_thumbnail_derivatives(workbook_id: int, master_name: str, force: bool
         description = thumbnails.render_derivatives(master_name, workbook_id=workbook_id)
     except FileNotFoundError:
         logger.info("thumbnails: master %s of workbook %s is gone", master_name, workbook_id)
+        return False
+    except SoftTimeLimitExceeded:
+        # The placeholder stays; render_pending_thumbnails will try again in its next run.
+        logger.warning(
+            "thumbnails: render of workbook %s stopped after %d s (THUMBNAIL_RENDER_TIME_LIMIT)",
+            workbook_id,
+            settings.THUMBNAIL_RENDER_TIME_LIMIT,
+        )
         return False
     with transaction.atomic():
         current = (

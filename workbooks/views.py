@@ -214,7 +214,7 @@ def _detail_page(request: HttpRequest, workbook) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def workbook_create(request: HttpRequest) -> HttpResponse:
-    form = WorkbookForm(request.POST or None, request.FILES or None)
+    form = WorkbookForm(request.POST or None, request.FILES or None, uploader_id=request.user.pk)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         workbook = services.workbook_publish(
@@ -239,7 +239,9 @@ def workbook_create(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def workbook_edit(request: HttpRequest, pk: int) -> HttpResponse:
     workbook = selectors.workbook_get_for_author(pk=pk, user=request.user)
-    form = WorkbookForm(request.POST or None, request.FILES or None, instance=workbook)
+    form = WorkbookForm(
+        request.POST or None, request.FILES or None, instance=workbook, uploader_id=request.user.pk
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         services.workbook_update(
