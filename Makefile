@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db stack loadtest
+.PHONY: run test test-embedded venv lint format migrate worker worker-media beat tools clean bench-web bench-db stack loadtest
 
 venv: $(STAMP)
 
@@ -41,6 +41,13 @@ worker: venv
 	mkdir -p .run/prometheus-celery
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery CELERY_METRICS_PORT=$${CELERY_METRICS_PORT:-9808} \
 		$(BIN)/celery -A sigma_playground worker -Q celery,media --loglevel=INFO --concurrency=2
+
+# The "media" queue alone (thumbnail renders, embed previews): in production run it as its own worker and
+# the default one with -Q celery, so renders never delay the default queue's jobs.
+worker-media: venv
+	mkdir -p .run/prometheus-celery-media
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery-media CELERY_METRICS_PORT=$${CELERY_MEDIA_METRICS_PORT:-9809} \
+		$(BIN)/celery -A sigma_playground worker -Q media -n media@%h --loglevel=INFO --concurrency=1
 
 beat: venv
 	$(BIN)/celery -A sigma_playground beat --loglevel=INFO
