@@ -266,6 +266,10 @@ if REDIS_URL:
                 # Fail open: errors become cache misses (and a log line), never a 500.
                 "IGNORE_EXCEPTIONS": True,
                 "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
+                # Values go through JSON, never pickle: whoever can write to Redis must not be able to run
+                # code in the web workers by planting a value (sessions, counters and timestamps are JSON;
+                # the page cache uses its own data-only frame, sigma_playground/caching/service.py).
+                "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
             },
         }
     }

@@ -90,7 +90,11 @@ class CachedPageFront:
             lookup.spec.on_hit(request, *match.args, **match.kwargs)
             close_old_connections()  # as Django's request_finished would, if on_hit fell back to the database
         status, content = value["status"], value["content"]
-        headers = [*value["headers"], ("X-Cache", "hit"), (rid.HEADER, request_id)]
+        headers = [
+            *((name, header) for name, header in value["headers"]),
+            ("X-Cache", "hit"),
+            (rid.HEADER, request_id),
+        ]
         start_response(_STATUS_LINES.get(status) or f"{status} Unknown", headers)
         duration = time.perf_counter() - started
         _record(request, match.view_name, status, len(content), _charset(value["headers"]), duration)

@@ -27,8 +27,9 @@ would be wrong), the others wait briefly for the builder and then build themselv
 from __future__ import annotations
 
 import functools
+import json
 import logging
-import pickle
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -331,19 +332,67 @@ class Entry:
         return time.time() < self.fresh_until
 
 
+# Entries are stored in a format that can only ever decode to data: a JSON head and the raw bytes values it
+# refers to, never a pickle (whoever can write to Redis would run code in every web worker when a pickle is
+# read). The frame: MAGIC, the head's length (4 bytes, big-endian), the head
+# ``{"f": fresh_until, "v": value, "b": [blob lengths]}``, then the blobs. A bytes value (a page's body) is a
+# ``{"__blob__": n}`` reference in the head, so pages are stored without base64 or escaping. Anything else
+# that is not JSON (a model instance, a set, a datetime) cannot be cached: ``set_entry`` raises TypeError.
+MAGIC = b"SPC1"
+_BLOB = "__blob__"
+
+
+def _encode(value: Any, blobs: list[bytes]) -> Any:
+    if isinstance(value, bytes):
+        blobs.append(value)
+        return {_BLOB: len(blobs) - 1}
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value) or _BLOB in value:
+            raise TypeError("cached dicts need string keys (and not the blob marker)")
+        return {k: _encode(v, blobs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v, blobs) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"cannot cache a {type(value).__name__}: only JSON data and bytes")
+
+
+def _decode(value: Any, blobs: list[bytes]) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and _BLOB in value:
+            return blobs[value[_BLOB]]
+        return {k: _decode(v, blobs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, blobs) for v in value]
+    return value
+
+
 def _dumps(entry: Entry) -> bytes:
-    return pickle.dumps((entry.fresh_until, entry.value), protocol=pickle.HIGHEST_PROTOCOL)
+    blobs: list[bytes] = []
+    encoded = _encode(entry.value, blobs)
+    head = json.dumps(
+        {"f": entry.fresh_until, "v": encoded, "b": [len(b) for b in blobs]}, separators=(",", ":")
+    ).encode()
+    return b"".join([MAGIC, struct.pack(">I", len(head)), head, *blobs])
 
 
 def _loads(raw: bytes | None) -> Entry | None:
-    if raw is None:
+    """The entry, or None for anything that is not a well-formed frame (counted as a miss)."""
+    if raw is None or not raw.startswith(MAGIC):
         return None
     try:
-        # Our own entries in our own Redis; nothing a visitor can write reaches this.
-        fresh_until, value = pickle.loads(raw)  # noqa: S301
-    except Exception:
+        (size,) = struct.unpack_from(">I", raw, len(MAGIC))
+        start = len(MAGIC) + 4
+        head = json.loads(raw[start : start + size])
+        blobs, offset = [], start + size
+        for length in head["b"]:
+            blobs.append(raw[offset : offset + length])
+            offset += length
+        if offset != len(raw):
+            return None
+        return Entry(value=_decode(head["v"], blobs), fresh_until=float(head["f"]))
+    except (ValueError, KeyError, TypeError, IndexError, struct.error, RecursionError):
         return None
-    return Entry(value=value, fresh_until=fresh_until)
 
 
 def _fetch(kind: str, key: str) -> Entry | None:
@@ -538,7 +587,7 @@ def cached(
     """Cache a function's result for ``ttl`` seconds under ``keys.function(name, key(*args, **kwargs))``.
 
     ``namespaces(*args, **kwargs)`` names generations the result depends on, so that a write that bumps one
-    of them invalidates it. Results must be picklable. Same metrics, fail-open and stampede control as pages.
+    of them invalidates it. Results must be JSON data (bytes allowed; see _dumps). Same metrics, fail-open and stampede control as pages.
     """
 
     def decorator(fn: Callable[..., T]) -> Callable[..., T]:
