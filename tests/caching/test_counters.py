@@ -234,14 +234,19 @@ def test_a_batch_redis_refused_with_an_error_goes_to_the_database_once(settings,
 @pytest.mark.slow
 def test_gunicorn_workers_send_their_last_batch_when_they_stop(tmp_path, settings):
     """Real gunicorn, real cached detail pages: views counted on hits and misses survive a graceful stop."""
-    from tests.monitoring.helpers import fetch, gunicorn_serving, services_env
+    from tests.monitoring.helpers import fetch_response, gunicorn_serving, services_env
 
     workbook = WorkbookFactory()
     env = services_env(redis_url=settings.REDIS_URL, metrics_dir=tmp_path)
     env["VIEW_PROCESS_FLUSH_SECONDS"] = "3600"  # nothing is sent before the workers stop
+    # 40 visitors behind a trusted proxy (a visitor counts once per VIEW_DEDUP_SECONDS): the first is the
+    # readiness probe from 127.0.0.1, the others forwarded addresses.
+    env["TRUSTED_PROXY_NETWORKS"] = "127.0.0.0/8"
     with gunicorn_serving(env, path=workbook.get_absolute_url()) as (base, _):
-        for _ in range(39):
-            fetch(base + workbook.get_absolute_url())
+        for n in range(39):
+            fetch_response(
+                base + workbook.get_absolute_url(), headers={"X-Forwarded-For": f"198.51.100.{n + 1}"}
+            )
         assert buffered_in_redis(workbook.pk) == 0
     assert buffered_in_redis(workbook.pk) == 40
     assert counters.flush_views() == 40
