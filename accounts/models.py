@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.validators import USERNAME_MAX_LENGTH, UsernameValidator
+from sigma_playground import text
 
 
 def avatar_upload_to(instance: User, filename: str) -> str:
@@ -39,8 +40,8 @@ class User(AbstractUser):
         error_messages={"unique": "That username is taken."},
     )
     email = models.EmailField("email address", max_length=254)
-    full_name = models.CharField(max_length=150, blank=True)
-    bio = models.TextField(max_length=2000, blank=True)
+    full_name = models.CharField(max_length=150, blank=True, validators=[text.SINGLE_LINE])
+    bio = models.TextField(max_length=2000, blank=True, validators=[text.MULTI_LINE])
     avatar = models.ImageField(
         upload_to=avatar_upload_to, blank=True, width_field="avatar_width", height_field="avatar_height"
     )

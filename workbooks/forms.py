@@ -5,7 +5,7 @@ import re
 from django import forms
 from django.utils.text import slugify
 
-from sigma_playground import ratelimit
+from sigma_playground import ratelimit, text
 from sigma_playground.images import ImageRejected, ProcessedImage
 from workbooks import thumbnails
 from workbooks.embed import canonical_embed_url
@@ -17,6 +17,13 @@ def parse_tags(raw: str) -> list[str]:
     """Comma-separated names: trimmed, inner whitespace collapsed, duplicates (by slug) dropped."""
     names: list[str] = []
     seen: set[str] = set()
+    found = text.forbidden_characters(raw or "")
+    if found:
+        raise forms.ValidationError(
+            "Remove the invisible control or text-direction characters (%(found)s) from the tags.",
+            code="control_characters",
+            params={"found": ", ".join(found[:5])},
+        )
     for part in (raw or "").split(","):
         name = re.sub(r"\s+", " ", part).strip()
         if not name:
@@ -38,8 +45,13 @@ def parse_tags(raw: str) -> list[str]:
 
 
 class WorkbookForm(forms.Form):
-    title = forms.CharField(max_length=200)
-    description = forms.CharField(max_length=5000, required=False, widget=forms.Textarea(attrs={"rows": 6}))
+    title = forms.CharField(max_length=200, validators=[text.SINGLE_LINE])
+    description = forms.CharField(
+        max_length=5000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        validators=[text.MULTI_LINE],
+    )
     sigma_embed_url = forms.CharField(
         label="Sigma embed link",
         max_length=2000,

@@ -11,6 +11,8 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
+from sigma_playground import text
+
 HEX_COLOUR_RE = r"^#[0-9a-f]{6}\Z"
 HEX_COLOUR_DB_RE = r"^#[0-9a-f]{6}$"
 
@@ -22,7 +24,7 @@ class Visibility(models.TextChoices):
 
 
 class Tag(models.Model):
-    name = models.CharField(max_length=40)
+    name = models.CharField(max_length=40, validators=[text.SINGLE_LINE])
     slug = models.SlugField(max_length=50, unique=True)
     colour = models.CharField(
         max_length=7,
@@ -75,9 +77,9 @@ class WorkbookQuerySet(models.QuerySet):
 
 class Workbook(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workbooks")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[text.SINGLE_LINE])
     slug = models.SlugField(max_length=200, allow_unicode=False)
-    description = models.TextField(max_length=5000, blank=True)
+    description = models.TextField(max_length=5000, blank=True, validators=[text.MULTI_LINE])
     sigma_embed_url = models.URLField(max_length=300)
     # The validated, re-encoded master. It lives in the private storage and is never served; pages
     # use the derivatives listed in ``thumbnail_derivatives`` (rendered by a Celery task).
