@@ -17,6 +17,10 @@ def queue_names() -> list[str]:
     names = {app.conf.task_default_queue}
     for queue in app.conf.task_queues or ():
         names.add(getattr(queue, "name", queue))
+    routes = app.conf.task_routes
+    for route in routes.values() if isinstance(routes, dict) else ():
+        if isinstance(route, dict) and route.get("queue"):
+            names.add(route["queue"])  # the media queue of thumbnail renders
     return sorted(str(name) for name in names)
 
 
