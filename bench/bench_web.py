@@ -168,6 +168,7 @@ def production_env(*, static_root: Path, metrics_dir: Path, secret_key: str) -> 
         "SECRET_KEY": secret_key,
         "ALLOWED_HOSTS": HOST,
         "SECURE_SSL_REDIRECT": "0",  # plain http on loopback; cookies stay Secure (irrelevant to anonymous GETs)
+        "TRUSTED_PROXY_NETWORKS": "127.0.0.0/8",  # wrk plays the proxy for the counted-views scenario
         "BEHIND_TLS_PROXY": "0",
         # Per-process pool for gthread workers (docs/operations.md, "Database connections").
         "DB_POOL_MIN_SIZE": "1",
@@ -575,7 +576,9 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def wrk(port: int, path: str, *, duration: int, capture: bool = False) -> WrkResult:
+def wrk(
+    port: int, path: str, *, duration: int, capture: bool = False, distinct_visitors: bool = False
+) -> WrkResult:
     url = f"http://{HOST}:{port}{path}"
     cmd = [
         wrk_binary(),
@@ -588,7 +591,13 @@ def wrk(port: int, path: str, *, duration: int, capture: bool = False) -> WrkRes
         str(WRK_SCRIPT),
         url,
     ]
-    env = {**os.environ, "WRK_CAPTURE": "1" if capture else "0"}
+    env = {
+        **os.environ,
+        "WRK_CAPTURE": "1" if capture else "0",
+        # A view counts once per visitor per VIEW_DEDUP_SECONDS: the counted scenario sends a new client address
+        # per request (X-Forwarded-For, believed from 127.0.0.0/8: TRUSTED_PROXY_NETWORKS in production_env).
+        "WRK_DISTINCT_VISITORS": "1" if distinct_visitors else "0",
+    }
     try:
         out = subprocess.run(  # noqa: S603 (fixed argv)
             cmd, env=env, capture_output=True, text=True, timeout=duration + 60, stdin=subprocess.DEVNULL
@@ -796,7 +805,9 @@ def run_scenario(
         )
         edge_pids = [s.process.pid for s in edge_servers]
         before = CpuSnapshot.take(server.proc.pid if server.proc else None, edge_pids)
-        result = wrk(port, scenario.path, duration=duration)
+        result = wrk(
+            port, scenario.path, duration=duration, distinct_visitors=scenario.counted_workbook is not None
+        )
         cpu = CpuUse.between(
             before, CpuSnapshot.take(server.proc.pid if server.proc else None, edge_pids), result.requests
         )

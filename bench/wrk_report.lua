@@ -14,6 +14,22 @@ local threads = {}
 
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("thread_number", #threads)
+end
+
+-- With WRK_DISTINCT_VISITORS=1 every request comes from a new client address (X-Forwarded-For): views are
+-- counted once per visitor per window, and the counted-views scenario must see every request counted.
+if os.getenv("WRK_DISTINCT_VISITORS") == "1" then
+  local sent = 0
+
+  function request()
+    sent = sent + 1
+    local n = (thread_number or 0) * 4000000 + sent
+    wrk.headers["X-Forwarded-For"] = string.format(
+      "10.%d.%d.%d", math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256
+    )
+    return wrk.format()
+  end
 end
 
 if os.getenv("WRK_CAPTURE") == "1" then
