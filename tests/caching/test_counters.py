@@ -245,7 +245,9 @@ def test_gunicorn_workers_send_their_last_batch_when_they_stop(tmp_path, setting
     with gunicorn_serving(env, path=workbook.get_absolute_url()) as (base, _):
         for n in range(39):
             fetch_response(
-                base + workbook.get_absolute_url(), headers={"X-Forwarded-For": f"198.51.100.{n + 1}"}
+                base + workbook.get_absolute_url(),
+                headers={"X-Forwarded-For": f"198.51.100.{n + 1}"},
+                timeout=30,
             )
         assert buffered_in_redis(workbook.pk) == 0
     assert buffered_in_redis(workbook.pk) == 40

@@ -137,7 +137,8 @@ def test_the_request_id_travels_in_the_message_to_a_real_worker(browser, json_lo
     signals.task_postrun.connect(finished, weak=False)
     app.conf.task_always_eager = False
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        # Thumbnail renders are routed to the "media" queue (settings.CELERY_TASK_ROUTES).
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=["media"]):
             json_log.reattach()
             publish_with_thumbnail(browser, "flow-through-broker-01")
             assert done.wait(30), "the worker did not run the task"
