@@ -463,7 +463,9 @@ BUDGET_CASES = [
 
 
 @pytest.mark.parametrize(("page_name", "who", "budget"), BUDGET_CASES)
-def test_query_count_is_fixed_and_independent_of_page_size(client, busy_gallery, page_name, who, budget):
+def test_query_count_is_fixed_and_independent_of_page_size(
+    client, settings, busy_gallery, page_name, who, budget
+):
     if who == "logged-in":
         client.force_login(busy_gallery["me"])
     urls = {
@@ -477,6 +479,8 @@ def test_query_count_is_fixed_and_independent_of_page_size(client, busy_gallery,
     }
     url, params = urls[page_name]
     small, small_sql = count_queries(client, url, per_page=10, **params)
+    # A new view-dedup window, so the detail page's second request counts its view like the first did.
+    settings.VIEW_DEDUP_SECONDS += 1
     large, large_sql = count_queries(client, url, per_page=100, **params)
     assert small == large, "query count grows with page size:\n" + "\n".join(large_sql)
     assert small == budget, f"{page_name} ({who}): {small} queries, budget {budget}:\n" + "\n".join(small_sql)
