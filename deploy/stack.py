@@ -115,7 +115,18 @@ def main() -> int:
         )
         spawn(
             "worker",
-            [PY, "-m", "celery", "-A", "sigma_playground", "worker", "--loglevel=INFO", "--concurrency=2"],
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "sigma_playground",
+                "worker",
+                "-Q",
+                "celery,media",
+                "--loglevel=INFO",
+                "--concurrency=2",
+            ],
             {
                 "PROMETHEUS_MULTIPROC_DIR": str(RUN / "prometheus-celery"),
                 "CELERY_METRICS_PORT": str(metrics_port),
