@@ -166,6 +166,7 @@ def beat_lock() -> str:
     """The single-beat lock (sigma_playground.beat), in the durable Redis."""
     return f"{PREFIX}:beat:lock"
 
+
 # --- Rate limits (sigma_playground.ratelimit) ---------------------------------------------------------------
 
 

@@ -126,9 +126,7 @@ def test_the_migration_gives_existing_unlisted_workbooks_tokens_and_reverses():
     assert all(tokens[pk] and len(tokens[pk]) >= 22 for pk in hidden)
     assert len({tokens[pk] for pk in hidden}) == 3 and tokens[public] is None
     executor = MigrationExecutor(connection)
-    executor.migrate(
-        [("workbooks", "0008_embed_preview")]
-    )  # reverses: drops the tokens, then the column
+    executor.migrate([("workbooks", "0008_embed_preview")])  # reverses: drops the tokens, then the column
     with connection.cursor() as cursor:
         columns = [
             c.name for c in connection.introspection.get_table_description(cursor, "workbooks_workbook")

@@ -9,7 +9,7 @@ import sigma_playground.text
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("workbooks", "0007_share_token"),
+        ("workbooks", "0009_share_token"),
     ]
 
     operations = [
