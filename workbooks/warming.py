@@ -3,7 +3,9 @@
 The design's list (the 50 most popular workbooks, the 100 most active authors' profiles, featured content)
 plus the first page of each sort, fetched through the whole stack as an anonymous visitor would, so they land
 in the page cache exactly as a real request would put them there. Warming requests carry
-``X-Sigma-Warming``, which keeps them out of the view counts.
+``X-Sigma-Warming``, which keeps them out of the view counts, and the untracked environ key, which keeps them
+out of the request metrics and the access log (they are not site traffic; the task and the command report
+a summary instead).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.urls import reverse
 
+from sigma_playground.request_id import UNTRACKED_ENVIRON
 from workbooks import selectors
 from workbooks.models import Workbook
 
@@ -81,7 +84,9 @@ def warm(*, paths: list[str] | None = None, progress: Callable[[int, int], None]
     client = Client(HTTP_HOST=host, raise_request_exception=False)
     paths = warm_paths() if paths is None else paths
     for done, path in enumerate(paths, start=1):
-        response = client.get(path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_HEADER: "1"})
+        response = client.get(
+            path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_HEADER: "1", UNTRACKED_ENVIRON: True}
+        )
         if response.status_code != 200:
             result.failed += 1
             result.failures.append(f"{path}: {response.status_code}")
