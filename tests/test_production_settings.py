@@ -49,7 +49,8 @@ def test_the_ssl_redirect_stays_on_with_the_probe_paths_exempt():
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [True, ["^metrics$", "^healthz$", "^readyz$"]]
     off = run(
-        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], {**PROD_ENV, "SECURE_SSL_REDIRECT": "0"}
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        {**PROD_ENV, "SECURE_SSL_REDIRECT": "0"},
     )
     assert off.returncode != 0 and "security.W008" in off.stdout + off.stderr
 

@@ -12,7 +12,6 @@ import pytest
 
 from tests.monitoring.helpers import fetch, gunicorn_serving, scrape
 
-
 PAGE = "/no/such/page/"  # a 404, needing no database (probes and scrapes record no request metrics)
 
 
@@ -89,7 +88,7 @@ def test_a_dead_workers_live_gauges_are_dropped_and_its_counts_kept(gunicorn):
 def test_each_instance_has_its_own_control_socket(gunicorn):
     """gunicorn's default control socket is one path per user, shared by every instance on the host; the
     config puts it in the instance's own metrics directory."""
-    base, metrics_dir, process = gunicorn
+    base, metrics_dir, _ = gunicorn
     socket_path = metrics_dir / "gunicorn.ctl"
     deadline = time.monotonic() + 20
     while not socket_path.is_socket():

@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 
 from tests.factories import UserFactory, WorkbookFactory
 from tests.monitoring.helpers import ROOT, scrape
-from workbooks import warming
 
 REQUEST_SERIES = (
     "django_http_requests_total_by_view_transport_method_total",
