@@ -123,6 +123,8 @@ def _test_settings(settings, tmp_path):
     # Metrics are published as they are recorded, so a test can read them at once; tests/monitoring/
     # test_batched.py covers the batch.
     settings.METRICS_BATCH_SECONDS = 0
+    # Whatever a gunicorn on this host left in the default web metrics directory is not this test's traffic.
+    settings.PROMETHEUS_WEB_MULTIPROC_DIR = str(tmp_path / "no-web-metrics")
     yield
 
 
