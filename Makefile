@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db stack loadtest
+.PHONY: run test test-embedded venv lint format migrate worker beat tools clean bench-web bench-db stack loadtest monitoring
 
 venv: $(STAMP)
 
@@ -54,6 +54,17 @@ stack: venv
 tools:
 	command -v chromium >/dev/null && command -v promtool >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus)
+
+# The monitoring stack against the local site (deploy/README.md, "The stack locally"): Prometheus with the
+# project's config and rules on :9090, node-exporter, postgres-exporter and redis-exporter; Ctrl-C stops it.
+# Run the site (make run, or gunicorn) and a worker (make worker, metrics on :9808) beside it. The Debian
+# packages are installed when missing (root). DATABASE_URL and REDIS_URL name what the exporters read.
+MONITORING_PACKAGES := prometheus prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter
+
+monitoring: venv
+	@for bin in $(MONITORING_PACKAGES); do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(BIN)/python deploy/monitoring_stack.py --web $(HOST):$(PORT) --celery 127.0.0.1:$${CELERY_METRICS_PORT:-9808}
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

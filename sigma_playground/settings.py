@@ -376,6 +376,8 @@ SESSION_ENGINE = "sigma_playground.sessions"
 SESSION_CACHE_ALIAS = "sessions" if REDIS_URL else "default"
 
 CELERY_TASK_EAGER_PROPAGATES = True
+# The queue tasks go to and workers consume by default: one per site sharing a broker (and per test stack).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -441,11 +443,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.cleanup_notifications",
         "schedule": crontab(hour=3, minute=41),
     },
-    # Proves beat -> broker -> worker works; alerts and the health diagnosis watch its timestamp.
+    # Proves beat -> broker -> worker works; alerts and the health diagnosis watch its timestamp. Every
+    # minute (the alert's 180 s is three missed beats); BEAT_HEARTBEAT_SECONDS only for tests of the stack.
     "monitoring-beat-heartbeat": {
         "task": "monitoring.tasks.beat_heartbeat",
-        "schedule": 60.0,
-        "options": {"expires": 55},
+        "schedule": float(env_int("BEAT_HEARTBEAT_SECONDS", 60)),
+        "options": {"expires": max(1, env_int("BEAT_HEARTBEAT_SECONDS", 60) - 5)},
     },
     # Capacity planning (monitoring/capacity, docs/capacity.md): a sample of every resource, the hourly
     # roll-up and retention, and the daily report. A sample that would run late is dropped, not queued.
