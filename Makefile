@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: venv
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --capacity-history
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: venv
