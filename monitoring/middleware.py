@@ -19,7 +19,7 @@ from django_prometheus.utils import TimeSince
 from monitoring import instruments
 from monitoring.routes import UNNAMED, page_route_names, server_route_names
 from monitoring.window import REQUESTS
-from sigma_playground import queue_time
+from sigma_playground import celery, queue_time
 from sigma_playground.request_id import UNTRACKED_ENVIRON
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,10 @@ class PrometheusAfterMiddleware(dp.PrometheusAfterMiddleware):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Built once per process (each gunicorn worker builds its handler after the fork).
-        initialize_request_series(self.metrics)
+        # Built once per process (each gunicorn worker builds its handler after the fork). Not in a Celery
+        # worker, where only the cache warmer's test client builds a handler: no request series there at all.
+        if not celery.IN_WORKER:
+            initialize_request_series(self.metrics)
 
     def label_metric(self, metric, request, response=None, **labels):
         if "method" in labels and labels["method"] not in _METHODS:

@@ -23,6 +23,7 @@ from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 from monitoring.exposition import multiprocess_dir
+from sigma_playground import celery
 
 RESPONSES = "django_http_responses_total_by_status_view_method_total"
 LATENCY_BUCKET = "django_http_requests_latency_seconds_by_view_method_bucket"
@@ -93,8 +94,6 @@ def histogram_quantile(q: float, buckets: Mapping[str, float]) -> float | None:
 
 
 def in_celery_worker() -> bool:
-    from sigma_playground import celery
-
     return celery.IN_WORKER
 
 
