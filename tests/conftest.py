@@ -140,6 +140,17 @@ def _celery_eager():
 
 
 @pytest.fixture(autouse=True)
+def _not_a_celery_worker():
+    """A test that runs a worker in this process (celery.contrib.testing) sends worker_init, which marks the
+    process a Celery worker (monitoring.web_metrics then won't read its registry as the site's); the worker
+    is gone when the test ends, and so is the mark."""
+    from sigma_playground import celery
+
+    yield
+    celery.IN_WORKER = False
+
+
+@pytest.fixture(autouse=True)
 def _clear_caches():
     from sigma_playground.caching import service
     from sigma_playground.db_breaker import BREAKER
