@@ -37,7 +37,7 @@ def values(t: float, hour: int) -> dict[str, float]:
     """Every resource ``t`` days from now (negative: the past) at ``hour`` o'clock UTC."""
     peak = _daily(hour)
     return {
-        "cpu_percent": 18 + 0.55 * (t + DAYS) + 22 * peak,
+        "cpu_percent": 18 + 0.3 * (t + DAYS) + 22 * peak,
         "memory_percent": 48 + 0.12 * (t + DAYS) + 6 * peak,
         "disk_percent": 52 * math.exp(0.006 * (t + DAYS)),
         "db_connections": 12 + 0.2 * (t + DAYS) + 18 * peak,
