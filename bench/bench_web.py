@@ -5,8 +5,9 @@ issue. In one run it
 
 1. drops and creates the scratch PostgreSQL database ``BENCH_WEB_DB`` (``sigma_webbench``), empties Redis
    databases ``BENCH_REDIS_DB`` (10, cache) and ``BENCH_REDIS_BROKER_DB`` (its next, Celery broker),
-   migrates, bulk-loads 100,000 workbooks (10,000 users, 500,000 favorites, 100,000 follows: the proportions of ``make bench-db``) with ``seed_demo``, runs ``VACUUM ANALYZE`` and collects
-   static files into a temporary ``STATIC_ROOT``;
+   migrates, bulk-loads 100,000 workbooks (10,000 users, 500,000 favorites, 100,000 follows: the proportions
+   of ``make bench-db``) with ``seed_demo``, runs ``VACUUM ANALYZE`` and collects static files into a
+   temporary ``STATIC_ROOT``;
 2. for each scenario starts gunicorn with ``-c deploy/gunicorn.conf.py`` (gthread workers sized for this
    machine) in production mode (``DJANGO_ENV=production``, a random ``SECRET_KEY``, plain http:
    ``SECURE_SSL_REDIRECT=0``, ``BEHIND_TLS_PROXY=0``; web pool sizing from docs/operations.md), waits for

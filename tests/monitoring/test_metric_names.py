@@ -39,7 +39,6 @@ EXPORTER_PREFIXES = ("node_", "pg_", "redis_")
 # /metrics); samples appear with the first event.
 INCREMENTED_ELSEWHERE = {
     "sigma_cache_requests_total": "the caching layer, on its first lookup",
-    "sigma_cdn_purge_requests_total": "the CDN purge backends (in the Celery worker), on the first purge",
 }
 
 _KEYWORDS = {

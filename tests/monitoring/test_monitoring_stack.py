@@ -236,7 +236,7 @@ def check_every_target_rule_and_metric(stack_site) -> None:
         }
         if details:
             return found
-        return len(found) == 10 and all(
+        return len(found) == len(rule_exprs()) and all(
             health == "ok" and not evaluated.startswith("0001") for health, _, evaluated in found.values()
         )
 
