@@ -376,8 +376,6 @@ SESSION_ENGINE = "sigma_playground.sessions"
 SESSION_CACHE_ALIAS = "sessions" if REDIS_URL else "default"
 
 CELERY_TASK_EAGER_PROPAGATES = True
-# The queue tasks go to and workers consume by default: one per site sharing a broker (and per test stack).
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
