@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker worker-media beat tools clean bench-web bench-db stack loadtest
+.PHONY: run test test-embedded venv lint format migrate worker worker-media beat tools clean bench-web bench-db stack loadtest monitoring
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: venv
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --capacity-history
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: venv
@@ -62,6 +62,17 @@ tools:
 	command -v chromium >/dev/null && command -v promtool >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus)
 
+# The monitoring stack against the local site (deploy/README.md, "The stack locally"): Prometheus with the
+# project's config and rules on :9090, node-exporter, postgres-exporter and redis-exporter; Ctrl-C stops it.
+# Run the site (make run, or gunicorn) and a worker (make worker, metrics on :9808) beside it. The Debian
+# packages are installed when missing (root). DATABASE_URL and REDIS_URL name what the exporters read.
+MONITORING_PACKAGES := prometheus prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter
+
+monitoring: venv
+	@for bin in $(MONITORING_PACKAGES); do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(BIN)/python deploy/monitoring_stack.py --web $(HOST):$(PORT) --celery 127.0.0.1:$${CELERY_METRICS_PORT:-9808}
+
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
 
@@ -87,13 +98,19 @@ bench-db: venv
 	$(BIN)/python -m bench.bench_db summary --results "$$results"
 
 # Web benchmark (not a test, ~10 minutes): gunicorn (deploy/gunicorn.conf.py) in production mode on a scratch
-# PostgreSQL database (sigma_webbench: dropped first if it exists, dropped again at the end) with 100,000
-# workbooks and Redis 10/11 (emptied at the end), driven by wrk from 127.0.0.1: a bare WSGI hello-world (the
-# ceiling), /workbooks/ with the page cache on and off, a detail page with view counting on and off.
-# Prints req/s and p50/p95/p99 per scenario, the ratios and the goals. See docs/performance.md.
+# PostgreSQL database (BENCH_WEB_DB: dropped first if it exists, dropped again at the end) with 100,000
+# workbooks and Redis BENCH_REDIS_DB / BENCH_REDIS_BROKER_DB (emptied at the end), driven by wrk from 127.0.0.1:
+# a bare WSGI hello-world (the ceiling), /workbooks/ with the page cache on and off, a detail page with view
+# counting on and off. Prints req/s and p50/p95/p99 per scenario, the ratios and the goals. See
+# docs/performance.md. Pick databases nobody else uses: make bench-web BENCH_WEB_DB=sigma_webbench_me BENCH_REDIS_DB=14
+BENCH_WEB_DB ?= sigma_webbench
+BENCH_REDIS_DB ?= 10
+BENCH_REDIS_BROKER_DB ?= $(shell echo $$(($(BENCH_REDIS_DB) + 1)))
+
 bench-web: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
-	$(BIN)/python bench/bench_web.py
+	BENCH_WEB_DB=$(BENCH_WEB_DB) BENCH_REDIS_DB=$(BENCH_REDIS_DB) BENCH_REDIS_BROKER_DB=$(BENCH_REDIS_BROKER_DB) \
+		$(BIN)/python bench/bench_web.py
 
 # The design's load test (not a test, 9 minutes at LOADTEST_TIME_SCALE=1, 1:48 at the default 0.2, per
 # scenario): load-test users, then `python -m loadtest` (Locust, an open arrival model, the phases in

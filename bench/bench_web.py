@@ -3,10 +3,11 @@
 Not a test: it prints what whole HTTP requests cost on this machine and checks the goals of the performance
 issue. In one run it
 
-1. drops and creates the scratch PostgreSQL database ``sigma_webbench``, empties Redis databases 10 (cache)
-   and 11 (Celery broker), migrates, bulk-loads 100,000 workbooks (10,000 users, 500,000 favorites, 100,000
-   follows: the proportions of ``make bench-db``) with ``seed_demo``, runs ``VACUUM ANALYZE`` and collects
-   static files into a temporary ``STATIC_ROOT``;
+1. drops and creates the scratch PostgreSQL database ``BENCH_WEB_DB`` (``sigma_webbench``), empties Redis
+   databases ``BENCH_REDIS_DB`` (10, cache) and ``BENCH_REDIS_BROKER_DB`` (its next, Celery broker),
+   migrates, bulk-loads 100,000 workbooks (10,000 users, 500,000 favorites, 100,000 follows: the proportions
+   of ``make bench-db``) with ``seed_demo``, runs ``VACUUM ANALYZE`` and collects static files into a
+   temporary ``STATIC_ROOT``;
 2. for each scenario starts gunicorn with ``-c deploy/gunicorn.conf.py`` (gthread workers sized for this
    machine) in production mode (``DJANGO_ENV=production``, a random ``SECRET_KEY``, plain http:
    ``SECURE_SSL_REDIRECT=0``, ``BEHIND_TLS_PROXY=0``; web pool sizing from docs/operations.md), waits for
@@ -64,12 +65,13 @@ GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 WRK_SCRIPT = ROOT / "bench" / "wrk_report.lua"
 
 # Our scratch database (nothing else is ever created or dropped) and Redis databases; on a machine shared with
-# other people's runs, give each run its own: BENCH_WEB_DB=sigma_me_webbench BENCH_REDIS_DB=6 (and 7).
+# other people's runs, give each run its own: BENCH_WEB_DB=sigma_me_webbench BENCH_REDIS_DB=6 (and 7, or
+# BENCH_REDIS_BROKER_DB). make bench-web passes them through.
 DB_NAME = os.environ.get("BENCH_WEB_DB") or "sigma_webbench"
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
 REDIS_CACHE_DB = int(os.environ.get("BENCH_REDIS_DB") or 10)
-REDIS_BROKER_DB = REDIS_CACHE_DB + 1
+REDIS_BROKER_DB = int(os.environ.get("BENCH_REDIS_BROKER_DB") or REDIS_CACHE_DB + 1)
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_CACHE_DB}"
 BROKER_URL = f"redis://127.0.0.1:6379/{REDIS_BROKER_DB}"
 HOST = "127.0.0.1"

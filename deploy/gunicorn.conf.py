@@ -6,7 +6,8 @@ merges them, the directory is emptied when the master starts (stale files from a
 counts, and pids get reused) and a dead worker's live gauges are dropped when it exits.
 
 Environment: GUNICORN_BIND (127.0.0.1:8000), WEB_CONCURRENCY (workers), GUNICORN_THREADS, GUNICORN_MAX_REQUESTS,
-PROMETHEUS_MULTIPROC_DIR (/run/sigma-playground/prometheus-web; must differ from the Celery worker's).
+PROMETHEUS_MULTIPROC_DIR (/run/sigma-playground/prometheus-web; must differ from the Celery worker's and from
+any other gunicorn instance's on the host), GUNICORN_CONTROL_SOCKET (default: gunicorn.ctl in that directory).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import os
 
 # Set before any worker imports prometheus_client: the value class is chosen at import time.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/run/sigma-playground/prometheus-web")
+# The diagnosis and capacity sampler in these workers read the web's merged samples from here (settings.py).
+os.environ.setdefault("PROMETHEUS_WEB_MULTIPROC_DIR", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sigma_playground.settings")
 
 cores = multiprocessing.cpu_count()
@@ -47,6 +50,12 @@ preload_app = False
 accesslog = None  # the app's JSON access log (sigma_playground.request_id) replaces gunicorn's
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket (gunicornc) defaults to one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl), shared by every instance on the host: the last one started takes it over from the
+# others. One per instance instead, beside its metrics (each instance already needs its own directory there).
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or os.path.join(
+    os.environ["PROMETHEUS_MULTIPROC_DIR"], "gunicorn.ctl"
+)
 
 
 def on_starting(server) -> None:

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import connections
 
-from monitoring import queues, slow_queries
+from monitoring import queues, slow_queries, web_metrics
 from monitoring.sla import Threshold, thresholds
 from monitoring.window import REQUESTS
 
@@ -138,14 +138,37 @@ class Report:
 
 _LATENCY_BUCKET = "django_http_requests_latency_seconds_by_view_method_bucket"
 _RESPONSES = "django_http_responses_total_by_status_view_method_total"
-PROMETHEUS_QUERIES = {
-    "p95_s": f"histogram_quantile(0.95, sum by (le) (rate({_LATENCY_BUCKET}[{WINDOW}])))",
-    # "or vector(0)": with no 5xx series at all the ratio is 0, not "no data".
-    "error_ratio": (
-        f'(sum(rate({_RESPONSES}{{status=~"5.."}}[{WINDOW}])) or vector(0)) / sum(rate({_RESPONSES}[{WINDOW}]))'
-    ),
-    "requests": f"sum(increase({_RESPONSES}[{WINDOW}]))",
-}
+
+
+def _web(extra: str = "") -> str:
+    """The label matcher of the web job's series (settings.PROMETHEUS_WEB_JOB), plus ``extra`` matchers."""
+    matchers = [f'job="{settings.PROMETHEUS_WEB_JOB}"', *([extra] if extra else [])]
+    return "{" + ",".join(matchers) + "}"
+
+
+_5XX = 'status=~"5.."'
+
+
+def prometheus_queries() -> dict[str, str]:
+    return {
+        "p95_s": f"histogram_quantile(0.95, sum by (le) (rate({_LATENCY_BUCKET}{_web()}[{WINDOW}])))",
+        # "or vector(0)": with no 5xx series at all the ratio is 0, not "no data".
+        "error_ratio": (
+            f"(sum(rate({_RESPONSES}{_web(_5XX)}[{WINDOW}])) or vector(0))"
+            f" / sum(rate({_RESPONSES}{_web()}[{WINDOW}]))"
+        ),
+        "requests": f"sum(increase({_RESPONSES}{_web()}[{WINDOW}]))",
+        "cache_hits": _cache_lookups("hit"),
+        "cache_misses": _cache_lookups("miss"),
+        # The busiest host's CPU utilisation, as the HighCPUUsage rule defines it (node-exporter).
+        "cpu_percent": (
+            f'max(100 * (1 - sum by (instance) (rate(node_cpu_seconds_total{{mode=~"idle|iowait"}}[{WINDOW}]))'
+            f" / sum by (instance) (rate(node_cpu_seconds_total[{WINDOW}]))))"
+        ),
+    }
+
+
+REQUEST_QUERIES = ("p95_s", "error_ratio", "requests")
 
 
 @dataclass
@@ -154,6 +177,7 @@ class RequestStats:
     p95_ms: float | None
     error_ratio: float | None
     source: str
+    prometheus_error: str = ""  # PROMETHEUS_URL is set but did not answer: why
 
 
 class PrometheusError(Exception):
@@ -179,14 +203,13 @@ def _prometheus_scalar(base_url: str, query: str, timeout: float) -> float | Non
 
 
 def prometheus_request_stats(base_url: str, timeout: float = 2.0) -> RequestStats:
-    values = {
-        name: _prometheus_scalar(base_url, query, timeout) for name, query in PROMETHEUS_QUERIES.items()
-    }
+    queries = prometheus_queries()
+    values = {name: _prometheus_scalar(base_url, queries[name], timeout) for name in REQUEST_QUERIES}
     return RequestStats(
         requests=values["requests"],
         p95_ms=None if values["p95_s"] is None else values["p95_s"] * 1000,
         error_ratio=values["error_ratio"],
-        source=f"Prometheus at {base_url}, all web processes, last {WINDOW}",
+        source=f"Prometheus at {base_url}, all web processes (job {settings.PROMETHEUS_WEB_JOB}), last {WINDOW}",
     )
 
 
@@ -209,8 +232,28 @@ def request_stats() -> RequestStats:
             return prometheus_request_stats(settings.PROMETHEUS_URL)
         except PrometheusError as exc:
             logger.warning("diagnosis: Prometheus did not answer: %s", exc)
-            return process_request_stats(note=f"Prometheus did not answer ({exc}); showing ")
+            stats = process_request_stats(note=f"Prometheus did not answer ({exc}); showing ")
+            stats.prometheus_error = str(exc)
+            return stats
     return process_request_stats()
+
+
+def assess_prometheus(stats: RequestStats) -> Finding:
+    """Only when PROMETHEUS_URL is set: a Prometheus that does not answer is a warning (the site-wide
+    numbers above fell back to one process's), not an information line."""
+    base = {"check": "prometheus", "title": "Prometheus", "source": settings.PROMETHEUS_URL}
+    if not stats.prometheus_error:
+        return Finding(**base, severity="ok", summary="answered the site-wide queries")
+    return Finding(
+        **base,
+        severity="warning",
+        summary=f"PROMETHEUS_URL did not answer ({stats.prometheus_error}): request latency and errors "
+        "are this process's only",
+        recommendations=[
+            "Check that Prometheus is running and reachable from this host (PROMETHEUS_URL)",
+            "Check Prometheus' own targets page: the web job should be up",
+        ],
+    )
 
 
 def assess_latency(stats: RequestStats, t: Threshold) -> Finding:
@@ -385,22 +428,49 @@ def assess_memory(percent: float, rss_bytes: int, t: Threshold) -> Finding:
     )
 
 
-def cpu_load_percent() -> float:
-    """The 1-minute load average as a percentage of the cores: smoother than a sample of CPU time."""
-    return psutil.getloadavg()[0] / (psutil.cpu_count() or 1) * 100
+CPU_INTERVAL_S = 0.5
 
 
-def assess_cpu(percent: float, t: Threshold) -> Finding:
+@dataclass
+class CpuReading:
+    percent: float
+    source: str
+    load_1m: float | None = None
+
+
+def cpu_utilisation() -> CpuReading:
+    """CPU utilisation over an interval: the share of time neither idle nor waiting for I/O, the one
+    definition the HighCPUUsage rule, the dashboard and the capacity sampler use. With PROMETHEUS_URL, the
+    busiest host over the last 5 minutes (node-exporter); otherwise this machine over CPU_INTERVAL_S. The
+    load average (runnable and waiting processes, not CPU time) is only shown beside it."""
+    load = psutil.getloadavg()[0]
+    if settings.PROMETHEUS_URL:
+        try:
+            value = _prometheus_scalar(settings.PROMETHEUS_URL, prometheus_queries()["cpu_percent"], 2.0)
+        except PrometheusError as exc:
+            logger.warning("diagnosis: Prometheus did not answer the CPU query: %s", exc)
+        else:
+            if value is not None:
+                return CpuReading(value, f"node-exporter via Prometheus, busiest host, last {WINDOW}", load)
+    percent = psutil.cpu_percent(interval=CPU_INTERVAL_S)
+    return CpuReading(percent, f"psutil, this machine, over {CPU_INTERVAL_S:g} s", load)
+
+
+def assess_cpu(percent: float, t: Threshold, source: str = "psutil", load_1m: float | None = None) -> Finding:
+    cores = psutil.cpu_count() or 1
+    summary = f"{percent:.0f}% busy (SLA {t.warning:.0f}%)"
+    if load_1m is not None:
+        summary += f"; load average {load_1m:.2f} over 1 minute on {cores} cores (not graded)"
     return Finding(
         check="cpu",
         title="CPU",
         severity=t.grade(percent),
-        summary=f"1-minute load {percent:.0f}% of {psutil.cpu_count()} cores (SLA {t.warning:.0f}%)",
+        summary=summary,
         value=round(percent, 1),
         unit="%",
         threshold=t,
         recommendations=["Profile the busiest pages (?profile=1)", "Move heavy work to Celery", "Scale out"],
-        source="psutil",
+        source=source,
     )
 
 
@@ -429,16 +499,19 @@ class CacheState:
     misses: float | None
     source: str
     error: str = ""
+    missing: str = ""  # no hit ratio to be had here: why
 
 
 def _cache_lookups(result: str) -> str:
-    return f'sum(increase(sigma_cache_requests_total{{result="{result}"}}[{WINDOW}]))'
+    matcher = f'result="{result}"'
+    return f"sum(increase(sigma_cache_requests_total{_web(matcher)}[{WINDOW}]))"
 
 
 def cache_state() -> CacheState:
-    """Reachability by PING (or a round trip), and the hit ratio from the best source at hand: Prometheus
-    (all processes, last 5 minutes), else this process's own counter, else Redis's keyspace statistics (whole
-    server since it started, Celery's broker lookups included)."""
+    """Reachability by PING (or a round trip), and the hit ratio of the project's own cache lookups
+    (sigma_cache_requests_total of the web processes): site-wide over the last 5 minutes from Prometheus when
+    PROMETHEUS_URL is set, otherwise the web processes' merged multiprocess metrics since they started
+    (monitoring.web_metrics). Never Redis INFO: that counts the whole server, the Celery broker included."""
     from sigma_playground.health import check_cache
 
     result = check_cache()
@@ -447,34 +520,27 @@ def cache_state() -> CacheState:
     backend = "redis" if is_redis else type(caches["default"]).__name__
     if not result.ok:
         return CacheState(backend, False, None, None, "PING", error=result.detail)
+    note = ""
     if settings.PROMETHEUS_URL:
         try:
             hits = _prometheus_scalar(settings.PROMETHEUS_URL, _cache_lookups("hit"), 2.0)
             misses = _prometheus_scalar(settings.PROMETHEUS_URL, _cache_lookups("miss"), 2.0)
             return CacheState(
-                backend, True, hits, misses, f"Prometheus at {settings.PROMETHEUS_URL}, last {WINDOW}"
+                backend,
+                True,
+                hits,
+                misses,
+                f"sigma_cache_requests_total from Prometheus at {settings.PROMETHEUS_URL} "
+                f"(job {settings.PROMETHEUS_WEB_JOB}), last {WINDOW}",
             )
-        except PrometheusError:
-            pass
-    hits, misses = _process_cache_lookups("hit"), _process_cache_lookups("miss")
-    source = "sigma_cache_requests_total of this process, since it started"
-    if is_redis and hits + misses < settings.MONITORING_THRESHOLDS["cache_min_lookups"]:
-        info = client.get_client(write=False).info("stats")
-        hits, misses = float(info.get("keyspace_hits", 0)), float(info.get("keyspace_misses", 0))
-        source = "Redis INFO stats (whole server incl. the Celery broker, since it started)"
-    return CacheState(backend, True, hits, misses, source)
-
-
-def _process_cache_lookups(result: str) -> float:
-    """This process's sigma_cache_requests_total for one result, summed over kinds (no registry-wide collect:
-    that would also run the scrape-time collectors)."""
-    from monitoring.instruments import CACHE_REQUESTS
-
-    return sum(
-        sample.value
-        for family in CACHE_REQUESTS.prom.collect()
-        for sample in family.samples
-        if sample.name == "sigma_cache_requests_total" and sample.labels.get("result") == result
+        except PrometheusError as exc:
+            note = f"Prometheus did not answer ({exc}); "
+    try:
+        web = web_metrics.read()
+    except web_metrics.Unavailable as exc:
+        return CacheState(backend, True, None, None, f"{note}no web counters", missing=str(exc))
+    return CacheState(
+        backend, True, web.cache_hits, web.cache_misses, f"{note}sigma_cache_requests_total of {web.source}"
     )
 
 
@@ -490,6 +556,10 @@ def assess_cache(state: CacheState, t: Threshold, min_lookups: int) -> Finding:
                 "Check the Redis server: process, memory (maxmemory), network",
                 "Watch database load while the cache is down",
             ],
+        )
+    if state.missing:
+        return Finding(
+            **base, severity="info", summary=f"{state.backend} reachable; hit ratio unknown: {state.missing}"
         )
     lookups = (state.hits or 0) + (state.misses or 0)
     if lookups < min_lookups:
@@ -640,6 +710,10 @@ def diagnose() -> Report:
         path = str(settings.MEDIA_ROOT if os.path.exists(settings.MEDIA_ROOT) else settings.BASE_DIR)
         return assess_disk(psutil.disk_usage(path).percent, path, t["disk_percent"])
 
+    def cpu() -> Finding:
+        reading = cpu_utilisation()
+        return assess_cpu(reading.percent, t["cpu_percent"], reading.source, reading.load_1m)
+
     def queue() -> Finding:
         if _broker_is_memory():
             return assess_queue({}, True, t["queue_length"], in_memory=True)
@@ -666,7 +740,7 @@ def diagnose() -> Report:
             lambda: assess_db_connections(db_connections(), t["db_connections"]),
         ),
         ("memory", "Memory", memory),
-        ("cpu", "CPU", lambda: assess_cpu(cpu_load_percent(), t["cpu_percent"])),
+        ("cpu", "CPU", cpu),
         ("disk", "Disk", disk),
         (
             "cache",
@@ -681,5 +755,7 @@ def diagnose() -> Report:
             lambda: assess_heartbeat(heartbeat_age_s(), t["heartbeat_age_s"], _broker_is_memory()),
         ),
     ]
+    if settings.PROMETHEUS_URL:
+        checks.append(("prometheus", "Prometheus", lambda: assess_prometheus(stats())))
     findings = [_safely(check, title, run) for check, title, run in checks]
     return Report(findings=findings, generated_at=datetime.now(tz=UTC))

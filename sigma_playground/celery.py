@@ -108,6 +108,15 @@ def _task_revoked(sender=None, **kwargs) -> None:
 
 
 metrics_server = None  # (server, thread) once a worker serves its metrics
+# True in a worker's main process and its pool (set before the fork): such a process is never the web, so
+# monitoring.web_metrics won't take its own registry for the site's numbers.
+IN_WORKER = False
+
+
+@signals.worker_init.connect
+def _mark_worker(**kwargs) -> None:
+    global IN_WORKER
+    IN_WORKER = True
 
 
 @signals.worker_init.connect

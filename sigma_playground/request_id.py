@@ -80,6 +80,11 @@ def _user(request: HttpRequest) -> str | None:
 
 # The WSGI front (caching/front.py) gives each request its id before Django sees it and leaves it here.
 ENVIRON_KEY = "sigma.request_id"
+# Requests the site makes to itself (the cache warmer, workbooks.warming) carry this environ key, which no
+# HTTP client can set (only headers become environ keys, as HTTP_*): they are not site traffic, so they write
+# no access-log line (warm_cache prints a summary instead) and record no request metrics
+# (monitoring.middleware).
+UNTRACKED_ENVIRON = "sigma.untracked"
 
 
 def request_id_for(environ: dict) -> str:
@@ -120,8 +125,9 @@ class RequestIdMiddleware:
             response[HEADER] = request_id
             return response
         finally:
-            duration_ms = (time.perf_counter() - started) * 1000
-            log_access(request.method, _route(request), status, duration_ms, _user(request))
+            if not request.META.get(UNTRACKED_ENVIRON):
+                duration_ms = (time.perf_counter() - started) * 1000
+                log_access(request.method, _route(request), status, duration_ms, _user(request))
             _request_id.reset(token)
 
 

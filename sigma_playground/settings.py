@@ -109,7 +109,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "monitoring.middleware.PrometheusBeforeMiddleware",
     "sigma_playground.request_id.RequestIdMiddleware",
     # A NUL in the path, query or cookies is a 400 before anything reads them (PostgreSQL text cannot hold it).
     "sigma_playground.middleware.NulCharacterMiddleware",
@@ -457,11 +457,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.cleanup_notifications",
         "schedule": crontab(hour=3, minute=41),
     },
-    # Proves beat -> broker -> worker works; alerts and the health diagnosis watch its timestamp.
+    # Proves beat -> broker -> worker works; alerts and the health diagnosis watch its timestamp. Every
+    # minute (the alert's 180 s is three missed beats); BEAT_HEARTBEAT_SECONDS only for tests of the stack.
     "monitoring-beat-heartbeat": {
         "task": "monitoring.tasks.beat_heartbeat",
-        "schedule": 60.0,
-        "options": {"expires": 55},
+        "schedule": float(env_int("BEAT_HEARTBEAT_SECONDS", 60)),
+        "options": {"expires": max(1, env_int("BEAT_HEARTBEAT_SECONDS", 60) - 5)},
     },
     # Capacity planning (monitoring/capacity, docs/capacity.md): a sample of every resource, the hourly
     # roll-up and retention, and the daily report. A sample that would run late is dropped, not queued.
@@ -639,6 +640,10 @@ if LOADTEST_INSECURE_COOKIES:
         )
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Prometheus scrapes and health probes talk plain HTTP to the app's own address, behind the TLS proxy: a 301
+# to https would mark the site down. Exactly these paths (anchored; "/healthz/" or "/metricsx" still
+# redirect). /metrics keeps its own access control (METRICS_ALLOWED_NETWORKS or the bearer token).
+SECURE_REDIRECT_EXEMPT = [r"^metrics$", r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 # "preload" only makes the domain eligible for browsers' preload lists; submitting it is a separate, manual step.
@@ -797,6 +802,20 @@ MONITORING_SLOW_QUERY_SOURCE = env_str(
 )
 # With it, the diagnosis reads request latency and errors of the whole fleet from Prometheus.
 PROMETHEUS_URL = env_str("PROMETHEUS_URL")
+# The Prometheus job that scrapes the web processes: rules, dashboard and diagnosis queries select it, so a
+# worker's or an exporter's series never mix into user traffic (deploy/prometheus/prometheus.yml).
+PROMETHEUS_WEB_JOB = env_str("PROMETHEUS_WEB_JOB", "sigma-web")
+
+# prometheus_client's multiprocess mode writes into PROMETHEUS_MULTIPROC_DIR (set before Python starts, for
+# gunicorn and the Celery worker; see deploy/README.md). A missing folder would crash the first metric of any
+# process, a manage.py command included: create it here, before any metric exists.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+# Where the gunicorn web processes write their samples (their PROMETHEUS_MULTIPROC_DIR; deploy/gunicorn.conf.py
+# sets it for its own workers). Without PROMETHEUS_URL, the diagnosis and the capacity sampler read the web's
+# request and cache counters merged from here, whatever process they run in; never another process's numbers.
+PROMETHEUS_WEB_MULTIPROC_DIR = env_str("PROMETHEUS_WEB_MULTIPROC_DIR", "/run/sigma-playground/prometheus-web")
 
 # /metrics answers only these networks (every address in the forwarding chain must be inside), or a
 # request carrying this bearer token; everyone else gets a 404.

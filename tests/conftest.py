@@ -123,6 +123,8 @@ def _test_settings(settings, tmp_path):
     # Metrics are published as they are recorded, so a test can read them at once; tests/monitoring/
     # test_batched.py covers the batch.
     settings.METRICS_BATCH_SECONDS = 0
+    # Whatever a gunicorn on this host left in the default web metrics directory is not this test's traffic.
+    settings.PROMETHEUS_WEB_MULTIPROC_DIR = str(tmp_path / "no-web-metrics")
     yield
 
 
@@ -135,6 +137,17 @@ def _celery_eager():
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     yield
+
+
+@pytest.fixture(autouse=True)
+def _not_a_celery_worker():
+    """A test that runs a worker in this process (celery.contrib.testing) sends worker_init, which marks the
+    process a Celery worker (monitoring.web_metrics then won't read its registry as the site's); the worker
+    is gone when the test ends, and so is the mark."""
+    from sigma_playground import celery
+
+    yield
+    celery.IN_WORKER = False
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,30 @@ def test_check_deploy_is_clean_in_production_mode():
     assert "no issues" in result.stdout
 
 
+def test_the_ssl_redirect_stays_on_with_the_probe_paths_exempt():
+    """What check --deploy passes with: the redirect on (security.W008 would fire without it), and the
+    exemption limited to the scrape and probe paths."""
+    probe = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.SECURE_SSL_REDIRECT, s.SECURE_REDIRECT_EXEMPT]))"
+    )
+    result = run(["-c", probe], {**PROD_ENV, "DJANGO_SETTINGS_MODULE": "sigma_playground.settings"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [True, ["^metrics$", "^healthz$", "^readyz$"]]
+    off = run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        {**PROD_ENV, "SECURE_SSL_REDIRECT": "0"},
+    )
+    assert off.returncode != 0 and "security.W008" in off.stdout + off.stderr
+
+
+def test_a_missing_prometheus_multiproc_dir_is_created_by_any_command(tmp_path):
+    missing = tmp_path / "not" / "there" / "prometheus"
+    result = run(["manage.py", "check"], {"PROMETHEUS_MULTIPROC_DIR": str(missing)})
+    assert result.returncode == 0, result.stderr
+    assert missing.is_dir()
+
+
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS"])
 def test_production_refuses_to_start_without_its_secrets(missing):
     env = {k: v for k, v in PROD_ENV.items() if k != missing}
@@ -59,11 +83,16 @@ from django.test import Client
 from django.test.utils import setup_test_environment
 c = Client()
 evil = c.get("/healthz", HTTP_HOST="evil.example", secure=True)
-plain = c.get("/healthz", HTTP_HOST="playground.example.com")
+plain = c.get("/", HTTP_HOST="playground.example.com")
 good = c.get("/healthz", HTTP_HOST="playground.example.com", secure=True)
+# Prometheus and health probes talk plain HTTP to the app: exactly these paths are exempt from the redirect.
+exempt = {p: c.get(p, HTTP_HOST="playground.example.com").status_code for p in ("/metrics", "/healthz", "/readyz")}
+near = {p: c.get(p, HTTP_HOST="playground.example.com").status_code for p in ("/healthz/", "/metricsx", "/x/metrics")}
 print(json.dumps({
     "evil": evil.status_code,
     "plain": [plain.status_code, plain.get("Location")],
+    "exempt": exempt,
+    "near": near,
     "good": good.status_code,
     "headers": {k: v for k, v in good.items()},
 }))
@@ -123,7 +152,10 @@ def test_production_headers_and_host_checking(collected_static):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["evil"] == 400
-    assert data["plain"] == [301, "https://playground.example.com/healthz"]
+    assert data["plain"] == [301, "https://playground.example.com/"]
+    assert data["exempt"]["/metrics"] == 200 and data["exempt"]["/healthz"] == 200
+    assert data["exempt"]["/readyz"] in (200, 503)  # answered (its checks may fail here), not redirected
+    assert data["near"] == {"/healthz/": 301, "/metricsx": 301, "/x/metrics": 301}
     assert data["good"] == 200
     headers = {k.lower(): v for k, v in data["headers"].items()}
     assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains; preload"

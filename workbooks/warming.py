@@ -4,9 +4,11 @@ The design's list (the 50 most popular workbooks, the 100 most active authors' p
 plus the first page of each sort, fetched through the whole stack as an anonymous visitor would, so they land
 in the page cache exactly as a real request would put them there. Warming requests are made in-process
 (Django's test client, not over HTTP) and carry the WSGI environ key ``sigma.warming``, which keeps them out
-of the view counts. A client cannot forge it: every header a client sends reaches the environ as
-``HTTP_<NAME>``, never as a key without that prefix. (It used to be an ``X-Sigma-Warming: 1`` header, which
-any visitor could send to stay uncounted.)
+of the view counts, and the untracked environ key, which keeps them out of the request metrics and the
+access log (they are not site traffic; the task and the command report a summary instead). A client cannot
+forge either: every header a client sends reaches the environ as ``HTTP_<NAME>``, never as a key without
+that prefix. (Warming used to be an ``X-Sigma-Warming: 1`` header, which any visitor could send to stay
+uncounted.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.urls import reverse
 
+from sigma_playground.request_id import UNTRACKED_ENVIRON
 from workbooks import selectors
 from workbooks.models import Workbook
 
@@ -84,7 +87,9 @@ def warm(*, paths: list[str] | None = None, progress: Callable[[int, int], None]
     client = Client(HTTP_HOST=host, raise_request_exception=False)
     paths = warm_paths() if paths is None else paths
     for done, path in enumerate(paths, start=1):
-        response = client.get(path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_ENVIRON: True})
+        response = client.get(
+            path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_ENVIRON: True, UNTRACKED_ENVIRON: True}
+        )
         if response.status_code != 200:
             result.failed += 1
             result.failures.append(f"{path}: {response.status_code}")

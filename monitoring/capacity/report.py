@@ -41,6 +41,7 @@ HORIZONS = ((1, 30), (3, 90), (6, 180), (12, 365))  # (months, days)
 CURRENT_WINDOW = timedelta(minutes=15)
 RECENT_SAMPLES = 120  # enough for CURRENT_WINDOW at one sample every 10 s
 STALE_AFTER = timedelta(minutes=10)
+DEMO_TEXT = "invented demo data written by seed_demo --capacity-history, not measurements"
 METHOD = (
     "least squares on each day's worst hour (highest hourly mean; lowest for the cache hit ratio), "
     "linear or exponential by which fits better; band: 95% prediction interval of the fit"
@@ -242,6 +243,9 @@ class CapacityAnalysis:
     resources: list[ResourceReport]
     recommendations: list[Recommendation]
     tables: list[TableGrowth] = field(default_factory=list)
+    demo_days: int = (
+        0  # days of the history written by seed_demo --capacity-history (monitoring.capacity.demo)
+    )
 
     @property
     def meaningful(self) -> bool:
@@ -286,6 +290,7 @@ class CapacityAnalysis:
             "recommendations": [r.__dict__ for r in self.recommendations],
             "top_priority": self.top_priority,
             "tables": [t.__dict__ for t in self.tables],
+            "demo_days": self.demo_days,
         }
 
     @classmethod
@@ -301,6 +306,7 @@ class CapacityAnalysis:
             resources=[ResourceReport.from_dict(r) for r in data["resources"] if r["key"] in BY_KEY],
             recommendations=[Recommendation(**r) for r in data["recommendations"]],
             tables=[TableGrowth(**t) for t in data["tables"]],
+            demo_days=data.get("demo_days", 0),
         )
 
     def as_json(self) -> str:
@@ -313,6 +319,8 @@ class CapacityAnalysis:
             f"History: {self.history_note}",
             f"Method: {METHOD}.",
         ]
+        if self.demo_days:
+            lines.append(f"DEMO: {self.demo_days} day(s) of this history are {DEMO_TEXT}.")
         if self.current_at is None:
             lines.append("Current: no samples yet (is the capacity-sample beat task running?).")
         else:
@@ -558,6 +566,7 @@ def analyse(
     first = today - timedelta(days=history_days)
     hours = [(h, s) for h, s in hours if first <= h.astimezone(UTC).date() < today]
     days_with_data = len({h.astimezone(UTC).date() for h, _ in hours})
+    demo_days = len({h.astimezone(UTC).date() for h, s in hours if s.get("demo")})
     current, current_at, current_samples = _current(recent)
     latest = recent[0] if recent else None
     max_connections = next((s.db_max_connections for s in recent if s.db_max_connections), None)
@@ -591,6 +600,7 @@ def analyse(
         resources=reports,
         recommendations=recommend(reports),
         tables=_tables(hours, latest, now, fit_min),
+        demo_days=demo_days,
     )
 
 

@@ -2,8 +2,10 @@
 
 Runs every minute (beat task ``capacity_sample``), so every read is bounded: a few database statements,
 one Redis ``INFO``, one broker round trip, and Prometheus queries only when ``PROMETHEUS_URL`` is set.
-Rates (CPU busy time, network bytes, Redis keyspace hits) come from cumulative counters kept in the sample
-and the previous sample of the same host, so no reading blocks to measure an interval.
+Rates (CPU busy time, network bytes, the web processes' requests and cache lookups) come from cumulative
+counters kept in the sample and the previous sample of the same host, so no reading blocks to measure an
+interval. Request and cache numbers are the web processes' (monitoring.web_metrics), never the sampling
+process's own.
 
 The machine-level numbers (CPU, memory, disk, network) are those of the machine whose worker ran the task.
 """
@@ -24,8 +26,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from redis import Redis
 
-from monitoring import diagnosis, queues
+from monitoring import diagnosis, queues, web_metrics
 from monitoring.models import CapacitySample
+from monitoring.web_metrics import WebCounters
 
 logger = logging.getLogger(__name__)
 
@@ -200,19 +203,49 @@ def read_redis(sample: CapacitySample, previous: CapacitySample | None) -> str:
     sample.redis_used_memory_bytes = used
     sample.redis_max_memory_bytes = limit or None
     sample.redis_memory_percent = used / limit * 100 if limit else None
-    sample.counters["redis"] = {
-        "hits": int(info.get("keyspace_hits", 0)),
-        "misses": int(info.get("keyspace_misses", 0)),
-    }
     if maxmemory:
         return "Redis INFO: used_memory of maxmemory"
     return "Redis INFO: maxmemory is 0 (no limit), so used_memory of the machine's memory"
 
 
+def _web_reading(sample: CapacitySample, previous: CapacitySample | None) -> tuple[WebCounters, float] | str:
+    """The web processes' counters since the previous sample and the seconds between (read once per sample
+    and kept in its counters), or a note saying why there is no interval yet. Raises Missing without them."""
+    cached = getattr(sample, "_web_reading", None)
+    if cached is None:
+        try:
+            now = web_metrics.read()
+        except web_metrics.Unavailable as exc:
+            cached = Missing(str(exc))
+        else:
+            sample.counters["web"] = now.as_dict()
+            before = _recent(previous, sample.taken_at, "web")
+            diff = None if before is None else now.since(WebCounters.from_dict(before))
+            if diff is None:
+                cached = (
+                    f"{now.source}: counters (responses, latency, sigma_cache_requests_total) recorded; "
+                    "the rate starts with the next sample"
+                )
+            else:
+                seconds = (sample.taken_at - previous.taken_at).total_seconds()  # type: ignore[union-attr]
+                diff.source = f"{now.source.split(', since')[0]}, over the last {seconds:.0f} s"
+                cached = (diff, seconds)
+        sample._web_reading = cached  # type: ignore[attr-defined]
+    if isinstance(cached, Missing):
+        raise cached
+    return cached
+
+
+def _prometheus_note(exc: Exception) -> str:
+    logger.warning("capacity: Prometheus did not answer: %s", exc)
+    return f"Prometheus did not answer ({exc}); "
+
+
 def read_cache_hit_ratio(sample: CapacitySample, previous: CapacitySample | None) -> str:
-    """Our own lookups (sigma_cache_requests_total) across the site when Prometheus is there; otherwise
-    Redis's keyspace hits and misses since the previous sample (the whole server, Celery's broker
-    included); on the local-memory cache, this process's own lookups."""
+    """The project's own lookups (sigma_cache_requests_total of the web processes), as the diagnosis reads
+    them: site-wide from Prometheus when PROMETHEUS_URL is set, otherwise the web processes' merged
+    multiprocess metrics since the previous sample. Never Redis INFO (the whole server, broker included)."""
+    note = ""
     if settings.PROMETHEUS_URL:
         try:
             hits = diagnosis._prometheus_scalar(settings.PROMETHEUS_URL, diagnosis._cache_lookups("hit"), 2.0)
@@ -220,44 +253,51 @@ def read_cache_hit_ratio(sample: CapacitySample, previous: CapacitySample | None
                 settings.PROMETHEUS_URL, diagnosis._cache_lookups("miss"), 2.0
             )
         except diagnosis.PrometheusError as exc:
-            logger.warning("capacity: Prometheus did not answer: %s", exc)
+            note = _prometheus_note(exc)
         else:
             lookups = (hits or 0) + (misses or 0)
             sample.cache_hit_ratio = (hits or 0) / lookups if lookups else None
-            return f"sigma_cache_requests_total from Prometheus, last {diagnosis.WINDOW}"
-    counters = sample.counters.get("redis")
-    if counters is not None:
-        before = _recent(previous, sample.taken_at, "redis")
-        if before is None or counters["hits"] < before["hits"] or counters["misses"] < before["misses"]:
-            hits, misses = counters["hits"], counters["misses"]
-            source = "Redis keyspace hits/misses since the server started"
-        else:
-            hits, misses = counters["hits"] - before["hits"], counters["misses"] - before["misses"]
-            source = "Redis keyspace hits/misses since the previous sample (broker lookups included)"
-        sample.cache_hit_ratio = hits / (hits + misses) if hits + misses else None
-        return source
+            return f"sigma_cache_requests_total of the web job from Prometheus, last {diagnosis.WINDOW}"
     try:
-        _redis_client()
-    except Missing:
-        hits = diagnosis._process_cache_lookups("hit")
-        misses = diagnosis._process_cache_lookups("miss")
-        sample.cache_hit_ratio = hits / (hits + misses) if hits + misses else None
-        return "sigma_cache_requests_total of this process, since it started"
-    raise Missing("Redis did not answer")
+        reading = _web_reading(sample, previous)
+    except Missing as exc:
+        raise Missing(f"{note}{exc}") from None
+    if isinstance(reading, str):
+        return note + reading
+    diff, _ = reading
+    lookups = diff.cache_hits + diff.cache_misses
+    sample.cache_hit_ratio = diff.cache_hits / lookups if lookups else None
+    return f"{note}sigma_cache_requests_total of {diff.source}"
 
 
 # --- Requests and Celery ------------------------------------------------------------------------------------
 
 
 def read_requests(sample: CapacitySample, previous: CapacitySample | None) -> str:
-    stats = diagnosis.request_stats()
-    from_prometheus = stats.source.startswith("Prometheus at")
-    if not from_prometheus and not stats.requests:
-        raise Missing(f"no requests in {stats.source}")
-    window_s = 300 if from_prometheus else diagnosis.REQUESTS.seconds
-    sample.request_rate = (stats.requests or 0.0) / window_s
-    sample.latency_p95_ms = stats.p95_ms
-    return stats.source
+    """Users' request rate and p95 latency: from Prometheus (the web job) when PROMETHEUS_URL is set,
+    otherwise from the web processes' merged multiprocess metrics since the previous sample; never this
+    process's own (a Celery pool process serves no requests), "missing" with the reason instead."""
+    note = ""
+    if settings.PROMETHEUS_URL:
+        try:
+            stats = diagnosis.prometheus_request_stats(settings.PROMETHEUS_URL)
+        except diagnosis.PrometheusError as exc:
+            note = _prometheus_note(exc)
+        else:
+            sample.request_rate = (stats.requests or 0.0) / 300
+            sample.latency_p95_ms = stats.p95_ms
+            return stats.source
+    try:
+        reading = _web_reading(sample, previous)
+    except Missing as exc:
+        raise Missing(f"{note}{exc}") from None
+    if isinstance(reading, str):
+        return note + reading
+    diff, seconds = reading
+    sample.request_rate = diff.responses / seconds
+    p95 = diff.quantile(0.95) if diff.responses else None
+    sample.latency_p95_ms = None if p95 is None else p95 * 1000
+    return f"{note}{diff.source}"
 
 
 def read_queue(sample: CapacitySample, previous: CapacitySample | None) -> str:

@@ -3,6 +3,10 @@
 Access as the health page: anonymous visitors are sent to log in, logged-in non-staff get a 404. The page
 runs a fixed number of queries whatever the amount of history: the charts are drawn from the report's own
 data (its daily series and fits), not from the samples.
+
+"Now" is now: on the latest report, each resource's current value is the latest sample's (the report is
+daily; its own "current" would be frozen until the next one), while the history, projections, crossings and
+recommendations are the report's, shown with its time. An older report (``?report=``) is shown as it was.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from monitoring.capacity import report as capacity_report
-from monitoring.capacity.report import DATE, OVER, CapacityAnalysis, ResourceReport
+from monitoring.capacity.report import DATE, OVER, STALE_AFTER, CapacityAnalysis, ResourceReport
 from monitoring.capacity.resources import SOON_DAYS
 from monitoring.models import CapacityReport, CapacitySample
 from sigma_playground.charts import Marker, Point, time_series_svg
@@ -80,6 +84,19 @@ def resource_chart(analysis: CapacityAnalysis, r: ResourceReport) -> SafeString:
     )
 
 
+def with_latest_sample(analysis: CapacityAnalysis, sample: CapacitySample) -> None:
+    """Each resource's current value (and what it is out of, where it was read) from ``sample``."""
+    values = {
+        name: float(getattr(sample, name))
+        for name in CapacitySample.metric_fields()
+        if getattr(sample, name) is not None
+    }
+    details = capacity_report._details(values, sample)
+    for r in analysis.resources:
+        r.current = values.get(r.key)
+        r.detail = details.get(r.key, "")
+
+
 @require_GET
 @never_cache
 def capacity(request: HttpRequest) -> HttpResponse:
@@ -103,7 +120,10 @@ def capacity(request: HttpRequest) -> HttpResponse:
     else:
         analysis = capacity_report.build(timezone.now())
     history = list(reports.defer("data", "text")[:HISTORY_ROWS])
-    latest_sample = CapacitySample.objects.only("taken_at", "host", "missing", "notes").first()
+    latest_sample = CapacitySample.objects.first()
+    live = stored is not None and not wanted and latest_sample is not None
+    if live:
+        with_latest_sample(analysis, latest_sample)
     charts = [
         (r, resource_chart(analysis, r)) for r in analysis.resources if r.series or r.current is not None
     ]
@@ -115,6 +135,9 @@ def capacity(request: HttpRequest) -> HttpResponse:
         "empty": empty,
         "history": history,
         "latest_sample": latest_sample,
+        "live": live,
+        "sample_stale": latest_sample is not None and timezone.now() - latest_sample.taken_at > STALE_AFTER,
+        "demo_text": capacity_report.DEMO_TEXT,
         "method": capacity_report.METHOD,
         "ahead_days": AHEAD_DAYS,
     }

@@ -37,6 +37,9 @@ PURGE_REQUESTS = metrics.counter(
     "sigma_cdn_purge_requests_total",
     "Purge requests sent to the CDN, by backend and result (ok, error).",
     labels={"backend": BACKENDS, "result": ("ok", "error")},
+    # At zero from the start, so CDNPurgeFailing always has its series (the monitoring stack test checks that
+    # every metric a rule uses has data) and the first failures count in increase().
+    initialize=True,
 )
 PURGED_KEYS = metrics.counter(
     "sigma_cdn_purged_keys_total",

@@ -11,11 +11,18 @@ import shutil
 
 import pytest
 
+from tests.monitoring.helpers import monitoring_stack
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 CHROMIUM = "/usr/bin/chromium"
 TOOLS = {
     "chromium": ("Debian's chromium at /usr/bin/chromium", lambda: os.access(CHROMIUM, os.X_OK)),
     "promtool": ("promtool (Debian package prometheus)", lambda: shutil.which("promtool") is not None),
+    "monitoring_stack": (
+        "Prometheus and its exporters (Debian packages prometheus, prometheus-node-exporter, "
+        "prometheus-postgres-exporter, prometheus-redis-exporter)",
+        lambda: not monitoring_stack().missing_binaries(),
+    ),
 }
 _deselected = pytest.StashKey[list[str]]()
 
@@ -51,9 +58,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 def _require(name: str) -> None:
     what, present = TOOLS[name]
     if not present():
-        pytest.fail(
-            f"{what} is missing (REQUIRE_SERVICES=1): apt-get install -y {name if name != 'promtool' else 'prometheus'}"
-        )
+        packages = {
+            "promtool": "prometheus",
+            "monitoring_stack": " ".join(monitoring_stack().PACKAGES.values()),
+        }
+        pytest.fail(f"{what} is missing (REQUIRE_SERVICES=1): apt-get install -y {packages.get(name, name)}")
 
 
 @pytest.fixture
@@ -66,3 +75,8 @@ def promtool() -> str:
 def chromium() -> str:
     _require("chromium")
     return CHROMIUM
+
+
+@pytest.fixture
+def monitoring_binaries() -> None:
+    _require("monitoring_stack")

@@ -18,6 +18,19 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 
+def monitoring_stack():
+    """deploy/monitoring_stack.py (a script beside the deploy configs, not a package), imported by path."""
+    import importlib.util
+
+    name = "sigma_monitoring_stack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "monitoring_stack.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

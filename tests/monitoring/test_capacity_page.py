@@ -283,3 +283,87 @@ def test_a_chart_is_drawn_from_the_reports_data_alone():
     assert marker.get("fill") == TONES["critical"]
     projection = next(el for el in root.iter() if el.get("class") == "projection")
     assert projection.get("stroke-dasharray") == "6 4"
+
+
+# --- "Now" is now; demo history -------------------------------------------------------------------------------
+
+
+def cpu_figure(html: str) -> str:
+    start = html.index('data-resource="cpu_percent"')
+    return html[start : html.index("</figcaption>", start)]
+
+
+def test_current_values_come_from_the_latest_sample_and_projections_from_the_stored_report(
+    client, staff_user
+):
+    then = timezone.now() - timedelta(minutes=12)
+    growing_history(then)  # samples at 30 % CPU
+    stored = report.generate(now=then)
+    now = timezone.now()  # twelve minutes on, CPU is busier
+    CapacitySample.objects.create(taken_at=now, cpu_percent=55.5, memory_percent=41.0, disk_percent=10.0)
+    client.force_login(staff_user)
+    html = client.get(URL).content.decode()
+    assert "now 55.5%" in cpu_figure(html)  # not the report's 30.0 %
+    assert f"the latest sample, {timezone.localtime(now, UTC):%Y-%m-%d %H:%M:%S} UTC" in html
+    assert f"the report of {stored.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" in html
+    # The report itself is unchanged, and an older report is shown as it was.
+    assert report.CapacityAnalysis.from_dict(stored.data).resource("cpu_percent").current == 30.0
+    old = client.get(URL, {"report": stored.pk}).content.decode()
+    assert "now 30.0%" in cpu_figure(old) and "the latest sample" not in old
+
+
+def test_seed_demo_capacity_history_gives_a_new_install_a_working_page(client, staff_user, capsys):
+    call_command("seed_demo", "--users", "2", "--capacity-history")
+    out = capsys.readouterr().out
+    assert "Demo capacity history: 720 hourly aggregates written, and a current sample" in out
+    assert CapacityHour.objects.count() == 30 * 24
+    assert all(hour.stats["demo"] for hour in CapacityHour.objects.all())
+    sample = CapacitySample.objects.get()
+    assert sample.host.startswith("demo") and "not a measurement" in sample.notes["demo"]
+    stored = CapacityReport.objects.get()
+    analysis = report.CapacityAnalysis.from_dict(stored.data)
+    assert analysis.meaningful and analysis.demo_days == 30
+    assert "DEMO: 30 day(s) of this history are invented demo data" in stored.text
+    assert any(r.projections for r in analysis.resources)
+    assert any(r.crossing.status == report.DATE for r in analysis.resources)  # a crossing date to see
+    client.force_login(staff_user)
+    html = client.get(URL).content.decode()
+    assert "capacity-demo" in html and "30 day(s) of this history are invented demo data" in html
+    assert "crosses ~" in html or "around " in html
+    # Again: nothing new to write, no second report.
+    call_command("seed_capacity_history")
+    assert CapacityHour.objects.count() == 30 * 24 and CapacityReport.objects.count() == 1
+
+
+def test_demo_history_never_mixes_with_real_history(capsys):
+    now = timezone.now()
+    stats = {"cpu_percent": {"min": 1.0, "mean": 1.0, "max": 1.0, "n": 60}}
+    CapacityHour.objects.create(hour=now - timedelta(days=2), samples=60, stats=stats)
+    call_command("seed_capacity_history")
+    assert "real capacity history exists" in capsys.readouterr().out
+    assert CapacityHour.objects.count() == 1 and not CapacityReport.objects.exists()
+
+
+def test_demo_capacity_history_is_refused_in_production():
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_production_settings import PROD_ENV, ROOT
+
+    for args in (["seed_capacity_history"], ["seed_demo", "--capacity-history"]):
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**os.environ, **PROD_ENV},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0 and "not in production" in result.stderr, args
+
+
+def test_make_run_seeds_the_demo_capacity_history():
+    makefile = (django_settings.BASE_DIR / "Makefile").read_text()
+    run = makefile[makefile.index("\nrun:") : makefile.index("\ntest:")]
+    assert "seed_demo --capacity-history" in run

@@ -163,7 +163,7 @@ def test_a_check_that_raises_becomes_a_warning_not_an_error(monkeypatch):
     def broken():
         raise RuntimeError("psutil exploded")
 
-    monkeypatch.setattr(diagnosis, "cpu_load_percent", broken)
+    monkeypatch.setattr(diagnosis, "cpu_utilisation", broken)
     report = diagnosis.diagnose()
     cpu = next(f for f in report.findings if f.check == "cpu")
     assert cpu.severity == "warning" and "RuntimeError" in cpu.summary
@@ -277,7 +277,7 @@ def test_the_cache_hit_ratio_comes_from_prometheus_when_it_is_set(settings, fake
     settings.PROMETHEUS_URL = fake_prometheus
     FakePrometheus.answers = {'result="hit"': "900", 'result="miss"': "100"}
     state = diagnosis.cache_state()
-    assert (state.hits, state.misses) == (900.0, 100.0) and state.source.startswith("Prometheus")
+    assert (state.hits, state.misses) == (900.0, 100.0) and "from Prometheus" in state.source
     assert diagnosis.assess_cache(state, T["cache_hit_ratio"], 100).value == 0.9
 
 
@@ -289,7 +289,20 @@ def test_without_prometheus_the_cache_hit_ratio_is_this_processs(settings):
         CACHE_REQUESTS.inc(kind="test", result="hit")
     state = diagnosis.cache_state()
     assert state.reachable and state.hits >= settings.MONITORING_THRESHOLDS["cache_min_lookups"]
-    assert "sigma_cache_requests_total of this process" in state.source
+    assert "sigma_cache_requests_total of this process" in state.source and "single-process" in state.source
+
+
+def test_in_a_celery_worker_without_the_web_directory_the_hit_ratio_is_missing_with_the_reason(
+    settings, monkeypatch
+):
+    from sigma_playground import celery
+
+    settings.PROMETHEUS_URL = ""
+    monkeypatch.setattr(celery, "IN_WORKER", True)
+    state = diagnosis.cache_state()
+    assert state.hits is None and "no web metrics directory" in state.missing
+    finding = diagnosis.assess_cache(state, T["cache_hit_ratio"], 100)
+    assert finding.severity == "info" and "hit ratio unknown" in finding.summary
 
 
 @pytest.mark.promtool
@@ -298,7 +311,7 @@ def test_the_diagnosis_queries_are_valid_promql(promtool, tmp_path):
 
     import yaml
 
-    queries = [*diagnosis.PROMETHEUS_QUERIES.values(), diagnosis._cache_lookups("hit")]
+    queries = list(diagnosis.prometheus_queries().values())
     rules = [{"record": f"diagnosis:q{i}", "expr": q} for i, q in enumerate(queries)]
     path = tmp_path / "diagnosis_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "diagnosis", "rules": rules}]}))
@@ -312,6 +325,56 @@ def test_an_unreachable_prometheus_falls_back_to_the_process_and_says_so(setting
     settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
     s = diagnosis.request_stats()
     assert s.source.startswith("Prometheus did not answer") and "this process's own metrics" in s.source
+
+
+@pytest.mark.django_db
+def test_an_unreachable_prometheus_is_a_warning_not_an_info_line(settings):
+    settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
+    report = diagnosis.diagnose()
+    finding = next(f for f in report.findings if f.check == "prometheus")
+    assert finding.severity == "warning" and "did not answer" in finding.summary
+    assert report.status in ("warning", "critical")
+
+
+def test_a_prometheus_that_answers_is_ok(settings, fake_prometheus):
+    settings.PROMETHEUS_URL = fake_prometheus
+    FakePrometheus.answers = {"increase(django_http": "10"}
+    assert diagnosis.assess_prometheus(diagnosis.request_stats()).severity == "ok"
+
+
+def test_without_prometheus_there_is_no_prometheus_check(settings):
+    settings.PROMETHEUS_URL = ""
+    assert "prometheus" not in diagnosis.diagnose().as_dict()["issues"]
+    assert all(f.check != "prometheus" for f in diagnosis.diagnose().findings)
+
+
+def test_cpu_is_utilisation_over_an_interval_and_load_is_shown_beside_it(settings, monkeypatch):
+    settings.PROMETHEUS_URL = ""
+    intervals = []
+
+    def cpu_percent(interval=None):
+        intervals.append(interval)
+        return 12.5
+
+    monkeypatch.setattr(diagnosis.psutil, "cpu_percent", cpu_percent)
+    monkeypatch.setattr(diagnosis.psutil, "getloadavg", lambda: (4.92, 1.0, 1.0))
+    reading = diagnosis.cpu_utilisation()
+    assert intervals == [diagnosis.CPU_INTERVAL_S] and intervals[0] > 0
+    finding = diagnosis.assess_cpu(reading.percent, T["cpu_percent"], reading.source, reading.load_1m)
+    # A load of 246% of 2 cores is not "CPU": the grade follows utilisation, the load is only shown.
+    assert finding.severity == "ok" and finding.value == 12.5
+    assert "12% busy" in finding.summary or "13% busy" in finding.summary
+    assert "load average 4.92" in finding.summary and "not graded" in finding.summary
+    assert finding.source.startswith("psutil")
+
+
+def test_with_prometheus_cpu_is_the_node_exporter_utilisation_the_alert_uses(settings, fake_prometheus):
+    settings.PROMETHEUS_URL = fake_prometheus
+    FakePrometheus.answers = {"node_cpu_seconds_total": "83"}
+    reading = diagnosis.cpu_utilisation()
+    assert reading.percent == 83 and "node-exporter" in reading.source
+    query = next(q for q in FakePrometheus.queries if "node_cpu_seconds_total" in q)
+    assert 'mode=~"idle|iowait"' in query and "[5m]" in query
 
 
 # --- Sources against the real services --------------------------------------------------------------------------
@@ -382,9 +445,10 @@ def twelve_slow_queries(threshold_ms: float) -> list[slow_queries.SlowQuery]:
 
 
 @pytest.mark.redis
-def test_redis_reachability_and_hit_ratio_from_the_server():
+def test_redis_reachability_and_the_hit_ratio_of_the_sites_own_lookups():
     state = diagnosis.cache_state()
     assert state.backend == "redis" and state.reachable and state.hits is not None
+    assert "Redis INFO" not in state.source and "sigma_cache_requests_total" in state.source
 
 
 @pytest.mark.redis

@@ -5,16 +5,26 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import urllib.error
 
 import psutil
 import pytest
 
 from tests.monitoring.helpers import fetch, gunicorn_serving, scrape
 
+PAGE = "/no/such/page/"  # a 404, needing no database (probes and scrapes record no request metrics)
 
-def healthz_count(text: str) -> float:
+
+def page_count(text: str) -> float:
     samples = scrape(text).get("django_http_responses_total_by_status_view_method_total", [])
-    return sum(s.value for s in samples if s.labels.get("view") == "healthz")
+    return sum(s.value for s in samples if s.labels.get("status") == "404")
+
+
+def get(url: str) -> None:
+    try:
+        fetch(url)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
 
 
 @pytest.fixture
@@ -47,11 +57,11 @@ def test_metrics_are_merged_across_workers_and_the_directory_starts_clean(gunico
     base, metrics_dir, process = gunicorn
     assert not (metrics_dir / "counter_999999.db").exists()
     workers = workers_of(process)
-    for _ in range(29):
-        fetch(base + "/healthz")
-    # 30 in all with the start-up probe. Whichever worker answers the scrape, it reports all 30.
+    for _ in range(30):
+        get(base + PAGE)
+    # Whichever worker answers the scrape, it reports all 30.
     for _ in range(6):
-        assert healthz_count(fetch(base + "/metrics")) == 30
+        assert page_count(fetch(base + "/metrics")) == 30
     served = {int(p.name.rsplit("_", 1)[-1].removesuffix(".db")) for p in metrics_dir.glob("counter_*.db")}
     assert served <= {w.pid for w in workers} and served
 
@@ -59,8 +69,8 @@ def test_metrics_are_merged_across_workers_and_the_directory_starts_clean(gunico
 @pytest.mark.slow
 def test_a_dead_workers_live_gauges_are_dropped_and_its_counts_kept(gunicorn):
     base, metrics_dir, process = gunicorn
-    for _ in range(9):
-        fetch(base + "/healthz")
+    for _ in range(10):
+        get(base + PAGE)
     victim = workers_of(process)[0]
     assert (metrics_dir / f"gauge_livesum_{victim.pid}.db").exists()
     victim.send_signal(signal.SIGKILL)
@@ -71,4 +81,17 @@ def test_a_dead_workers_live_gauges_are_dropped_and_its_counts_kept(gunicorn):
     workers_of(process)  # gunicorn replaced it
     # With reuse_port the replacement listens as soon as it is forked: a connection the kernel hands it
     # waits for it to finish booting (seconds on a busy machine), so this scrape may wait too.
-    assert healthz_count(fetch(base + "/metrics", timeout=60)) == 10
+    assert page_count(fetch(base + "/metrics", timeout=60)) == 10
+
+
+@pytest.mark.slow
+def test_each_instance_has_its_own_control_socket(gunicorn):
+    """gunicorn's default control socket is one path per user, shared by every instance on the host; the
+    config puts it in the instance's own metrics directory."""
+    base, metrics_dir, _ = gunicorn
+    socket_path = metrics_dir / "gunicorn.ctl"
+    deadline = time.monotonic() + 20
+    while not socket_path.is_socket():
+        assert time.monotonic() < deadline, f"no control socket at {socket_path}"
+        time.sleep(0.1)
+    assert page_count(fetch(base + "/metrics")) == 0  # the socket is not a metrics file

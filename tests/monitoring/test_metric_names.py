@@ -39,8 +39,6 @@ EXPORTER_PREFIXES = ("node_", "pg_", "redis_")
 # /metrics); samples appear with the first event.
 INCREMENTED_ELSEWHERE = {
     "sigma_cache_requests_total": "the caching layer, on its first lookup",
-    "sigma_db_slow_queries_total": "the query instrumentation, on the first statement over DB_SLOW_QUERY_SECONDS",
-    "sigma_cdn_purge_requests_total": "the CDN purge backends (in the Celery worker), on the first purge",
 }
 
 _KEYWORDS = {
@@ -138,8 +136,42 @@ def test_the_dashboard_shows_what_the_issue_asks_for():
         "cls",
         "tasks",
         "queue",
+        "cpu",
+        "memory",
+        "disk",
     ]:
         assert words in titles, words
+
+
+# Series the web processes record about users' requests and the cache: every query of them must select the
+# web job, so that a Celery worker's (warming, tasks) or an exporter's series never mix in.
+WEB_SERIES = re.compile(r"\b(django_http_\w+|sigma_cache_requests_total)\b(\{[^}]*\})?")
+
+
+def web_selections(expr: str) -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2) or "") for m in WEB_SERIES.finditer(expr)]
+
+
+def test_rules_panels_and_diagnosis_queries_select_the_web_job():
+    from monitoring import diagnosis
+
+    exprs = [("alerts.yml", e) for e in rule_exprs()]
+    exprs += [(f"dashboard panel {panel_id}", e) for panel_id, _, e in dashboard_targets()]
+    exprs += [(f"diagnosis {name}", e) for name, e in diagnosis.prometheus_queries().items()]
+    checked = 0
+    for where, expr in exprs:
+        for name, selector in web_selections(expr):
+            checked += 1
+            assert f'job="{settings.PROMETHEUS_WEB_JOB}"' in selector, f"{where}: {name}{selector}"
+    assert checked > 20
+    assert web_selections('rate(x{a="b"}[5m]) + django_http_y') == [("django_http_y", "")]
+
+
+def test_the_5xx_panel_reads_zero_not_no_data_without_errors_or_traffic():
+    panel = next(p for p in dashboard()["panels"] if p["title"].startswith("5xx error rate"))
+    (target,) = panel["targets"]
+    assert target["expr"].rstrip().endswith("or vector(0)")
+    assert "> 0)" in target["expr"]  # no traffic: the division is empty, so the 0 shows
 
 
 @pytest.mark.promtool

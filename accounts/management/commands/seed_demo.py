@@ -2,6 +2,7 @@
 
     seed_demo                                   # ~30 people, 200 workbooks, tags, favorites, follows, stats
     seed_demo --workbooks N [--users M] [--favorites F] [--follows K] [--batch-size B] [--seed S]
+    seed_demo --capacity-history                # and 30 days of labelled demo capacity history (make run)
 
 Bulk mode (any ``--workbooks``, 0 included) adds that many rows on top of what exists; see
 ``workbooks.demo`` for how the data is generated and loaded. Both modes refuse production mode.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.demo import DEMO_STAFF_PASSWORD, DEMO_STAFF_USERNAME
@@ -58,6 +60,12 @@ class Command(BaseCommand):
             help="bulk mode: rows per insert batch and progress update (default 10000)",
         )
         parser.add_argument(
+            "--capacity-history",
+            action="store_true",
+            help="also write 30 days of clearly labelled demo capacity history and a report from it "
+            "(manage.py seed_capacity_history), so the capacity page shows charts and projections",
+        )
+        parser.add_argument(
             "--seed",
             type=int,
             default=None,
@@ -73,6 +81,7 @@ class Command(BaseCommand):
         follows: int | None,
         batch_size: int | None,
         seed: int | None,
+        capacity_history: bool = False,
         **options: object,
     ) -> None:
         if settings.PRODUCTION:
@@ -116,6 +125,9 @@ class Command(BaseCommand):
                 seed=2026 if seed is None else seed,
                 verbosity=verbosity,
             )
+        if capacity_history:
+            # By name: the monitoring app provides it (accounts does not import the monitoring layer).
+            call_command("seed_capacity_history", stdout=self.stdout, stderr=self.stderr)
 
     def _demo(self, users: int) -> None:
         from workbooks.demo import seed_gallery
