@@ -14,7 +14,7 @@ from accounts import selectors, services
 from accounts.forms import ProfileForm, SignUpForm
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
-from sigma_playground.pagination import keyset_page, page_links
+from sigma_playground.pagination import cursor_fallback, keyset_page, page_links, query_url
 from workbooks import selectors as workbook_selectors
 
 
@@ -56,6 +56,42 @@ def profile_edit(request: HttpRequest) -> HttpResponse:
         # The bound form's instance has the rejected values; show the stored ones in the header.
         user.refresh_from_db()
     return render(request, "accounts/profile_edit.html", {"form": form})
+
+
+def _people(request: HttpRequest) -> list[str]:
+    return [keys.PEOPLE]
+
+
+@cache_anonymous_page("people", namespaces=_people)
+@cursor_fallback
+def people_list(request: HttpRequest) -> HttpResponse:
+    """/users/: people, most followed first; ``?q=`` finds them by username or name."""
+    query = request.GET
+    q = " ".join(query.get("q", "").split())[: selectors.PEOPLE_MAX_QUERY]
+
+    def context() -> dict:
+        page = keyset_page(
+            selectors.people(q=q),
+            ordering=selectors.PEOPLE_ORDER,
+            cursor=query.get("cursor") or None,
+            per_page=settings.PAGE_SIZE,
+        )
+        return {
+            "q": q,
+            "page": page,
+            "people": page.object_list,
+            "links": page_links(query, page),
+            "clear_url": query_url(query, q=None, cursor=None),
+        }
+
+    fragment = cached_fragment(
+        "people",
+        template="accounts/fragments/people.html",
+        context=context,
+        namespaces=[keys.PEOPLE],
+        variant=request.get_full_path(),
+    )
+    return render(request, "accounts/people.html", {"fragment": fragment, "q": q})
 
 
 def _user_page(request: HttpRequest, username: str) -> list[str]:
@@ -143,11 +179,13 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
 
 
 @cache_anonymous_page("followers", namespaces=_user_page)
+@cursor_fallback
 def followers(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="followers")
 
 
 @cache_anonymous_page("following", namespaces=_user_page)
+@cursor_fallback
 def following(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="following")
 

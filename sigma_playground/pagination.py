@@ -16,17 +16,19 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import InvalidPage, Page, Paginator
 from django.db import connections
 from django.db.models import F, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
-from django.http import Http404, HttpRequest, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.utils.functional import cached_property
 
 CURSOR_PARAM = "cursor"
@@ -329,3 +331,25 @@ def page_links(query: QueryDict, page: KeysetPage) -> dict[str, str | None]:
         "next": query_url(query, cursor=page.next_cursor) if page.has_next else None,
         "previous": (query_url(query, cursor=page.previous_cursor or None) if page.has_previous else None),
     }
+
+
+STALE_CURSOR_MESSAGE = (
+    "That page link is no longer valid (the list may have changed), so here is the first page."
+)
+
+
+def cursor_fallback(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A view of a keyset-paged list: a stale or malformed cursor leads to the first page, with a message,
+    instead of a 404 (a 302 to the same URL without the cursor; never cached)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except InvalidCursor:
+            if CURSOR_PARAM not in request.GET:
+                raise
+            messages.info(request, STALE_CURSOR_MESSAGE)
+            return HttpResponseRedirect(request.path + query_url(request.GET, cursor=None).rstrip("?"))
+
+    return wrapped

@@ -149,6 +149,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "notifications.context_processors.bell",
+                "sigma_playground.site.share_context",
             ],
         },
     },
@@ -691,6 +692,11 @@ LOGGING = {
 
 PAGE_SIZE = env_int("PAGE_SIZE", 20)
 MAX_PAGE_SIZE = 100
+# The site's public address, e.g. https://playground.example.com: absolute links in share tags, canonical
+# links, feeds, the sitemap, oEmbed and emails. Empty: taken from each request's Host (fine for one host;
+# with several ALLOWED_HOSTS set it, since cached pages are shared between hosts).
+SITE_URL = env_str("SITE_URL").rstrip("/")
+SITE_NAME = "Sigma Playground"
 # Workbook thumbnails: derivative widths (px) rendered in AVIF, WebP and JPEG by a Celery task.
 THUMBNAIL_WIDTHS = (320, 640, 768, 1024, 1280, 1536)
 THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", IMAGE_UPLOAD_MAX_BYTES)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workbooks import views
+from workbooks import sharing, views
 
 app_name = "workbooks"
 
@@ -14,7 +14,9 @@ urlpatterns = [
     path("workbooks/<int:pk>/unfavorite/", views.unfavorite, name="unfavorite"),
     path("workbooks/<int:pk>/stats/", views.workbook_stats, name="stats"),
     path("workbooks/<int:pk>/<slug:slug>/", views.workbook_detail, name="detail"),
+    path("tags/", views.tag_list, name="tags"),
     path("tags/<slug:slug>/", views.tag_detail, name="tag"),
+    path("tags/<slug:slug>/feed/", sharing.tag_feed, name="tag_feed"),
     path("feed/", views.feed, name="feed"),
     path("favorites/", views.favorites, name="favorites"),
     path("me/workbooks/", views.my_workbooks, name="mine"),

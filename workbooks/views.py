@@ -19,11 +19,18 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import selectors as account_selectors
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
 from sigma_playground.charts import Point, sparkline_svg, time_series_svg
-from sigma_playground.pagination import keyset_page, keyset_page_from_request, page_links, query_url
-from workbooks import analytics, selectors, services, warming
+from sigma_playground.pagination import (
+    cursor_fallback,
+    keyset_page,
+    keyset_page_from_request,
+    page_links,
+    query_url,
+)
+from workbooks import analytics, search, selectors, services, warming
 from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
 
@@ -39,6 +46,11 @@ def page_size(request: HttpRequest) -> int:
 
 def _lists(request: HttpRequest, **kwargs: Any) -> list[str]:
     return [keys.LISTS]
+
+
+def _list_namespaces(request: HttpRequest, **kwargs: Any) -> list[str]:
+    """A search page also shows matching people."""
+    return [keys.LISTS, keys.PEOPLE] if request.GET.get("q", "").strip() else [keys.LISTS]
 
 
 @cache_anonymous_page("home", namespaces=_lists)
@@ -58,40 +70,64 @@ def _list_context(query: QueryDict, params: selectors.ListParams, per_page: int)
     page = keyset_page(
         listing.queryset, ordering=listing.ordering, cursor=query.get("cursor") or None, per_page=per_page
     )
-    sorts = [*selectors.SORTS, *([selectors.RELEVANCE] if params.q else [])]
+    if params.q:
+        search.attach_headlines(page.object_list, params.q)
+    total = selectors.workbook_list_total(params=params)
+    popular = selectors.popular_tags(exclude=params.tags)
     return {
         "page": page,
         "links": page_links(query, page),
-        "total": selectors.workbook_list_total(params=params),
+        "total": total,
         "params": params,
         "active_tags": params.tag_objects,
         "sort_links": [
             {"name": s, "url": query_url(query, sort=s, cursor=None), "active": s == params.sort}
-            for s in sorts
+            for s in selectors.sort_names(params)
         ],
         "clear_tags_url": query_url(query, tag=None, cursor=None),
+        "tag_filters": [
+            {"tag": tag, "url": query_url(query, tag=[*params.tags, tag.slug], cursor=None)}
+            for tag in popular
+        ],
+        "people": account_selectors.people_matching(q=params.q) if params.q else [],
+        "clear_search_url": query_url(query, q=None, cursor=None, sort=None),
     }
 
 
-@cache_anonymous_page("list", namespaces=_lists)
+@cache_anonymous_page("list", namespaces=_list_namespaces)
+@cursor_fallback
 def workbook_list(request: HttpRequest) -> HttpResponse:
     params = selectors.parse_list_params(
-        q=request.GET.get("q"), tags=request.GET.getlist("tag"), sort=request.GET.get("sort")
+        q=request.GET.get("q"),
+        tags=request.GET.getlist("tag"),
+        sort=request.GET.get("sort"),
+        featured=request.GET.get("featured") == "1",
     )
     query, per_page = request.GET, page_size(request)
     fragment = cached_fragment(
         "list",
         template="workbooks/fragments/list.html",
         context=lambda: _list_context(query, selectors.resolve_tags(params), per_page),
-        namespaces=[keys.LISTS],
+        namespaces=_list_namespaces(request),
         variant=request.get_full_path(),
     )
-    return render(
-        request, "workbooks/list.html", {"fragment": fragment, "title": params.q and f"Search: {params.q}"}
+    title = f"Search: {params.q}" if params.q else ("Featured workbooks" if params.featured else "")
+    return render(request, "workbooks/list.html", {"fragment": fragment, "title": title})
+
+
+@cache_anonymous_page("tags", namespaces=_lists)
+def tag_list(request: HttpRequest) -> HttpResponse:
+    fragment = cached_fragment(
+        "tags",
+        template="workbooks/fragments/tags.html",
+        context=lambda: {"tags": selectors.tag_directory()},
+        namespaces=[keys.LISTS],
     )
+    return render(request, "workbooks/tags.html", {"fragment": fragment})
 
 
 @cache_anonymous_page("tag", namespaces=_lists)
+@cursor_fallback
 def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
     tag = selectors.tag_get(slug=slug)
     query, per_page = request.GET, page_size(request)
@@ -233,6 +269,7 @@ def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@cursor_fallback
 def feed(request: HttpRequest) -> HttpResponse:
     listing = selectors.feed_for(user=request.user)
     page = keyset_page_from_request(
@@ -246,6 +283,7 @@ def feed(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cursor_fallback
 def favorites(request: HttpRequest) -> HttpResponse:
     listing = selectors.favorites_of(user=request.user)
     page = keyset_page_from_request(

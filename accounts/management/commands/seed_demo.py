@@ -116,6 +116,24 @@ class Command(BaseCommand):
                 seed=2026 if seed is None else seed,
                 verbosity=verbosity,
             )
+        self._finish()
+
+    def _finish(self) -> None:
+        """What the seeded rows need before the site shows them: the prefix-search words (else ``?q=chur``
+        finds nothing until the daily refresh), follower counts (the loaders write Follow rows directly),
+        and fresh cached pages."""
+        from accounts import services as account_services
+        from sigma_playground.caching import invalidate
+        from workbooks import search
+
+        started = time.perf_counter()
+        words = search.refresh_search_lexemes()
+        people = account_services.recount_followers()
+        invalidate.lists_changed()
+        self.stdout.write(
+            f"Search words refreshed ({words:,} words), follower counts of {people:,} people recounted, "
+            f"cached pages invalidated in {time.perf_counter() - started:.1f}s."
+        )
 
     def _demo(self, users: int) -> None:
         from workbooks.demo import seed_gallery

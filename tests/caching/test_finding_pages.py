@@ -1,0 +1,48 @@
+"""The new cached pages (people, tags, a search's People block) are made fresh by the writes they show."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from accounts import services as account_services
+from tests.caching.conftest import publish
+from tests.caching.test_pages import anonymous, html, logged_in
+from tests.factories import UserFactory
+from workbooks import services
+from workbooks.models import Visibility
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PEOPLE, TAGS = reverse("profiles:list"), reverse("workbooks:tags")
+
+
+def warm(client, url: str) -> None:
+    html(client, url)
+    html(client, url)
+
+
+@pytest.mark.parametrize("reader", ["anonymous", "logged-in"])
+def test_people_pages_follow_follows_renames_and_sign_ups(world, reader):
+    client = anonymous() if reader == "anonymous" else logged_in(world["reader"])
+    search_url = reverse("workbooks:list") + "?q=ada"
+    for url in (PEOPLE, search_url):
+        warm(client, url)
+    for fan in UserFactory.create_batch(2):
+        account_services.follow(follower=fan, followed=world["author"])
+    assert "2 followers" in html(client, PEOPLE)
+    account_services.user_update_profile(user=world["author"], full_name="Ada Zebra", bio="")
+    assert "Ada Zebra" in html(client, PEOPLE) and "Ada Zebra" in html(client, search_url)
+    account_services.user_create(username="newcomer", email="n@example.com", password="x-very-long-pw")
+    assert "newcomer" in html(client, PEOPLE)
+
+
+@pytest.mark.parametrize("reader", ["anonymous", "logged-in"])
+def test_tag_directory_follows_publishing_and_hiding(world, reader):
+    client = anonymous() if reader == "anonymous" else logged_in(world["reader"])
+    warm(client, TAGS)
+    assert 'finance <span class="tag-count">2</span>' in html(client, TAGS)
+    publish(world["author"], "Zebra treasury", tags=("treasury",), n=9)
+    assert "treasury" in html(client, TAGS)
+    services.workbooks_set_visibility(workbook_ids=[world["workbook"].pk], visibility=Visibility.PRIVATE)
+    assert 'finance <span class="tag-count">1</span>' in html(client, TAGS)
