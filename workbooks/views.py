@@ -30,7 +30,8 @@ from sigma_playground.pagination import (
     page_links,
     query_url,
 )
-from workbooks import analytics, search, selectors, services, warming
+from sigma_playground.site import absolute
+from workbooks import analytics, search, selectors, services, sharing, warming
 from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
 
@@ -145,7 +146,9 @@ def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
         namespaces=[keys.LISTS],
         variant=request.get_full_path(),
     )
-    return render(request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name})
+    return render(
+        request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name, "tag_slug": tag.slug}
+    )
 
 
 def workbook_redirect(request: HttpRequest, pk: int) -> HttpResponse:
@@ -191,7 +194,12 @@ def workbook_detail(request: HttpRequest, pk: int, slug: str) -> HttpResponse:
         request=request,
     )
     page = fill_personal(fragment, {"actions": actions})
-    return render(request, "workbooks/detail.html", {"fragment": page, "workbook": workbook})
+    image = sharing.share_image(workbook)
+    share = {
+        "image": {**image, "url": absolute(request, image["url"])} if image else None,
+        "oembed": sharing.oembed_link(request, workbook) if workbook.is_listed else None,
+    }
+    return render(request, "workbooks/detail.html", {"fragment": page, "workbook": workbook, "share": share})
 
 
 @never_cache

@@ -46,3 +46,23 @@ def test_tag_directory_follows_publishing_and_hiding(world, reader):
     assert "treasury" in html(client, TAGS)
     services.workbooks_set_visibility(workbook_ids=[world["workbook"].pk], visibility=Visibility.PRIVATE)
     assert 'finance <span class="tag-count">1</span>' in html(client, TAGS)
+
+
+def test_feeds_sitemaps_and_oembed_are_cached_and_drop_a_workbook_made_private(world):
+    client, workbook = anonymous(), world["workbook"]
+    oembed = reverse("oembed") + f"?url=http://testserver{workbook.get_absolute_url()}"
+    urls = [
+        reverse("feed_newest"),
+        reverse("workbooks:tag_feed", args=["finance"]),
+        reverse("profiles:feed", args=["ada"]),
+        reverse("sitemap_workbooks", args=[0]),
+        oembed,
+    ]
+    shown = {url: workbook.title for url in urls} | {urls[3]: workbook.get_absolute_url()}
+    for url in urls:
+        assert shown[url] in client.get(url).content.decode(), url
+        assert client.get(url)["X-Cache"] == "hit", url
+    services.workbooks_set_visibility(workbook_ids=[workbook.pk], visibility=Visibility.UNLISTED)
+    for url in urls[:4]:
+        assert shown[url] not in client.get(url).content.decode(), url
+    assert client.get(oembed).status_code == 404
