@@ -145,7 +145,8 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"Demo gallery: {result['workbooks']} workbooks, {result['tags']} tags, {result['favorites']} "
-            f"favorites and {result['stats']} daily statistics created ({result['total_workbooks']} demo "
+            f"favorites, {result['stats']} daily statistics and {result['thumbnails']} chart thumbnails created "
+            f"({result['total_workbooks']} demo "
             f"workbooks, {result['total_favorites']} favorites on them)."
         )
         self.stdout.write(
