@@ -5,8 +5,18 @@ from __future__ import annotations
 from django.db.models import BooleanField, Exists, OuterRef, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import Http404
+from django.utils.http import urlsafe_base64_decode
 
 from accounts.models import Follow, User, ci
+
+
+def user_from_uidb64(uidb64: str) -> User | None:
+    """The active user an emailed link's ``uidb64`` names, or None for anything malformed."""
+    try:
+        pk = int(urlsafe_base64_decode(uidb64).decode())
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
+        return None
+    return User.objects.filter(pk=pk, is_active=True).first()
 
 
 def user_get_public(*, username: str) -> User:

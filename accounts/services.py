@@ -9,8 +9,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
-from accounts import signals
-from accounts.models import Follow, User
+from accounts import emails, signals
+from accounts.models import Follow, User, ci
 from sigma_playground.caching import invalidate
 from sigma_playground.images import ProcessedImage
 
@@ -56,6 +56,35 @@ def user_update_profile(
     if old_name and (avatar is not None or clear_avatar):
         storage = User._meta.get_field("avatar").storage
         transaction.on_commit(lambda: storage.delete(old_name))
+    return user
+
+
+def signup(*, username: str, email: str, password: str, base_url: str) -> User | None:
+    """Sign-up that does not tell who has an account: for a new address the account is created and a
+    confirmation link mailed to it; for an address that already has an account nothing is created and its
+    owner gets a note instead. The person signing up sees the same "check your email" either way.
+    Returns the new user, or None when the address was taken."""
+    normalised = User.objects.normalize_email(email)
+    existing = User.objects.filter(email__lower=ci(normalised)).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                user = user_create(username=username, email=normalised, password=password)
+                emails.send_verification(user, base_url=base_url)
+            return user
+        except IntegrityError:  # the address was taken meanwhile
+            existing = User.objects.filter(email__lower=ci(normalised)).first()
+            if existing is None:
+                raise
+    emails.send_already_registered(existing, base_url=base_url)
+    return None
+
+
+def email_verify(*, user: User) -> User:
+    """The owner followed the confirmation link."""
+    if not user.email_verified:
+        user.email_verified = True
+        user.save(update_fields=["email_verified"])
     return user
 
 

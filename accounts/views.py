@@ -1,39 +1,63 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
 from accounts.forms import ProfileForm, SignUpForm
+from accounts.tokens import email_verification_token
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
 from sigma_playground.pagination import cursor_fallback, keyset_page, page_links, query_url
+from sigma_playground.site import absolute
 from workbooks import selectors as workbook_selectors
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    """The same answer whether or not the address has an account (accounts.services.signup)."""
     if request.user.is_authenticated:
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = services.user_create(
+        services.signup(
             username=form.cleaned_data["username"],
             email=form.cleaned_data["email"],
             password=form.cleaned_data["password1"],
+            base_url=absolute(request, "/").rstrip("/"),
         )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome to Sigma Playground, {user.username}!")
-        return redirect(user.get_absolute_url())
+        return redirect("accounts:signup_done")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+@never_cache
+def signup_done(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/signup_done.html")
+
+
+@never_cache
+@require_http_methods(["GET"])
+def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """The link mailed at sign-up: confirms the address and signs its owner in. Works once."""
+    user = selectors.user_from_uidb64(uidb64)
+    if user is None or not email_verification_token.check_token(user, token):
+        return render(request, "accounts/verify_failed.html", status=400)
+    services.email_verify(user=user)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    messages.success(request, f"Your address is confirmed. Welcome to Sigma Playground, {user.username}!")
+    return redirect(user.get_absolute_url())
 
 
 @never_cache
@@ -210,3 +234,19 @@ def unfollow(request: HttpRequest, username: str) -> HttpResponse:
     services.unfollow(follower=request.user, followed=target)
     messages.success(request, f"You no longer follow {target.display_name}.")
     return redirect(target)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's view with our templates; links point at SITE_URL's host when it is set."""
+
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+    extra_email_context = {"site_name": settings.SITE_NAME}
+
+    def form_valid(self, form):
+        if settings.SITE_URL:
+            parts = urlsplit(settings.SITE_URL)
+            self.domain_override = parts.netloc
+            self.extra_email_context = {**self.extra_email_context, "protocol": parts.scheme}
+        return super().form_valid(form)

@@ -496,6 +496,9 @@ EMAIL_BACKEND = (
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend"
 )
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Password reset and sign-up confirmation links work this long (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 24 * 3600)
 
 # --- Notifications (notifications/) ---------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ TABLE = {
     "workbooks:detail": (lambda o: {"pk": o["w"].pk, "slug": o["w"].slug}, ALL_200),
     "workbooks:detail (private)": (lambda o: {"pk": o["p"].pk, "slug": o["p"].slug}, S(404, 200, 404, 200)),
     "workbooks:edit": (lambda o: {"pk": o["w"].pk}, S(302, 200, 404, 404)),
-    "workbooks:delete": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
+    "workbooks:delete": (lambda o: {"pk": o["w"].pk}, S(302, 200, 404, 404)),  # GET: the confirmation page
     "workbooks:favorite": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
     "workbooks:unfavorite": (lambda o: {"pk": o["w"].pk}, POST_ONLY_LOGIN),
     "workbooks:tag": (lambda o: {"slug": o["tag"].slug}, ALL_200),
@@ -58,6 +58,15 @@ TABLE = {
     "notifications:settings": (lambda o: {}, LOGIN_ONLY),
     "accounts:signup": (lambda o: {}, S(200, 302, 302, 302)),
     "accounts:login": (lambda o: {}, S(200, 302, 302, 302)),
+    "accounts:signup_done": (lambda o: {}, ALL_200),
+    "accounts:verify_email": (lambda o: {"uidb64": "MQ", "token": "bad-token"}, S(400, 400, 400, 400)),
+    "accounts:password_reset": (lambda o: {}, ALL_200),
+    "accounts:password_reset_done": (lambda o: {}, ALL_200),
+    "accounts:password_reset_confirm": (
+        lambda o: {"uidb64": "MQ", "token": "bad-token"},
+        ALL_200,
+    ),  # "no longer works"
+    "accounts:password_reset_complete": (lambda o: {}, ALL_200),
     "accounts:logout": (lambda o: {}, S(405, 405, 405, 405)),
     "accounts:password_change": (lambda o: {}, LOGIN_ONLY),
     "accounts:password_change_done": (lambda o: {}, LOGIN_ONLY),

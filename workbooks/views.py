@@ -250,10 +250,14 @@ def workbook_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "workbooks/form.html", {"form": form, "workbook": workbook})
 
 
+@never_cache
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def workbook_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: a page that names the workbook and asks; POST (from that page): delete."""
     workbook = selectors.workbook_get_for_author(pk=pk, user=request.user)
+    if request.method == "GET":
+        return render(request, "workbooks/delete.html", {"workbook": workbook})
     title = workbook.title
     services.workbook_delete(workbook=workbook)
     messages.success(request, f"Deleted “{title}”.")

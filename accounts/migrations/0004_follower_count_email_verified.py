@@ -1,7 +1,6 @@
-"""``User.follower_count`` for the people directory (/users/), and the indexes its two queries use.
-
-Both indexes are PostgreSQL only (the SQLite default scans its few rows).
-"""
+"""``User.follower_count`` for the people directory (/users/) and the indexes its two queries use (both
+PostgreSQL only: the SQLite default scans its few rows); ``User.email_verified``, set by the link mailed at
+sign-up (accounts.services.signup)."""
 
 from django.db import migrations, models
 
@@ -14,6 +13,11 @@ class Migration(migrations.Migration):
     dependencies = [("accounts", "0003_inactive_users_index")]
 
     operations = [
+        migrations.AddField(
+            model_name="user",
+            name="email_verified",
+            field=models.BooleanField(db_default=False, default=False, editable=False),
+        ),
         migrations.AddField(
             model_name="user",
             name="follower_count",
