@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse_lazy
@@ -214,6 +214,18 @@ def following(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="following")
 
 
+def _follow_answer(request: HttpRequest, target, *, message: str, is_following: bool) -> HttpResponse:
+    if request.headers.get("X-Requested-With") == "fetch":  # the in-place script (static/js/gallery.js)
+        html = render_to_string(
+            "accounts/includes/follow_button.html",
+            {"profile_user": target, "is_following": is_following},
+            request=request,
+        ).strip()
+        return JsonResponse({"html": html, "message": message})
+    messages.success(request, message)
+    return redirect(target)
+
+
 @login_required
 @require_POST
 def follow(request: HttpRequest, username: str) -> HttpResponse:
@@ -221,10 +233,11 @@ def follow(request: HttpRequest, username: str) -> HttpResponse:
     try:
         services.follow(follower=request.user, followed=target)
     except services.FollowError as exc:
+        if request.headers.get("X-Requested-With") == "fetch":
+            return JsonResponse({"error": str(exc)}, status=400)
         messages.error(request, str(exc))
         return redirect(target)
-    messages.success(request, f"You follow {target.display_name}.")
-    return redirect(target)
+    return _follow_answer(request, target, message=f"You follow {target.display_name}.", is_following=True)
 
 
 @login_required
@@ -232,8 +245,9 @@ def follow(request: HttpRequest, username: str) -> HttpResponse:
 def unfollow(request: HttpRequest, username: str) -> HttpResponse:
     target = selectors.user_get_public(username=username)
     services.unfollow(follower=request.user, followed=target)
-    messages.success(request, f"You no longer follow {target.display_name}.")
-    return redirect(target)
+    return _follow_answer(
+        request, target, message=f"You no longer follow {target.display_name}.", is_following=False
+    )
 
 
 class PasswordResetView(auth_views.PasswordResetView):

@@ -791,7 +791,19 @@ PROMETHEUS_LATENCY_BUCKETS = (
 # Real-user monitoring: beacons per client per minute, body size, and the data-rum names pages may use.
 RUM_RATE_LIMIT_PER_MINUTE = env_int("RUM_RATE_LIMIT_PER_MINUTE", 30)
 RUM_MAX_BODY_BYTES = 2048
-RUM_INTERACTION_NAMES = ("search", "publish", "login", "signup", "logout", "favorite", "unfavorite", "follow")
+RUM_INTERACTION_NAMES = (
+    "search",
+    "publish",
+    "login",
+    "signup",
+    "logout",
+    "favorite",
+    "unfavorite",
+    "follow",
+    "unfollow",
+    "open_in_sigma",
+    "load_more",
+)
 
 # Celery workers serve their own metrics on this port (0: off); see README "Monitoring".
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)

@@ -230,6 +230,10 @@ def related_workbooks(*, workbook: Workbook, limit: int = 6) -> list[Workbook]:
     return list(with_cards(qs)[:limit])
 
 
+def favorite_count(*, workbook_id: int) -> int:
+    return Workbook.objects.filter(pk=workbook_id).values_list("favorite_count", flat=True).first() or 0
+
+
 def is_favorited(*, user: User, workbook: Workbook) -> bool:
     if not user.is_authenticated:
         return False

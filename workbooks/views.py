@@ -13,9 +13,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -264,12 +265,37 @@ def workbook_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(request.user.get_absolute_url())
 
 
+def wants_fragment(request: HttpRequest) -> bool:
+    """The in-place script (static/js/gallery.js) asks for the new button instead of a redirect."""
+    return request.headers.get("X-Requested-With") == "fetch"
+
+
+def _safe_next(request: HttpRequest) -> str | None:
+    target = request.POST.get("next", "")
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False)
+    return target if target and ok else None
+
+
+def _favorite_answer(request: HttpRequest, workbook, *, is_favorited: bool) -> HttpResponse:
+    next_url = _safe_next(request)
+    if wants_fragment(request):
+        count = selectors.favorite_count(workbook_id=workbook.pk)
+        html = render_to_string(
+            "workbooks/includes/favorite_form.html",
+            {"workbook": workbook, "is_favorited": is_favorited, "next": next_url},
+            request=request,
+        )
+        message = "Added to your favorites." if is_favorited else "Removed from your favorites."
+        return JsonResponse({"html": html, "count": count, "message": message})
+    return redirect(next_url or workbook.get_absolute_url())
+
+
 @login_required
 @require_POST
 def favorite(request: HttpRequest, pk: int) -> HttpResponse:
     workbook = selectors.workbook_get_for_viewer(pk=pk, user=request.user)
     services.favorite_add(user=request.user, workbook=workbook)
-    return redirect(workbook)
+    return _favorite_answer(request, workbook, is_favorited=True)
 
 
 @login_required
@@ -277,7 +303,7 @@ def favorite(request: HttpRequest, pk: int) -> HttpResponse:
 def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
     workbook = selectors.workbook_get_for_viewer(pk=pk, user=request.user)
     services.favorite_remove(user=request.user, workbook=workbook)
-    return redirect(workbook)
+    return _favorite_answer(request, workbook, is_favorited=False)
 
 
 @login_required

@@ -44,12 +44,12 @@ def test_publish_through_the_form(logged_in, user):
     workbook = Workbook.objects.get()
     assert response.status_code == 302 and response["Location"] == workbook.get_absolute_url()
     assert workbook.author == user
-    assert workbook.sigma_embed_url == EMBED  # canonical: query dropped
+    assert workbook.sigma_embed_url == EMBED + "?:theme=light"  # canonical: display options kept
     assert workbook.slug == "quarterly-revenue-bridge"
     assert workbook.published_at is not None
     assert sorted(t.slug for t in workbook.tags.all()) == ["finance", "saas-metrics"]
     page = logged_in.get(workbook.get_absolute_url()).content.decode()
-    assert f'src="{EMBED}"' in page
+    assert f'src="{EMBED}?:theme=light"' in page
     assert 'referrerpolicy="strict-origin-when-cross-origin"' in page
     assert 'title="Quarterly revenue bridge (Sigma workbook)"' in page
     assert 'loading="lazy"' in page
