@@ -19,7 +19,16 @@ from accounts.forms import ProfileForm, SignUpForm
 from accounts.tokens import email_verification_token
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment, fill_personal
-from sigma_playground.pagination import cursor_fallback, keyset_page, page_links, query_url
+from sigma_playground.pagination import (
+    cursor_fallback,
+    fragment_response,
+    fragment_variant,
+    keyset_page,
+    list_query,
+    page_links,
+    query_url,
+    wants_list_fragment,
+)
 from sigma_playground.site import absolute
 from workbooks import selectors as workbook_selectors
 
@@ -90,7 +99,7 @@ def _people(request: HttpRequest) -> list[str]:
 @cursor_fallback
 def people_list(request: HttpRequest) -> HttpResponse:
     """/users/: people, most followed first; ``?q=`` finds them by username or name."""
-    query = request.GET
+    query = list_query(request)
     q = " ".join(query.get("q", "").split())[: selectors.PEOPLE_MAX_QUERY]
 
     def context() -> dict:
@@ -113,8 +122,10 @@ def people_list(request: HttpRequest) -> HttpResponse:
         template="accounts/fragments/people.html",
         context=context,
         namespaces=[keys.PEOPLE],
-        variant=request.get_full_path(),
+        variant=fragment_variant(request),
     )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
     return render(request, "accounts/people.html", {"fragment": fragment, "q": q})
 
 
@@ -167,7 +178,7 @@ def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
 
 def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResponse:
     profile_user = selectors.user_get_public(username=username)
-    query = request.GET
+    query = list_query(request)
 
     def context() -> dict:
         if which == "followers":
@@ -193,8 +204,10 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
         template="accounts/fragments/follow_list.html",
         context=context,
         namespaces=_user_page(request, profile_user.username),
-        variant=request.get_full_path(),
+        variant=fragment_variant(request),
     )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
     return render(
         request,
         "accounts/follow_list.html",

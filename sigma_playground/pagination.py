@@ -353,3 +353,31 @@ def cursor_fallback(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
             return HttpResponseRedirect(request.path + query_url(request.GET, cursor=None).rstrip("?"))
 
     return wrapped
+
+
+FRAGMENT_PARAM = "fragment"
+
+
+def wants_list_fragment(request: HttpRequest) -> bool:
+    """``?fragment=1``: "Load more" (static/js/gallery.js) asks for the list's HTML without the page around it."""
+    return request.GET.get(FRAGMENT_PARAM) == "1"
+
+
+def list_query(request: HttpRequest) -> QueryDict:
+    """The query string a list's links are built from: without ``fragment``, so that links in a fragment
+    fetched by "Load more" are the page's own."""
+    query = request.GET.copy()
+    query.pop(FRAGMENT_PARAM, None)
+    return query
+
+
+def fragment_variant(request: HttpRequest) -> str:
+    """The cached fragment's variant for a list URL: the same with or without ``?fragment=1``, so "Load more"
+    reuses the fragment its page cached (and the other way round)."""
+    return request.path + query_url(request.GET, **{FRAGMENT_PARAM: None})
+
+
+def fragment_response(html: str) -> HttpResponse:
+    response = HttpResponse(html)
+    response["X-Robots-Tag"] = "noindex"
+    return response

@@ -26,10 +26,14 @@ from sigma_playground.caching.pages import cache_anonymous_page, cached_fragment
 from sigma_playground.charts import Point, sparkline_svg, time_series_svg
 from sigma_playground.pagination import (
     cursor_fallback,
+    fragment_response,
+    fragment_variant,
     keyset_page,
     keyset_page_from_request,
+    list_query,
     page_links,
     query_url,
+    wants_list_fragment,
 )
 from sigma_playground.site import absolute
 from workbooks import analytics, search, selectors, services, sharing, warming
@@ -105,14 +109,16 @@ def workbook_list(request: HttpRequest) -> HttpResponse:
         sort=request.GET.get("sort"),
         featured=request.GET.get("featured") == "1",
     )
-    query, per_page = request.GET, page_size(request)
+    query, per_page = list_query(request), page_size(request)
     fragment = cached_fragment(
         "list",
         template="workbooks/fragments/list.html",
         context=lambda: _list_context(query, selectors.resolve_tags(params), per_page),
         namespaces=_list_namespaces(request),
-        variant=request.get_full_path(),
+        variant=fragment_variant(request),
     )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
     title = f"Search: {params.q}" if params.q else ("Featured workbooks" if params.featured else "")
     return render(request, "workbooks/list.html", {"fragment": fragment, "title": title})
 
@@ -132,7 +138,7 @@ def tag_list(request: HttpRequest) -> HttpResponse:
 @cursor_fallback
 def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
     tag = selectors.tag_get(slug=slug)
-    query, per_page = request.GET, page_size(request)
+    query, per_page = list_query(request), page_size(request)
 
     def context() -> dict[str, Any]:
         params = selectors.resolve_tags(
@@ -145,8 +151,10 @@ def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
         template="workbooks/fragments/tag.html",
         context=context,
         namespaces=[keys.LISTS],
-        variant=request.get_full_path(),
+        variant=fragment_variant(request),
     )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
     return render(
         request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name, "tag_slug": tag.slug}
     )

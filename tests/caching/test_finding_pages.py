@@ -66,3 +66,22 @@ def test_feeds_sitemaps_and_oembed_are_cached_and_drop_a_workbook_made_private(w
     for url in urls[:4]:
         assert shown[url] not in client.get(url).content.decode(), url
     assert client.get(oembed).status_code == 404
+
+
+@pytest.mark.parametrize("reader", ["anonymous", "logged-in"])
+def test_load_more_fragments_are_cached_like_their_pages(world, reader):
+    client = anonymous() if reader == "anonymous" else logged_in(world["reader"])
+    made = [publish(world["author"], f"Zebra page {i}", n=20 + i) for i in range(3)]
+    url = reverse("workbooks:list") + "?per_page=2"
+    page = html(client, url)
+    cursor = page.split("cursor=")[1].split('"')[0]
+    fragment_url = f"{url}&cursor={cursor}&fragment=1"
+    fragment = html(client, fragment_url)
+    assert "Zebra page 0" in fragment  # the third newest: first of page 2
+    assert "<!doctype" not in fragment.lower() and 'class="card-grid"' in fragment
+    assert "data-load-more" in fragment and "fragment=1" not in fragment  # its links are the page's
+    assert "fragment=1" not in html(client, f"{url}&cursor={cursor}")  # the page shares the fragment
+    if reader == "anonymous":
+        assert client.get(fragment_url)["X-Cache"] == "hit"
+    services.workbooks_set_visibility(workbook_ids=[made[0].pk], visibility=Visibility.PRIVATE)
+    assert "Zebra page 0" not in html(client, fragment_url)
