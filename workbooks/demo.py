@@ -874,6 +874,7 @@ def seed_gallery(*, users: int = 30, workbooks: int = DEMO_WORKBOOKS) -> dict[st
     WorkbookDailyStat.objects.bulk_create(stats, batch_size=1000, ignore_conflicts=True)
 
     thumbnailed = _demo_thumbnails(new, ids, tags)
+    _join_before_publishing(list(people.values()))
     _recount(list(ids.values()))
     recompute_trending()
     return {
@@ -886,6 +887,19 @@ def seed_gallery(*, users: int = 30, workbooks: int = DEMO_WORKBOOKS) -> dict[st
         "total_workbooks": len(ids),
         "total_favorites": Favorite.objects.filter(workbook_id__in=ids.values()).count(),
     }
+
+
+def _join_before_publishing(people: list[User]) -> None:
+    """Demo people joined some days to months before their first workbook (they were created just now)."""
+    firsts = (
+        Workbook.objects.filter(author__in=people)
+        .values("author")
+        .annotate(first=models.Min("created_at"))
+        .values_list("author", "first")
+    )
+    for author_id, first in firsts:
+        joined = first - dt.timedelta(days=3 + (author_id * 37) % 120, hours=(author_id * 7) % 24)
+        User.objects.filter(pk=author_id, created_at__gt=joined).update(created_at=joined, date_joined=joined)
 
 
 def _demo_thumbnails(new: list, ids: dict[str, int], tags: dict[str, Tag]) -> int:

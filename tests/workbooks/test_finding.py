@@ -199,3 +199,24 @@ def test_seed_demo_refreshes_the_prefix_words():
     call_command("seed_demo", "--workbooks", "0", stdout=io.StringIO(), stderr=io.StringIO())
     search.PREFIX_CACHE.clear()
     assert "churn" in search.expand_prefix("chur")
+
+
+# --- Polish: form errors (issue 18 §8) ---------------------------------------------------------------------
+
+
+def test_every_tag_error_shows_with_the_ids_aria_describedby_names(logged_in):
+    from tests.workbooks.test_views import NEW, form_data
+
+    tags = ",".join([f"t{i}" for i in range(12)] + ["x" * 41])
+    html = logged_in.submit(NEW, form_data(tags=tags)).content.decode()
+    assert "Use at most 10 tags." in html and "at most 40 characters" in html
+    assert 'aria-describedby="id_tags_helptext id_tags_error"' in html
+    assert 'id="id_tags_error"' in html
+    assert 'class="error-summary"' in html and "autofocus" in html
+    assert '<a href="#id_tags">Tags: Use at most 10 tags.</a>' in html
+
+
+def test_sign_up_password_rules_are_a_list_outside_a_paragraph(client):
+    html = client.get(reverse("accounts:signup")).content.decode()
+    assert '<div class="help" id="id_password1_helptext"><ul>' in html
+    assert '<p class="help" id="id_password1_helptext"><ul>' not in html

@@ -104,6 +104,10 @@ def test_demo_seed_is_believable_and_idempotent(django_capture_on_commit_callbac
     assert "0 workbooks, 0 tags, 0 favorites, 0 daily statistics and 0 chart thumbnails created" in out
     assert "Demo staff login" in out
 
+    # People joined before they published.
+    for author in User.objects.filter(workbooks__isnull=False).distinct():
+        assert author.created_at < author.workbooks.order_by("created_at").first().created_at, author
+
     # Raster chart thumbnails through the upload pipeline: a master and AVIF/WebP/JPEG derivatives.
     pictured = Workbook.objects.listed().exclude(thumbnail="")
     assert pictured.count() == demo.DEMO_THUMBNAILS
