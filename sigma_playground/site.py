@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.functional import lazy
 from django.views.decorators.http import require_safe
 
 
@@ -18,12 +20,16 @@ def absolute(request: HttpRequest | None, path: str) -> str:
         return path
     if settings.SITE_URL or request is None:
         return (settings.SITE_URL or "http://localhost") + path
-    return request.build_absolute_uri(path)
+    try:
+        return request.build_absolute_uri(path)
+    except DisallowedHost:  # the 400 page of a request with a bad Host header still renders
+        return path
 
 
 def share_context(request: HttpRequest) -> dict[str, Any]:
     """The canonical URL of the page (its path, no query) and the site name, for the head of every page."""
-    return {"canonical_url": absolute(request, request.path), "site_name": settings.SITE_NAME}
+    canonical = lazy(lambda: absolute(request, request.path), str)()  # only built where a page uses it
+    return {"canonical_url": canonical, "site_name": settings.SITE_NAME}
 
 
 def public(response: HttpResponse, seconds: int | None = None) -> HttpResponse:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
@@ -147,8 +148,13 @@ def home_sections(*, size: int = 8) -> dict[str, list[Workbook]]:
 POPULAR_TAGS = 12
 
 
-@cached("tag_directory", ttl=600, key=lambda: "", namespaces=lambda: [keys.LISTS])
 def tag_directory() -> list[Tag]:
+    """The tag directory, cached with the pages (not when PAGE_CACHE_ENABLED is off, as in most tests)."""
+    return _tag_directory() if settings.PAGE_CACHE_ENABLED else _tag_directory.uncached()
+
+
+@cached("tag_directory", ttl=600, key=lambda: "", namespaces=lambda: [keys.LISTS])
+def _tag_directory() -> list[Tag]:
     """Every tag on at least one listed workbook, with ``workbook_total`` (listed workbooks only), most
     used first. One aggregate over the tag links of listed workbooks, cached until a list changes (at a
     million workbooks it reads every tag link: cached, it runs once per publish at most, not per page)."""
