@@ -40,9 +40,13 @@ def public(response: HttpResponse, seconds: int | None = None) -> HttpResponse:
     return response
 
 
-# Personal and operational paths crawlers have no business in (they are private or noindex anyway).
+# Personal and operational paths crawlers have no business in (they are private or noindex anyway). The log-in
+# and sign-up pages stay crawlable: people search for them.
 ROBOTS_DISALLOW = (
-    "/accounts/",
+    "/accounts/profile/",
+    "/accounts/password/",
+    "/accounts/verify/",
+    "/accounts/logout/",
     "/admin/",
     "/monitoring/",
     "/feed/",

@@ -139,7 +139,8 @@ def test_robots_txt_and_favicon(client, settings):
     robots = client.get("/robots.txt")
     assert robots["Content-Type"].startswith("text/plain")
     text = robots.content.decode()
-    assert "Disallow: /accounts/" in text and "Disallow: /admin/" in text
+    assert "Disallow: /accounts/profile/" in text and "Disallow: /admin/" in text
+    assert "Disallow: /accounts/\n" not in text  # log in and sign up stay crawlable
     assert "Sitemap: https://playground.example.com/sitemap.xml" in text
     favicon = client.get("/favicon.ico")
     assert favicon.status_code == 301 and favicon["Location"].endswith("favicon.svg")
