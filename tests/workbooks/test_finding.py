@@ -27,7 +27,7 @@ def people():
     ana = UserFactory(username="ana_lytics", full_name="Ana Churchill")
     bob = UserFactory(username="bobcat", full_name="Robert Stone")
     cy = UserFactory(username="cyrus", full_name="Cy Anderson")
-    for follower in UserFactory.create_batch(3):
+    for follower in UserFactory.create_batch(3, full_name="Zed Follower"):  # no "an" in it
         account_services.follow(follower=follower, followed=bob)
     account_services.follow(follower=ana, followed=cy)
     return {"ana": ana, "bob": bob, "cy": cy}
