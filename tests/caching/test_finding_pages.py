@@ -9,7 +9,7 @@ from accounts import services as account_services
 from tests.caching.conftest import publish
 from tests.caching.test_pages import anonymous, html, logged_in
 from tests.factories import UserFactory
-from workbooks import services
+from workbooks import services, sharing
 from workbooks.models import Visibility
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +55,7 @@ def test_feeds_sitemaps_and_oembed_are_cached_and_drop_a_workbook_made_private(w
         reverse("feed_newest"),
         reverse("workbooks:tag_feed", args=["finance"]),
         reverse("profiles:feed", args=["ada"]),
-        reverse("sitemap_workbooks", args=[0]),
+        reverse("sitemap_workbooks", args=[workbook.pk // sharing.SITEMAP_CHUNK]),
         oembed,
     ]
     shown = {url: workbook.title for url in urls} | {urls[3]: workbook.get_absolute_url()}

@@ -159,7 +159,7 @@ def test_machine_pages_have_a_fixed_query_count(client, name, budget):
         # pages + the first range's probe + the probe that finds no more (30 ids, one range)
         "sitemap_index": (reverse("sitemap_index"), {}),
         "sitemap_pages": (reverse("sitemap_pages"), {}),
-        "sitemap_workbooks": (reverse("sitemap_workbooks", args=[0]), {}),
+        "sitemap_workbooks": (reverse("sitemap_workbooks", args=[made[0].pk // sharing.SITEMAP_CHUNK]), {}),
         "oembed": (f"{reverse('oembed')}?url=http://testserver{made[0].get_absolute_url()}", {}),
     }
     url, params = urls[name]
