@@ -24,7 +24,7 @@ from accounts import selectors as account_selectors
 from accounts.models import User
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import cache_anonymous_page
-from sigma_playground.site import absolute, public
+from sigma_playground.site import absolute
 from workbooks import selectors
 from workbooks.embed import iframe_src
 from workbooks.models import Tag, Workbook
@@ -83,9 +83,6 @@ class _WorkbookFeed(Feed):
 
     def item_categories(self, item: Workbook) -> list[str]:
         return [tag.name for tag in item.tags.all()]
-
-    def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return public(super().__call__(request, *args, **kwargs))
 
 
 def _newest(qs) -> list[Workbook]:
@@ -173,9 +170,9 @@ def sitemap_chunks() -> list[int]:
 
 
 def _xml(body: str) -> HttpResponse:
-    return public(
-        HttpResponse('<?xml version="1.0" encoding="UTF-8"?>\n' + body, content_type="application/xml")
-    )
+    # Cache-Control, Surrogate-Key and Vary come from the page cache and CacheControlMiddleware, as for the
+    # HTML pages: a CDN keeps them only until a write purges their keys.
+    return HttpResponse('<?xml version="1.0" encoding="UTF-8"?>\n' + body, content_type="application/xml")
 
 
 _NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
@@ -305,7 +302,7 @@ def oembed(request: HttpRequest) -> HttpResponse:
             thumbnail_width=image["width"],
             thumbnail_height=image["height"],
         )
-    return public(JsonResponse(data, json_dumps_params={"ensure_ascii": False}))
+    return JsonResponse(data, json_dumps_params={"ensure_ascii": False})
 
 
 def oembed_link(request: HttpRequest, workbook: Workbook) -> str:

@@ -85,3 +85,23 @@ def test_load_more_fragments_are_cached_like_their_pages(world, reader):
         assert client.get(fragment_url)["X-Cache"] == "hit"
     services.workbooks_set_visibility(workbook_ids=[made[0].pk], visibility=Visibility.PRIVATE)
     assert "Zebra page 0" not in html(client, fragment_url)
+
+
+def test_new_cached_pages_carry_their_surrogate_keys_and_the_public_rule(world):
+    client = anonymous()
+    expected = {
+        reverse("profiles:list"): "people",
+        reverse("workbooks:tags"): "lists",
+        reverse("feed_newest"): "lists",
+        reverse("profiles:feed", args=["ada"]): "lists user-ada",
+        reverse("sitemap_index"): "lists",
+        reverse("oembed") + f"?url=http://testserver{world['workbook'].get_absolute_url()}": (
+            f"lists wb-{world['workbook'].pk}"
+        ),
+    }
+    for url, surrogate in expected.items():
+        response = client.get(url)
+        assert response["Surrogate-Key"] == surrogate, url
+        assert "public" in response["Cache-Control"] and "Cookie" in response["Vary"], url
+    logged = logged_in(world["reader"]).get(reverse("feed_newest"))
+    assert "Surrogate-Key" not in logged and "public" not in logged.get("Cache-Control", "")
