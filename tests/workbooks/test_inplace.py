@@ -77,3 +77,17 @@ def test_follow_and_unfollow_in_place(logged_in, user):
     assert 'data-rum="follow"' in data["html"]
     own = logged_in.submit(reverse("profiles:follow", args=[user.username]), {}, form_url=profile, **FETCH)
     assert own.status_code == 400 and "yourself" in json.loads(own.content)["error"]
+
+
+def test_edit_form_shows_the_current_thumbnail_and_detail_offers_open_in_sigma(logged_in, user):
+    from tests.workbooks.test_sharing import DERIVATIVES
+
+    workbook = WorkbookFactory(author=user, sigma_embed_url="https://app.sigmacomputing.com/embed/1-abc")
+    workbook.thumbnail, workbook.thumbnail_derivatives = "thumbnails/1/x.webp", DERIVATIVES
+    workbook.save()
+    edit = logged_in.get(reverse("workbooks:edit", args=[workbook.pk])).content.decode()
+    assert '<figure class="current-thumb">' in edit and "<picture" in edit
+    assert 'name="clear_thumbnail"' in edit and "Remove the current thumbnail" in edit
+    detail = logged_in.get(workbook.get_absolute_url()).content.decode()
+    assert '<a href="https://app.sigmacomputing.com/embed/1-abc" target="_blank"' in detail
+    assert "Open in Sigma" in detail
