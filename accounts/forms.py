@@ -23,10 +23,13 @@ class SignUpForm(BaseUserCreationForm):
         return username
 
     def clean_email(self) -> str:
-        email = User.objects.normalize_email(self.cleaned_data["email"])
-        if User.objects.filter(email__lower=ci(email)).exists():
-            raise forms.ValidationError("An account with that email address already exists.", code="unique")
-        return email
+        # No "already exists" error: that would tell anyone which addresses have accounts. A taken address
+        # is handled by accounts.services.signup (its owner gets an email).
+        return User.objects.normalize_email(self.cleaned_data["email"])
+
+    def _get_validation_exclusions(self) -> set[str]:
+        """The email's unique constraint must not become a form error either (see above)."""
+        return {*super()._get_validation_exclusions(), "email"}
 
 
 class ProfileForm(forms.ModelForm):

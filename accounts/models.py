@@ -48,6 +48,11 @@ class User(AbstractUser):
     avatar_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
     avatar_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Denormalised count of Follow rows pointing here, kept by accounts.services.follow/unfollow (and
+    # recounted by seed_demo): /users/ lists the most followed first from an index on it.
+    follower_count = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    # Set when the owner followed the link mailed to this address (accounts.services.email_verify).
+    email_verified = models.BooleanField(default=False, db_default=False, editable=False)
 
     # AbstractUser's split first/last name does not fit people's names; full_name replaces them.
     first_name = None

@@ -6,9 +6,11 @@ import uuid
 
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce, Greatest
 
-from accounts import signals
-from accounts.models import Follow, User
+from accounts import emails, signals
+from accounts.models import Follow, User, ci
 from sigma_playground.caching import invalidate
 from sigma_playground.images import ProcessedImage
 
@@ -26,6 +28,7 @@ def user_create(*, username: str, email: str, password: str | None, **extra: obj
         user.set_password(password)
     user.full_clean(exclude=["password"])
     user.save()
+    invalidate.people_changed()
     return user
 
 
@@ -49,9 +52,39 @@ def user_update_profile(
         user.avatar = None
     user.save()
     invalidate.profile_changed(username=user.username)
+    invalidate.people_changed()
     if old_name and (avatar is not None or clear_avatar):
         storage = User._meta.get_field("avatar").storage
         transaction.on_commit(lambda: storage.delete(old_name))
+    return user
+
+
+def signup(*, username: str, email: str, password: str, base_url: str) -> User | None:
+    """Sign-up that does not tell who has an account: for a new address the account is created and a
+    confirmation link mailed to it; for an address that already has an account nothing is created and its
+    owner gets a note instead. The person signing up sees the same "check your email" either way.
+    Returns the new user, or None when the address was taken."""
+    normalised = User.objects.normalize_email(email)
+    existing = User.objects.filter(email__lower=ci(normalised)).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                user = user_create(username=username, email=normalised, password=password)
+                emails.send_verification(user, base_url=base_url)
+            return user
+        except IntegrityError:  # the address was taken meanwhile
+            existing = User.objects.filter(email__lower=ci(normalised)).first()
+            if existing is None:
+                raise
+    emails.send_already_registered(existing, base_url=base_url)
+    return None
+
+
+def email_verify(*, user: User) -> User:
+    """The owner followed the confirmation link."""
+    if not user.email_verified:
+        user.email_verified = True
+        user.save(update_fields=["email_verified"])
     return user
 
 
@@ -62,10 +95,13 @@ def follow(*, follower: User, followed: User) -> bool:
     try:
         with transaction.atomic():
             _, created = Follow.objects.get_or_create(follower=follower, followed=followed)
+            if created:
+                User.objects.filter(pk=followed.pk).update(follower_count=F("follower_count") + 1)
     except IntegrityError:
         # Lost a race with a concurrent identical request: the row exists, which is what was asked.
         created = False
     if created:
+        invalidate.people_changed()
         invalidate.follow_changed(follower_username=follower.username, followed_username=followed.username)
         transaction.on_commit(
             lambda: signals.user_followed.send(sender=User, follower=follower, followed=followed), robust=True
@@ -75,7 +111,20 @@ def follow(*, follower: User, followed: User) -> bool:
 
 def unfollow(*, follower: User, followed: User) -> bool:
     """Idempotent: returns False when there was nothing to delete."""
-    deleted, _ = Follow.objects.filter(follower=follower, followed=followed).delete()
+    with transaction.atomic():
+        deleted, _ = Follow.objects.filter(follower=follower, followed=followed).delete()
+        if deleted:
+            User.objects.filter(pk=followed.pk).update(follower_count=Greatest(F("follower_count") - 1, 0))
     if deleted:
+        invalidate.people_changed()
         invalidate.follow_changed(follower_username=follower.username, followed_username=followed.username)
     return deleted > 0
+
+
+def recount_followers() -> int:
+    """Set every ``follower_count`` from the Follow rows (after bulk loads, which bypass ``follow``)."""
+    rows = Follow.objects.filter(followed=OuterRef("pk")).order_by().values("followed")
+    count = Subquery(rows.annotate(n=Count("pk")).values("n"), output_field=IntegerField())
+    updated = User.objects.update(follower_count=Coalesce(count, 0))
+    invalidate.people_changed()
+    return updated

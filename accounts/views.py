@@ -1,32 +1,50 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services, throttling
 from accounts.forms import ProfileForm, SignUpForm
+from accounts.tokens import email_verification_token
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
     QuerySpec,
     cache_anonymous_page,
     cached_fragment,
+    choice,
     fill_personal,
     one,
 )
-from sigma_playground.pagination import keyset_page, page_links
+from sigma_playground.pagination import (
+    FRAGMENT_PARAM,
+    cursor_fallback,
+    fragment_response,
+    fragment_variant,
+    keyset_page,
+    list_query,
+    page_links,
+    query_url,
+    wants_list_fragment,
+)
+from sigma_playground.site import absolute
 from workbooks import selectors as workbook_selectors
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    """The same answer whether or not the address has an account (accounts.services.signup)."""
     if request.user.is_authenticated:
         return redirect("home")
     form = SignUpForm(request.POST or None)
@@ -41,15 +59,32 @@ def signup(request: HttpRequest) -> HttpResponse:
             )
             response["Retry-After"] = str(decision.retry_after)
             return response
-        user = services.user_create(
+        services.signup(
             username=form.cleaned_data["username"],
             email=form.cleaned_data["email"],
             password=form.cleaned_data["password1"],
+            base_url=absolute(request, "/").rstrip("/"),
         )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome to Sigma Playground, {user.username}!")
-        return redirect(user.get_absolute_url())
+        return redirect("accounts:signup_done")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+@never_cache
+def signup_done(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/signup_done.html")
+
+
+@never_cache
+@require_http_methods(["GET"])
+def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """The link mailed at sign-up: confirms the address and signs its owner in. Works once."""
+    user = selectors.user_from_uidb64(uidb64)
+    if user is None or not email_verification_token.check_token(user, token):
+        return render(request, "accounts/verify_failed.html", status=400)
+    services.email_verify(user=user)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    messages.success(request, f"Your address is confirmed. Welcome to Sigma Playground, {user.username}!")
+    return redirect(user.get_absolute_url())
 
 
 @never_cache
@@ -72,6 +107,51 @@ def profile_edit(request: HttpRequest) -> HttpResponse:
         # The bound form's instance has the rejected values; show the stored ones in the header.
         user.refresh_from_db()
     return render(request, "accounts/profile_edit.html", {"form": form})
+
+
+def _people(request: HttpRequest) -> list[str]:
+    return [keys.PEOPLE]
+
+
+def _people_query(value: str) -> str:
+    return " ".join(value.split())[: selectors.PEOPLE_MAX_QUERY]
+
+
+PEOPLE_QUERY = QuerySpec({"q": one(_people_query), "cursor": one(), FRAGMENT_PARAM: choice("1")})
+
+
+@cache_anonymous_page("people", namespaces=_people, query=PEOPLE_QUERY)
+@cursor_fallback
+def people_list(request: HttpRequest) -> HttpResponse:
+    """/users/: people, most followed first; ``?q=`` finds them by username or name."""
+    query = list_query(request, PEOPLE_QUERY)
+    q = query.get("q", "")
+
+    def context() -> dict:
+        page = keyset_page(
+            selectors.people(q=q),
+            ordering=selectors.PEOPLE_ORDER,
+            cursor=query.get("cursor") or None,
+            per_page=settings.PAGE_SIZE,
+        )
+        return {
+            "q": q,
+            "page": page,
+            "people": page.object_list,
+            "links": page_links(query, page),
+            "clear_url": query_url(query, q=None, cursor=None),
+        }
+
+    fragment = cached_fragment(
+        "people",
+        template="accounts/fragments/people.html",
+        context=context,
+        namespaces=[keys.PEOPLE],
+        variant=fragment_variant(request, PEOPLE_QUERY),
+    )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
+    return render(request, "accounts/people.html", {"fragment": fragment, "q": q})
 
 
 def _user_page(request: HttpRequest, username: str) -> list[str]:
@@ -121,12 +201,12 @@ def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
     )
 
 
-FOLLOW_QUERY = QuerySpec({"cursor": one()})
+FOLLOW_QUERY = QuerySpec({"cursor": one(), FRAGMENT_PARAM: choice("1")})
 
 
 def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResponse:
     profile_user = selectors.user_get_public(username=username)
-    query = FOLLOW_QUERY.canonical(request.GET)
+    query = list_query(request, FOLLOW_QUERY)
 
     def context() -> dict:
         if which == "followers":
@@ -152,8 +232,10 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
         template="accounts/fragments/follow_list.html",
         context=context,
         namespaces=_user_page(request, profile_user.username),
-        variant=FOLLOW_QUERY.full_path(request),
+        variant=fragment_variant(request, FOLLOW_QUERY),
     )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
     return render(
         request,
         "accounts/follow_list.html",
@@ -162,13 +244,27 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
 
 
 @cache_anonymous_page("followers", namespaces=_user_page, query=FOLLOW_QUERY)
+@cursor_fallback
 def followers(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="followers")
 
 
 @cache_anonymous_page("following", namespaces=_user_page, query=FOLLOW_QUERY)
+@cursor_fallback
 def following(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="following")
+
+
+def _follow_answer(request: HttpRequest, target, *, message: str, is_following: bool) -> HttpResponse:
+    if request.headers.get("X-Requested-With") == "fetch":  # the in-place script (static/js/gallery.js)
+        html = render_to_string(
+            "accounts/includes/follow_button.html",
+            {"profile_user": target, "is_following": is_following},
+            request=request,
+        ).strip()
+        return JsonResponse({"html": html, "message": message})
+    messages.success(request, message)
+    return redirect(target)
 
 
 @login_required
@@ -178,10 +274,11 @@ def follow(request: HttpRequest, username: str) -> HttpResponse:
     try:
         services.follow(follower=request.user, followed=target)
     except services.FollowError as exc:
+        if request.headers.get("X-Requested-With") == "fetch":
+            return JsonResponse({"error": str(exc)}, status=400)
         messages.error(request, str(exc))
         return redirect(target)
-    messages.success(request, f"You follow {target.display_name}.")
-    return redirect(target)
+    return _follow_answer(request, target, message=f"You follow {target.display_name}.", is_following=True)
 
 
 @login_required
@@ -189,5 +286,22 @@ def follow(request: HttpRequest, username: str) -> HttpResponse:
 def unfollow(request: HttpRequest, username: str) -> HttpResponse:
     target = selectors.user_get_public(username=username)
     services.unfollow(follower=request.user, followed=target)
-    messages.success(request, f"You no longer follow {target.display_name}.")
-    return redirect(target)
+    return _follow_answer(
+        request, target, message=f"You no longer follow {target.display_name}.", is_following=False
+    )
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's view with our templates; links point at SITE_URL's host when it is set."""
+
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+    extra_email_context = {"site_name": settings.SITE_NAME}
+
+    def form_valid(self, form):
+        if settings.SITE_URL:
+            parts = urlsplit(settings.SITE_URL)
+            self.domain_override = parts.netloc
+            self.extra_email_context = {**self.extra_email_context, "protocol": parts.scheme}
+        return super().form_valid(form)

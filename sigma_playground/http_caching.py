@@ -10,6 +10,7 @@
   is cached) keeps the cookie-less copy apart from anything personal.
 - Every other HTML page (logged in, or not cacheable): ``private, no-cache``: a browser may keep it but must
   revalidate (the ETag from ConditionalGetMiddleware makes that a 304); shared caches never store it.
+- Cached pages that are not HTML (Atom feeds, the sitemap, oEmbed answers) are treated like the HTML ones.
 - Forms set their own ``no-store`` (``never_cache``); static files and media set theirs too; a response that
   already has Cache-Control is left alone.
 
@@ -42,11 +43,12 @@ class CacheControlMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.has_header("Cache-Control") or not response.get("Content-Type", "").startswith(
-            "text/html"
-        ):
+        public = getattr(response, "sigma_cache_class", None) == PUBLIC and response.status_code == 200
+        html = response.get("Content-Type", "").startswith("text/html")
+        # Cached pages that are not HTML (Atom feeds, sitemaps, oEmbed) get the same rule as the HTML ones.
+        if response.has_header("Cache-Control") or not (html or public):
             return response
-        if getattr(response, "sigma_cache_class", None) == PUBLIC and response.status_code == 200:
+        if public:
             directives: dict[str, object] = {"public": True, "max_age": settings.HTTP_CACHE_MAX_AGE}
             if settings.HTTP_CACHE_STALE_WHILE_REVALIDATE:
                 directives["stale_while_revalidate"] = settings.HTTP_CACHE_STALE_WHILE_REVALIDATE

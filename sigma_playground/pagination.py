@@ -16,18 +16,20 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import InvalidPage, Page, Paginator
 from django.db import connections
 from django.db.models import F, Field, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
-from django.http import Http404, HttpRequest, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.utils.functional import cached_property
 
 CURSOR_PARAM = "cursor"
@@ -379,3 +381,60 @@ def page_links(query: QueryDict, page: KeysetPage) -> dict[str, str | None]:
         "next": query_url(query, cursor=page.next_cursor) if page.has_next else None,
         "previous": (query_url(query, cursor=page.previous_cursor or None) if page.has_previous else None),
     }
+
+
+STALE_CURSOR_MESSAGE = (
+    "That page link is no longer valid (the list may have changed), so here is the first page."
+)
+
+
+def cursor_fallback(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A view of a keyset-paged list: a stale or malformed cursor leads to the first page, with a message,
+    instead of a 404 (a 302 to the same URL without the cursor; never cached)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except InvalidCursor:
+            if CURSOR_PARAM not in request.GET:
+                raise
+            messages.info(request, STALE_CURSOR_MESSAGE)
+            return HttpResponseRedirect(request.path + query_url(request.GET, cursor=None).rstrip("?"))
+
+    return wrapped
+
+
+FRAGMENT_PARAM = "fragment"
+
+
+def wants_list_fragment(request: HttpRequest) -> bool:
+    """``?fragment=1``: "Load more" (static/js/gallery.js) asks for the list's HTML without the page around it."""
+    return request.GET.get(FRAGMENT_PARAM) == "1"
+
+
+class _CanonicalQuery(Protocol):
+    def canonical(self, query: QueryDict) -> QueryDict: ...
+
+
+def list_query(request: HttpRequest, spec: _CanonicalQuery) -> QueryDict:
+    """The query a list is built from and its links are built from: the page's canonical query
+    (sigma_playground.caching.pages.QuerySpec: only what the page understands, so junk parameters neither
+    make cache entries nor reach the links) without ``fragment``, so that links in a fragment fetched by
+    "Load more" are the page's own."""
+    query = spec.canonical(request.GET).copy()
+    query.pop(FRAGMENT_PARAM, None)
+    return query
+
+
+def fragment_variant(request: HttpRequest, spec: _CanonicalQuery) -> str:
+    """The cached fragment's variant for a list URL: its canonical query, the same with or without
+    ``?fragment=1``, so "Load more" reuses the fragment its page cached (and the other way round)."""
+    encoded = list_query(request, spec).urlencode()
+    return f"{request.path}?{encoded}" if encoded else request.path
+
+
+def fragment_response(html: str) -> HttpResponse:
+    response = HttpResponse(html)
+    response["X-Robots-Tag"] = "noindex"
+    return response

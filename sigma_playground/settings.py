@@ -156,6 +156,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "notifications.context_processors.bell",
+                "sigma_playground.site.share_context",
             ],
         },
     },
@@ -512,6 +513,9 @@ EMAIL_BACKEND = (
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend"
 )
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Password reset and sign-up confirmation links work this long (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 24 * 3600)
 
 # --- Notifications (notifications/) ---------------------------------------------------------------------
 
@@ -739,6 +743,11 @@ LOGGING = {
 
 PAGE_SIZE = env_int("PAGE_SIZE", 20)
 MAX_PAGE_SIZE = 100
+# The site's public address, e.g. https://playground.example.com: absolute links in share tags, canonical
+# links, feeds, the sitemap, oEmbed and emails. Empty: taken from each request's Host (fine for one host;
+# with several ALLOWED_HOSTS set it, since cached pages are shared between hosts).
+SITE_URL = env_str("SITE_URL").rstrip("/")
+SITE_NAME = "Sigma Playground"
 # Workbook thumbnails: derivative widths (px) rendered in AVIF, WebP and JPEG by a Celery task.
 THUMBNAIL_WIDTHS = (320, 640, 768, 1024, 1280, 1536)
 THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", IMAGE_UPLOAD_MAX_BYTES)
@@ -855,7 +864,19 @@ PROMETHEUS_LATENCY_BUCKETS = (
 # Real-user monitoring: beacons per client per minute, body size, and the data-rum names pages may use.
 RUM_RATE_LIMIT_PER_MINUTE = env_int("RUM_RATE_LIMIT_PER_MINUTE", 30)
 RUM_MAX_BODY_BYTES = 2048
-RUM_INTERACTION_NAMES = ("search", "publish", "login", "signup", "logout", "favorite", "unfavorite", "follow")
+RUM_INTERACTION_NAMES = (
+    "search",
+    "publish",
+    "login",
+    "signup",
+    "logout",
+    "favorite",
+    "unfavorite",
+    "follow",
+    "unfollow",
+    "open_in_sigma",
+    "load_more",
+)
 
 # Celery workers serve their own metrics on this port (0: off); see README "Monitoring".
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)

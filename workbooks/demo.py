@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, models, transaction
 from django.db.models import Value
 from django.db.models.functions import Coalesce
@@ -51,7 +52,7 @@ from django.utils.text import slugify
 from accounts.demo import DEMO_STAFF_USERNAME, ROLES, TOPICS, demo_people, seed_people
 from accounts.models import Follow, User, ci
 from sigma_playground.progress import Progress
-from workbooks import maintenance
+from workbooks import demo_images, maintenance, services, thumbnails
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
 from workbooks.trending import recompute_trending_scores, score
 
@@ -698,6 +699,9 @@ def recompute_trending() -> int:
 # =========================================================================================================
 
 DEMO_WORKBOOKS = 200
+# Demo workbooks that get a raster thumbnail (drawn by demo_images, through the upload pipeline); the rest
+# show generated previews, as a real gallery mixes both. Each costs ~0.5 s of AVIF/WebP/JPEG rendering.
+DEMO_THUMBNAILS = 24
 DEMO_FEATURED = 8
 STATS_DAYS = 30
 
@@ -869,6 +873,8 @@ def seed_gallery(*, users: int = 30, workbooks: int = DEMO_WORKBOOKS) -> dict[st
             )
     WorkbookDailyStat.objects.bulk_create(stats, batch_size=1000, ignore_conflicts=True)
 
+    thumbnailed = _demo_thumbnails(new, ids, tags)
+    _join_before_publishing(list(people.values()))
     _recount(list(ids.values()))
     recompute_trending()
     return {
@@ -877,9 +883,42 @@ def seed_gallery(*, users: int = 30, workbooks: int = DEMO_WORKBOOKS) -> dict[st
         "tags": tags_created,
         "favorites": len(favorites),
         "stats": len(stats),
+        "thumbnails": thumbnailed,
         "total_workbooks": len(ids),
         "total_favorites": Favorite.objects.filter(workbook_id__in=ids.values()).count(),
     }
+
+
+def _join_before_publishing(people: list[User]) -> None:
+    """Demo people joined some days to months before their first workbook (they were created just now)."""
+    firsts = (
+        Workbook.objects.filter(author__in=people)
+        .values("author")
+        .annotate(first=models.Min("created_at"))
+        .values_list("author", "first")
+    )
+    for author_id, first in firsts:
+        joined = first - dt.timedelta(days=3 + (author_id * 37) % 120, hours=(author_id * 7) % 24)
+        User.objects.filter(pk=author_id, created_at__gt=joined).update(created_at=joined, date_joined=joined)
+
+
+def _demo_thumbnails(new: list, ids: dict[str, int], tags: dict[str, Tag]) -> int:
+    """Raster thumbnails for the first DEMO_THUMBNAILS new listed workbooks (featured first, then newest):
+    a Pillow chart, validated and stored as a master by the upload code, its derivatives rendered by the
+    Celery task after commit (in-process on the embedded defaults, by the worker with a broker)."""
+    listed = [p for p in new if p.published_at is not None and p.visibility == Visibility.PUBLIC]
+    listed.sort(key=lambda p: (not p.is_featured, -p.published_at.timestamp()))
+    chosen = listed[:DEMO_THUMBNAILS]
+    workbooks = Workbook.objects.select_related("author").in_bulk([ids[p.embed_url] for p in chosen])
+    for p in chosen:
+        workbook = workbooks[ids[p.embed_url]]
+        first = min((tags[s] for s in p.tags), key=lambda t: t.name.casefold(), default=None)
+        png = demo_images.chart_png(
+            workbook_id=workbook.pk, tag_slugs=list(p.tags), colour=first.colour if first else "#2456d3"
+        )
+        master = thumbnails.prepare_master(SimpleUploadedFile("chart.png", png, content_type="image/png"))
+        services.workbook_set_thumbnail(workbook=workbook, thumbnail=master)
+    return len(chosen)
 
 
 def _recount(workbook_ids: list[int]) -> None:

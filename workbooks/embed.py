@@ -9,7 +9,7 @@ so neither can be shown to the public from a gallery.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -45,12 +45,53 @@ SIGNED_REASON = (
 LOGIN_REASON = "This is a link to a workbook inside Sigma, which needs a Sigma login to view. " + NEED_PUBLIC
 
 
+# Sigma's documented display options for embed URLs, kept (validated) when a link is saved; any other query
+# parameter is dropped. Booleans must be true/false; the rest match the pattern given.
+_BOOLEAN = re.compile(r"^(true|false)\Z")
+DISPLAY_OPTIONS: dict[str, re.Pattern[str]] = {
+    ":theme": re.compile(r"^[A-Za-z0-9 _-]{1,40}\Z"),
+    ":lng": re.compile(r"^[a-z]{2}(-[A-Za-z]{2})?\Z"),
+    ":menu_position": re.compile(r"^(top|bottom|none)\Z"),
+    **{
+        name: _BOOLEAN
+        for name in (
+            ":hide_tab_bar",
+            ":hide_menu",
+            ":show_footer",
+            ":hide_folder_navigation",
+            ":hide_page_controls",
+            ":hide_reload_button",
+            ":hide_tooltip",
+            ":hide_sheet_interactions",
+            ":responsive_height",
+            ":disable_mobile_view",
+            ":disable_auto_refresh",
+        )
+    },
+}
+
+
+def display_options(query: str) -> list[tuple[str, str]]:
+    """The allow-listed display options of a query string, validated, one per name, sorted (so the stored
+    link is canonical)."""
+    kept: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=False):
+        name = key.lower()
+        pattern = DISPLAY_OPTIONS.get(name)
+        if pattern is not None:
+            value = value.strip() if name == ":theme" else value.strip().lower()
+            if pattern.match(value):
+                kept[name] = value
+    return sorted(kept.items())
+
+
 def allowed_hosts() -> list[str]:
     return [h.lower() for h in settings.SIGMA_EMBED_HOSTS]
 
 
 def canonical_embed_url(raw: str) -> str:
-    """Validate ``raw`` and return the canonical link (no query, no fragment); raise ValidationError."""
+    """Validate ``raw`` and return the canonical link (no fragment; of the query, only Sigma's display options
+    from DISPLAY_OPTIONS); raise ValidationError."""
     value = (raw or "").strip()
     if not value:
         raise ValidationError("Paste the workbook's public embed link.", code="required")
@@ -93,7 +134,9 @@ def canonical_embed_url(raw: str) -> str:
     embed_id = match.group(1)
     if not EMBED_ID_RE.match(embed_id):
         raise ValidationError("The embed id may contain only letters, digits and hyphens.", code="embed_id")
-    return f"https://{host}/embed/{embed_id}"
+    options = display_options(parts.query)
+    query = "?" + urlencode(options, safe=":") if options else ""
+    return f"https://{host}/embed/{embed_id}{query}"
 
 
 def iframe_src(canonical_url: str) -> str:

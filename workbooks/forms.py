@@ -14,7 +14,8 @@ from workbooks.services import MAX_TAG_LENGTH, MAX_TAGS
 
 
 def parse_tags(raw: str) -> list[str]:
-    """Comma-separated names: trimmed, inner whitespace collapsed, duplicates (by slug) dropped."""
+    """Comma-separated names: trimmed, inner whitespace collapsed, duplicates (by slug) dropped. Every
+    problem is reported at once (too many tags and a too-long one are two errors, not the first found)."""
     names: list[str] = []
     seen: set[str] = set()
     found = text.forbidden_characters(raw or "")
@@ -24,23 +25,32 @@ def parse_tags(raw: str) -> list[str]:
             code="control_characters",
             params={"found": ", ".join(found[:5])},
         )
+    errors: list[forms.ValidationError] = []
     for part in (raw or "").split(","):
         name = re.sub(r"\s+", " ", part).strip()
         if not name:
             continue
         if len(name) > MAX_TAG_LENGTH:
-            raise forms.ValidationError(
-                f"Each tag can be at most {MAX_TAG_LENGTH} characters (“{name[:20]}…” is longer).",
-                code="tag_length",
+            errors.append(
+                forms.ValidationError(
+                    f"Each tag can be at most {MAX_TAG_LENGTH} characters (“{name[:20]}…” is longer).",
+                    code="tag_length",
+                )
             )
+            continue
         slug = slugify(name)
         if not slug:
-            raise forms.ValidationError(f"“{name}” needs at least one letter or digit.", code="tag_empty")
+            errors.append(
+                forms.ValidationError(f"“{name}” needs at least one letter or digit.", code="tag_empty")
+            )
+            continue
         if slug not in seen:
             seen.add(slug)
             names.append(name)
-    if len(names) > MAX_TAGS:
-        raise forms.ValidationError(f"Use at most {MAX_TAGS} tags.", code="too_many_tags")
+    if len(names) + len(errors) > MAX_TAGS:
+        errors.insert(0, forms.ValidationError(f"Use at most {MAX_TAGS} tags.", code="too_many_tags"))
+    if errors:
+        raise forms.ValidationError(errors)
     return names
 
 

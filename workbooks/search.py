@@ -22,13 +22,17 @@ names (``icontains``); no ranking, no stemming. Enough for ``make run``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import BooleanField, FloatField, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from sigma_playground.caching.local import LocalLRUCache
+from workbooks.models import Workbook
 
 # Relevance is ranked among this many newest matches. 2,000 made a word on 5% of a million rows walk
 # 40,000 index entries (160 ms in bench-db); 200 keeps it near 15 ms and is still ten pages of results.
@@ -119,6 +123,70 @@ def ranked(qs: QuerySet, query: str) -> QuerySet:
     return qs.model.objects.filter(pk__in=candidates).annotate(
         search_rank=RawSQL(f"ts_rank_cd({_VECTOR}, {tsq.sql}, 32)", tsq.params, output_field=FloatField())
     )
+
+
+# --- Highlighting -----------------------------------------------------------------------------------------
+
+# ts_headline marks matches with these (private-use characters), and the text is HTML-escaped before they
+# become <mark>: the stored text never reaches the page unescaped.
+_START, _STOP = "\ue000", "\ue001"
+SNIPPET_WORDS = (12, 30)  # MinWords, MaxWords of the description snippet
+
+
+def _marked(text: str) -> SafeString:
+    html = escape(text)
+    if html.count(_START) != html.count(_STOP):  # the text itself held a marker: show it plain
+        return escape(text.replace(_START, "").replace(_STOP, ""))
+    return mark_safe(html.replace(_START, "<mark>").replace(_STOP, "</mark>"))  # noqa: S308 (escaped above)
+
+
+def _python_marks(text: str, query: str) -> str:
+    words = [w.strip("\"'") for w in query.split()[:10]]
+    words = [w for w in words if w and not w.startswith("-") and w.lower() != "or"]
+    if not words:
+        return text
+    pattern = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)), re.IGNORECASE)
+    return pattern.sub(lambda m: f"{_START}{m.group(0)}{_STOP}", text.replace(_START, "").replace(_STOP, ""))
+
+
+def _python_snippet(text: str, query: str, max_chars: int = 220) -> str:
+    marked = _python_marks(text, query)
+    first = marked.find(_START)
+    start = max(0, first - 60) if first > 0 else 0
+    snippet = marked[start : start + max_chars]
+    if snippet.count(_START) > snippet.count(_STOP):
+        snippet += _STOP
+    return ("…" if start else "") + snippet + ("…" if start + max_chars < len(marked) else "")
+
+
+def attach_headlines(workbooks: Sequence, query: str) -> None:
+    """Set ``headline_title`` and ``headline_snippet`` (safe HTML with ``<mark>``) on a page's workbooks.
+
+    One query for the page's rows only (``ts_headline`` parses the text it marks, so it must never run over
+    the whole match set). On SQLite the query's plain words are marked case-insensitively in Python.
+    """
+    ids = [w.pk for w in workbooks]
+    if not ids or not query:
+        return
+    if is_postgres():
+        tsq = build_tsquery(query)
+        options = f'StartSel="{_START}", StopSel="{_STOP}"'
+        snippet = f"{options}, MinWords={SNIPPET_WORDS[0]}, MaxWords={SNIPPET_WORDS[1]}, MaxFragments=1"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT w.id, ts_headline('english', w.title, q.q, %s), "  # noqa: S608 (tsq.sql is ours)
+                "ts_headline('english', w.description, q.q, %s), w.description <> '' "
+                f"FROM workbooks_workbook w, (SELECT {tsq.sql} AS q) q WHERE w.id = ANY(%s)",
+                [f"HighlightAll=true, {options}", snippet, *tsq.params, ids],
+            )
+            found = {pk: (title, desc if has_desc else "") for pk, title, desc, has_desc in cursor.fetchall()}
+    else:
+        rows = Workbook.objects.filter(pk__in=ids).values_list("pk", "title", "description")
+        found = {pk: (_python_marks(title, query), _python_snippet(desc, query)) for pk, title, desc in rows}
+    for workbook in workbooks:
+        title, desc = found.get(workbook.pk, (None, ""))
+        workbook.headline_title = _marked(title) if title is not None else None
+        workbook.headline_snippet = _marked(desc) if desc else ""
 
 
 # --- The lexeme table -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
@@ -20,6 +21,8 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from accounts.models import Follow, User
+from sigma_playground.caching import keys
+from sigma_playground.caching.service import cached
 from sigma_playground.pagination import Narrow, Total, count_for_display
 from workbooks import search
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookTag
@@ -42,6 +45,7 @@ class ListParams:
     q: str
     tags: tuple[str, ...]
     sort: str
+    featured: bool = False
     # The Tag rows for ``tags``, once looked up (see resolve_tags); None until then.
     tag_objects: tuple[Tag, ...] | None = None
 
@@ -64,13 +68,20 @@ def normalise_tag(tag: str) -> str:
     return tag.strip().lower()
 
 
-def parse_list_params(*, q: str | None, tags: list[str], sort: str | None) -> ListParams:
+def parse_list_params(
+    *, q: str | None, tags: list[str], sort: str | None, featured: bool = False
+) -> ListParams:
     """Normalise what came in the URL: an unknown sort falls back to the default (relevance when searching)."""
     query = normalise_query(q)
     tag_slugs = tuple(dict.fromkeys(normalise_tag(t) for t in tags if t.strip()))[:MAX_TAG_FILTERS]
     allowed = set(SORTS) | ({RELEVANCE} if query else set())
     chosen = sort if sort in allowed else (RELEVANCE if query else DEFAULT_SORT)
-    return ListParams(q=query, tags=tag_slugs, sort=chosen)
+    return ListParams(q=query, tags=tag_slugs, sort=chosen, featured=featured)
+
+
+def sort_names(params: ListParams) -> list[str]:
+    """The sorts a list offers, relevance first when a search is active."""
+    return [RELEVANCE, *SORTS] if params.q else list(SORTS)
 
 
 def resolve_tags(params: ListParams, *, known: Sequence[Tag] = ()) -> ListParams:
@@ -92,6 +103,8 @@ def with_cards(qs: QuerySet[Workbook]) -> QuerySet[Workbook]:
 
 def _filtered(params: ListParams) -> QuerySet[Workbook]:
     qs = Workbook.objects.listed()
+    if params.featured:
+        qs = qs.filter(is_featured=True)
     if params.tags:
         tags = resolve_tags(params).tag_objects or ()
         if len(tags) < len(params.tags):
@@ -128,12 +141,44 @@ def tag_get(*, slug: str) -> Tag:
 
 
 def home_sections(*, size: int = 8) -> dict[str, list[Workbook]]:
+    """Featured, Trending and Newest, each workbook in one section only (the first that has it)."""
     listed = Workbook.objects.listed()
-    return {
-        "featured": list(with_cards(listed.filter(is_featured=True).order_by(*SORTS["newest"]))[:size]),
-        "trending": list(with_cards(listed.filter(trending_score__gt=0).order_by(*SORTS["trending"]))[:size]),
-        "newest": list(with_cards(listed.order_by(*SORTS["newest"]))[:size]),
-    }
+    featured = list(with_cards(listed.filter(is_featured=True).order_by(*SORTS["newest"]))[:size])
+    shown = [w.pk for w in featured]
+    trending = list(
+        with_cards(listed.filter(trending_score__gt=0).exclude(pk__in=shown).order_by(*SORTS["trending"]))[
+            :size
+        ]
+    )
+    shown += [w.pk for w in trending]
+    newest = list(with_cards(listed.exclude(pk__in=shown).order_by(*SORTS["newest"]))[:size])
+    return {"featured": featured, "trending": trending, "newest": newest}
+
+
+# --- Tags directory -------------------------------------------------------------------------------------
+
+POPULAR_TAGS = 12
+
+
+def tag_directory() -> list[Tag]:
+    """The tag directory, cached with the pages (not when PAGE_CACHE_ENABLED is off, as in most tests)."""
+    return _tag_directory() if settings.PAGE_CACHE_ENABLED else _tag_directory.uncached()
+
+
+@cached("tag_directory", ttl=600, key=lambda: "", namespaces=lambda: [keys.LISTS])
+def _tag_directory() -> list[Tag]:
+    """Every tag on at least one listed workbook, with ``workbook_total`` (listed workbooks only), most
+    used first. One aggregate over the tag links of listed workbooks, cached until a list changes (at a
+    million workbooks it reads every tag link: cached, it runs once per publish at most, not per page)."""
+    return list(
+        Tag.objects.filter(workbook_links__workbook_id__in=Workbook.objects.listed().values("pk"))
+        .annotate(workbook_total=Count("workbook_links"))
+        .order_by("-workbook_total", "name", "id")
+    )
+
+
+def popular_tags(*, limit: int = POPULAR_TAGS, exclude: Sequence[str] = ()) -> list[Tag]:
+    return [tag for tag in tag_directory() if tag.slug not in exclude][:limit]
 
 
 def can_view(*, workbook: Workbook, user: User, share_token: str | None = None) -> bool:
@@ -224,6 +269,10 @@ def related_workbooks(*, workbook: Workbook, limit: int = 6) -> list[Workbook]:
         .order_by("-shared", "-favorite_count", "-id")
     )
     return list(with_cards(qs)[:limit])
+
+
+def favorite_count(*, workbook_id: int) -> int:
+    return Workbook.objects.filter(pk=workbook_id).values_list("favorite_count", flat=True).first() or 0
 
 
 def is_favorited(*, user: User, workbook: Workbook) -> bool:

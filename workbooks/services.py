@@ -267,6 +267,16 @@ def workbook_update(
 
 
 @transaction.atomic
+def workbook_set_thumbnail(*, workbook: Workbook, thumbnail: ProcessedImage) -> Workbook:
+    """Give a workbook a new thumbnail (a master from ``thumbnails.prepare_master``); the derivatives are
+    rendered by the Celery task after commit, as for an upload through the form."""
+    _store_thumbnail(workbook, thumbnail)
+    workbook.save(update_fields=["thumbnail", "thumbnail_width", "thumbnail_height", "thumbnail_derivatives"])
+    invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[workbook.author.username])
+    return workbook
+
+
+@transaction.atomic
 def workbook_delete(*, workbook: Workbook) -> None:
     _delete_thumbnail_files_on_commit(dict(workbook.thumbnail_derivatives or {}), workbook.thumbnail)
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[workbook.author.username])

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workbooks import views
+from workbooks import sharing, views
 
 app_name = "workbooks"
 
@@ -15,7 +15,9 @@ urlpatterns = [
     path("workbooks/<int:pk>/stats/", views.workbook_stats, name="stats"),
     path("workbooks/<int:pk>/<slug:slug>/", views.workbook_detail, name="detail"),
     path("workbooks/link/<slug:token>/", views.workbook_shared, name="shared"),
+    path("tags/", views.tag_list, name="tags"),
     path("tags/<slug:slug>/", views.tag_detail, name="tag"),
+    path("tags/<slug:slug>/feed/", sharing.tag_feed, name="tag_feed"),
     path("feed/", views.feed, name="feed"),
     path("favorites/", views.favorites, name="favorites"),
     path("me/workbooks/", views.my_workbooks, name="mine"),

@@ -13,12 +13,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import selectors as account_selectors
 from sigma_playground import client_ip
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
@@ -32,8 +34,20 @@ from sigma_playground.caching.pages import (
     one,
 )
 from sigma_playground.charts import Point, sparkline_svg, time_series_svg
-from sigma_playground.pagination import keyset_page, keyset_page_from_request, page_links, query_url
-from workbooks import analytics, selectors, services, warming
+from sigma_playground.pagination import (
+    FRAGMENT_PARAM,
+    cursor_fallback,
+    fragment_response,
+    fragment_variant,
+    keyset_page,
+    keyset_page_from_request,
+    list_query,
+    page_links,
+    query_url,
+    wants_list_fragment,
+)
+from sigma_playground.site import absolute
+from workbooks import analytics, search, selectors, services, sharing, warming
 from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
 
@@ -52,12 +66,14 @@ PAGE_PARAMS = {
     "sort": choice(*selectors.SORTS, selectors.RELEVANCE),
     "cursor": one(),
     "per_page": integer(1, settings.MAX_PAGE_SIZE, default=lambda: settings.PAGE_SIZE),
+    FRAGMENT_PARAM: choice("1"),  # "Load more" (sigma_playground.pagination.wants_list_fragment)
 }
 LIST_QUERY = QuerySpec(
     {
         **PAGE_PARAMS,
         "q": one(selectors.normalise_query),
         "tag": many(selectors.normalise_tag, limit=selectors.MAX_TAG_FILTERS),
+        "featured": choice("1"),
     }
 )
 TAG_QUERY = QuerySpec(PAGE_PARAMS)
@@ -65,6 +81,11 @@ TAG_QUERY = QuerySpec(PAGE_PARAMS)
 
 def _lists(request: HttpRequest, **kwargs: Any) -> list[str]:
     return [keys.LISTS]
+
+
+def _list_namespaces(request: HttpRequest, **kwargs: Any) -> list[str]:
+    """A search page also shows matching people."""
+    return [keys.LISTS, keys.PEOPLE] if request.GET.get("q", "").strip() else [keys.LISTS]
 
 
 @cache_anonymous_page("home", namespaces=_lists)
@@ -84,42 +105,70 @@ def _list_context(query: QueryDict, params: selectors.ListParams, per_page: int)
     page = keyset_page(
         listing.queryset, ordering=listing.ordering, cursor=query.get("cursor") or None, per_page=per_page
     )
-    sorts = [*selectors.SORTS, *([selectors.RELEVANCE] if params.q else [])]
+    if params.q:
+        search.attach_headlines(page.object_list, params.q)
+    total = selectors.workbook_list_total(params=params)
+    popular = selectors.popular_tags(exclude=params.tags)
     return {
         "page": page,
         "links": page_links(query, page),
-        "total": selectors.workbook_list_total(params=params),
+        "total": total,
         "params": params,
         "active_tags": params.tag_objects,
         "sort_links": [
             {"name": s, "url": query_url(query, sort=s, cursor=None), "active": s == params.sort}
-            for s in sorts
+            for s in selectors.sort_names(params)
         ],
         "clear_tags_url": query_url(query, tag=None, cursor=None),
+        "tag_filters": [
+            {"tag": tag, "url": query_url(query, tag=[*params.tags, tag.slug], cursor=None)}
+            for tag in popular
+        ],
+        "people": account_selectors.people_matching(q=params.q) if params.q else [],
+        "clear_search_url": query_url(query, q=None, cursor=None, sort=None),
     }
 
 
-@cache_anonymous_page("list", namespaces=_lists, query=LIST_QUERY)
+@cache_anonymous_page("list", namespaces=_list_namespaces, query=LIST_QUERY)
+@cursor_fallback
 def workbook_list(request: HttpRequest) -> HttpResponse:
-    query = LIST_QUERY.canonical(request.GET)
-    params = selectors.parse_list_params(q=query.get("q"), tags=query.getlist("tag"), sort=query.get("sort"))
+    query = list_query(request, LIST_QUERY)
+    params = selectors.parse_list_params(
+        q=query.get("q"),
+        tags=query.getlist("tag"),
+        sort=query.get("sort"),
+        featured=query.get("featured") == "1",
+    )
     per_page = page_size(request, query)
     fragment = cached_fragment(
         "list",
         template="workbooks/fragments/list.html",
         context=lambda: _list_context(query, selectors.resolve_tags(params), per_page),
+        namespaces=_list_namespaces(request),
+        variant=fragment_variant(request, LIST_QUERY),
+    )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
+    title = f"Search: {params.q}" if params.q else ("Featured workbooks" if params.featured else "")
+    return render(request, "workbooks/list.html", {"fragment": fragment, "title": title})
+
+
+@cache_anonymous_page("tags", namespaces=_lists)
+def tag_list(request: HttpRequest) -> HttpResponse:
+    fragment = cached_fragment(
+        "tags",
+        template="workbooks/fragments/tags.html",
+        context=lambda: {"tags": selectors.tag_directory()},
         namespaces=[keys.LISTS],
-        variant=LIST_QUERY.full_path(request),
     )
-    return render(
-        request, "workbooks/list.html", {"fragment": fragment, "title": params.q and f"Search: {params.q}"}
-    )
+    return render(request, "workbooks/tags.html", {"fragment": fragment})
 
 
 @cache_anonymous_page("tag", namespaces=_lists, query=TAG_QUERY)
+@cursor_fallback
 def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
     tag = selectors.tag_get(slug=slug)
-    query = TAG_QUERY.canonical(request.GET)
+    query = list_query(request, TAG_QUERY)
     per_page = page_size(request, query)
 
     def context() -> dict[str, Any]:
@@ -133,9 +182,13 @@ def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
         template="workbooks/fragments/tag.html",
         context=context,
         namespaces=[keys.LISTS],
-        variant=TAG_QUERY.full_path(request),
+        variant=fragment_variant(request, TAG_QUERY),
     )
-    return render(request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name})
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
+    return render(
+        request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name, "tag_slug": tag.slug}
+    )
 
 
 def workbook_redirect(request: HttpRequest, pk: int) -> HttpResponse:
@@ -207,7 +260,12 @@ def _detail_page(request: HttpRequest, workbook) -> HttpResponse:
         request=request,
     )
     page = fill_personal(fragment, {"actions": actions})
-    return render(request, "workbooks/detail.html", {"fragment": page, "workbook": workbook})
+    image = sharing.share_image(workbook)
+    share = {
+        "image": {**image, "url": absolute(request, image["url"])} if image else None,
+        "oembed": sharing.oembed_link(request, workbook) if workbook.is_listed else None,
+    }
+    return render(request, "workbooks/detail.html", {"fragment": page, "workbook": workbook, "share": share})
 
 
 @never_cache
@@ -260,14 +318,43 @@ def workbook_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "workbooks/form.html", {"form": form, "workbook": workbook})
 
 
+@never_cache
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def workbook_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: a page that names the workbook and asks; POST (from that page): delete."""
     workbook = selectors.workbook_get_for_author(pk=pk, user=request.user)
+    if request.method == "GET":
+        return render(request, "workbooks/delete.html", {"workbook": workbook})
     title = workbook.title
     services.workbook_delete(workbook=workbook)
     messages.success(request, f"Deleted “{title}”.")
     return redirect(request.user.get_absolute_url())
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    """The in-place script (static/js/gallery.js) asks for the new button instead of a redirect."""
+    return request.headers.get("X-Requested-With") == "fetch"
+
+
+def _safe_next(request: HttpRequest) -> str | None:
+    target = request.POST.get("next", "")
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False)
+    return target if target and ok else None
+
+
+def _favorite_answer(request: HttpRequest, workbook, *, is_favorited: bool) -> HttpResponse:
+    next_url = _safe_next(request)
+    if wants_fragment(request):
+        count = selectors.favorite_count(workbook_id=workbook.pk)
+        html = render_to_string(
+            "workbooks/includes/favorite_form.html",
+            {"workbook": workbook, "is_favorited": is_favorited, "next": next_url},
+            request=request,
+        )
+        message = "Added to your favorites." if is_favorited else "Removed from your favorites."
+        return JsonResponse({"html": html, "count": count, "message": message})
+    return redirect(next_url or workbook.get_absolute_url())
 
 
 @login_required
@@ -277,7 +364,7 @@ def favorite(request: HttpRequest, pk: int) -> HttpResponse:
         pk=pk, user=request.user, share_token=request.POST.get("token")
     )
     services.favorite_add(user=request.user, workbook=workbook)
-    return redirect(workbook)
+    return _favorite_answer(request, workbook, is_favorited=True)
 
 
 @login_required
@@ -287,10 +374,11 @@ def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
         pk=pk, user=request.user, share_token=request.POST.get("token")
     )
     services.favorite_remove(user=request.user, workbook=workbook)
-    return redirect(workbook)
+    return _favorite_answer(request, workbook, is_favorited=False)
 
 
 @login_required
+@cursor_fallback
 def feed(request: HttpRequest) -> HttpResponse:
     listing = selectors.feed_for(user=request.user)
     page = keyset_page_from_request(
@@ -304,6 +392,7 @@ def feed(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@cursor_fallback
 def favorites(request: HttpRequest) -> HttpResponse:
     listing = selectors.favorites_of(user=request.user)
     page = keyset_page_from_request(

@@ -48,3 +48,8 @@ def follow_changed(*, follower_username: str, followed_username: str) -> None:
 def profile_changed(*, username: str) -> None:
     """Name, bio or picture: shown on the profile and on every card and author box of theirs."""
     _after_commit(keys.LISTS, keys.ns_user(username))
+
+
+def people_changed() -> None:
+    """Someone joined, was (un)followed or renamed: the people directory and search's People block."""
+    _after_commit(keys.PEOPLE)

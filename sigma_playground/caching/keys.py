@@ -15,6 +15,8 @@ keep them in the stored value instead, so that a cache hit reads the generations
 - ``workbook:<id>``: one workbook's detail page.
 - ``user:<lower-cased username>``: one person's profile, followers and following pages (by name, so an
   anonymous cache hit needs no database lookup to find the user id).
+- ``people``: the people directory (/users/) and the "People" block of search pages (follower counts,
+  names, who exists). The tag directory (/tags/) and feeds and sitemaps of workbooks depend on ``lists``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ KIND_LOCK = "lock"
 KINDS = (KIND_PAGE, KIND_FRAGMENT, KIND_GENERATION, KIND_FUNCTION, KIND_LOCK)
 
 LISTS = "lists"
+PEOPLE = "people"
 
 
 def _digest(text: str) -> str:

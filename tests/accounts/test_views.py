@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 
 import pytest
 from django.urls import reverse
@@ -23,12 +24,25 @@ def signup_data(username="alice", email="alice@example.com"):
     return {"username": username, "email": email, "password1": TEST_PASSWORD, "password2": TEST_PASSWORD}
 
 
-def test_sign_up_logs_in_and_lands_on_the_profile(browser):
-    response = browser.submit(SIGNUP, signup_data())
+def test_sign_up_mails_a_link_that_confirms_the_address_and_logs_in(
+    browser, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.submit(SIGNUP, signup_data())
     user = User.objects.get(username="alice")
-    assert response.status_code == 302
-    assert response["Location"] == user.get_absolute_url()
+    assert response.status_code == 302 and response["Location"] == reverse("accounts:signup_done")
+    assert not user.email_verified
+    assert browser.get(PROFILE_EDIT).status_code == 302  # not logged in yet
+    (mail,) = mailoutbox
+    assert mail.to == ["alice@example.com"] and "Confirm your email address" in mail.subject
+    link = re.search(r"http://testserver(/accounts/verify/\S+)", mail.body).group(1)
+    response = browser.get(link)
+    assert response.status_code == 302 and response["Location"] == user.get_absolute_url()
+    user.refresh_from_db()
+    assert user.email_verified
     assert browser.get(PROFILE_EDIT).status_code == 200  # logged in
+    assert browser.get(link).status_code == 400  # once only
+    assert browser.get("/accounts/verify/bm9wZQ/x-y/").status_code == 400
 
 
 def test_sign_up_refuses_a_username_that_differs_only_in_case(browser):
@@ -39,11 +53,21 @@ def test_sign_up_refuses_a_username_that_differs_only_in_case(browser):
     assert User.objects.filter(username__iexact="alice").count() == 1
 
 
-def test_sign_up_refuses_an_email_that_differs_only_in_case(browser):
-    UserFactory(email="alice@example.com")
-    response = browser.submit(SIGNUP, signup_data(username="alice2", email="ALICE@example.com"))
-    assert response.status_code == 200
-    assert "already exists" in response.content.decode()
+def test_sign_up_with_a_taken_email_says_nothing_and_mails_the_owner(
+    browser, mailoutbox, django_capture_on_commit_callbacks
+):
+    owner = UserFactory(username="alice", email="alice@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        taken = browser.submit(SIGNUP, signup_data(username="alice2", email="ALICE@example.com"))
+    with django_capture_on_commit_callbacks(execute=True):
+        fresh = browser.submit(SIGNUP, signup_data(username="bob", email="bob@example.com"))
+    # The same answer either way: nothing tells the visitor which address has an account.
+    assert taken.status_code == fresh.status_code == 302 and taken["Location"] == fresh["Location"]
+    assert not User.objects.filter(username="alice2").exists()
+    assert [m.to for m in mailoutbox] == [[owner.email], ["bob@example.com"]]
+    assert (
+        "no new one was created" in mailoutbox[0].body and "/accounts/password/reset/" in mailoutbox[0].body
+    )
 
 
 @pytest.mark.parametrize(
@@ -257,7 +281,7 @@ def test_followers_and_following_pages_paginate(client, settings):
     third = client.get(url, {"cursor": second.context["page"].next_cursor})
     assert [p.pk for p in third.context["people"]] == [fans[0].pk]
     assert not third.context["page"].has_next
-    assert client.get(url, {"cursor": "not-a-cursor"}).status_code == 404
+    assert client.get(url, {"cursor": "not-a-cursor"})["Location"] == url  # the first page, with a message
     following = client.get(reverse("profiles:following", args=[fans[0].username]))
     assert [p.pk for p in following.context["people"]] == [star.pk]
 
@@ -277,3 +301,39 @@ def test_follow_list_query_count_does_not_grow_with_page_size(client, settings, 
             assert client.get(url).status_code == 200
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1], counts
+
+
+def test_password_reset_through_the_styled_views(browser, mailoutbox):
+    user = UserFactory(email="dora@example.com")
+    login_page = browser.get(LOGIN).content.decode()
+    assert f'href="{reverse("accounts:password_reset")}">Forgot password?' in login_page
+    response = browser.submit(reverse("accounts:password_reset"), {"email": "DORA@example.com"})
+    assert response["Location"] == reverse("accounts:password_reset_done")
+    browser.submit(reverse("accounts:password_reset"), {"email": "nobody@example.com"})  # same page, no mail
+    (mail,) = mailoutbox
+    path = re.search(r"http://testserver(/accounts/password/reset/\S+)", mail.body).group(1)
+    form_url = browser.get(path)["Location"]  # Django swaps the token for a session marker
+    response = browser.submit(
+        form_url, {"new_password1": "a-new-long-passphrase", "new_password2": "a-new-long-passphrase"}
+    )
+    assert response["Location"] == reverse("accounts:password_reset_complete")
+    user.refresh_from_db()
+    assert user.check_password("a-new-long-passphrase")
+    assert "This link no longer works" in browser.get(path, follow=True).content.decode()
+
+
+def test_delete_asks_on_its_own_page_with_the_title(browser):
+    from tests.factories import WorkbookFactory
+    from workbooks.models import Workbook
+
+    owner = UserFactory()
+    workbook = WorkbookFactory(author=owner, title="Quarterly <bridge>")
+    browser.force_login(owner)
+    detail = browser.get(workbook.get_absolute_url()).content.decode()
+    delete_url = reverse("workbooks:delete", args=[workbook.pk])
+    assert f'href="{delete_url}"' in detail
+    page = browser.get(delete_url).content.decode()
+    assert "Delete “Quarterly &lt;bridge&gt;”?" in page
+    assert Workbook.objects.filter(pk=workbook.pk).exists()
+    response = browser.submit(delete_url, {})
+    assert response.status_code == 302 and not Workbook.objects.filter(pk=workbook.pk).exists()

@@ -10,7 +10,14 @@ ACCEPT = {
     GOOD: GOOD,
     f"  {GOOD}  ": GOOD,
     f"{GOOD}/": GOOD,
-    f"{GOOD}?:theme=dark": GOOD,  # harmless display options are dropped, not stored
+    f"{GOOD}?:theme=dark": f"{GOOD}?:theme=dark",  # Sigma's display options are kept (allow-list)
+    f"{GOOD}?:show_footer=TRUE&:hide_tab_bar=true&:theme=My%20Theme&utm_source=x": (
+        f"{GOOD}?:hide_tab_bar=true&:show_footer=true&:theme=My+Theme"  # sorted; unknown keys dropped
+    ),
+    f"{GOOD}?:hide_menu=yes&:theme=<script>&:lng=en-US&:menu_position=bottom": (
+        f"{GOOD}?:lng=en-us&:menu_position=bottom"  # invalid values are dropped
+    ),
+    f"{GOOD}?:theme=dark&:theme=light": f"{GOOD}?:theme=light",
     f"{GOOD}#tab": GOOD,
     f"{GOOD}\n": GOOD,  # surrounding white space from a paste is trimmed
     f"https://APP.SigmaComputing.com/embed/{ID}": GOOD,  # host names are case-insensitive

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.models import Follow, User
 from accounts.validators import UsernameValidator
 from tests.factories import UserFactory, WorkbookFactory
+from workbooks import demo
 from workbooks.demo import HAS_TAG_NAMES, BulkLoader, Progress, demo_embed_url, tag_names_text
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
 
@@ -92,15 +93,27 @@ def assert_orm_inserts_still_work() -> None:
 # --- the demo ----------------------------------------------------------------------------------------------
 
 
-def test_demo_seed_is_believable_and_idempotent():
-    out, _ = run()
+def test_demo_seed_is_believable_and_idempotent(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):  # the thumbnail task runs after commit
+        out, _ = run()
     assert "Demo staff login: username 'demo', password 'sigma-demo-2026'" in out
     first = counts()
 
     out, _ = run()
     assert counts() == first, "a rerun must create nothing new"
-    assert "0 workbooks, 0 tags, 0 favorites and 0 daily statistics created" in out
+    assert "0 workbooks, 0 tags, 0 favorites, 0 daily statistics and 0 chart thumbnails created" in out
     assert "Demo staff login" in out
+
+    # People joined before they published.
+    for author in User.objects.filter(workbooks__isnull=False).distinct():
+        assert author.created_at < author.workbooks.order_by("created_at").first().created_at, author
+
+    # Raster chart thumbnails through the upload pipeline: a master and AVIF/WebP/JPEG derivatives.
+    pictured = Workbook.objects.listed().exclude(thumbnail="")
+    assert pictured.count() == demo.DEMO_THUMBNAILS
+    for workbook in pictured:
+        assert set(workbook.thumbnail_derivatives["sources"]) == {"image/avif", "image/webp", "image/jpeg"}
+    assert not Workbook.objects.exclude(thumbnail="").exclude(pk__in=pictured.values("pk")).exists()
 
     assert 30 <= first["users"] <= 32
     assert User.objects.exclude(bio="").count() >= 30

@@ -1,7 +1,7 @@
 """``{% workbook_picture workbook %}``: a workbook's thumbnail as a responsive ``<picture>``.
 
 Only derivatives are linked (never the private master). Until they exist, and for workbooks without a
-thumbnail, an inline SVG placeholder costs no request. Everything is attributes: the CSP allows no inline
+thumbnail, a generated inline SVG chart (workbooks.previews) costs no request. Everything is attributes: the CSP allows no inline
 style or script.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from django import template
 from django.core.files.storage import default_storage
 
-from workbooks import thumbnails
+from workbooks import previews, thumbnails
 from workbooks.models import Workbook
 
 register = template.Library()
@@ -80,6 +80,13 @@ def workbook_picture(workbook: Workbook, sizes: str = DEFAULT_SIZES, lazy: Any =
     picture = picture_context(workbook.thumbnail_derivatives) if workbook.thumbnail else None
     context: dict[str, Any] = {"picture": picture, "sizes": sizes, "lazy": not eager, "alt": alt}
     if picture is None:
-        context["colour"] = thumbnails.placeholder_colour(workbook)
-        context["width"], context["height"] = PLACEHOLDER_SIZE
+        prefetched = getattr(workbook, "_prefetched_objects_cache", {})
+        slugs = [tag.slug for tag in workbook.tags.all()] if "tags" in prefetched else []  # never a query
+        context["preview"] = previews.preview_svg(
+            workbook_id=workbook.pk or 0,
+            tag_slugs=slugs,
+            colour=thumbnails.placeholder_colour(workbook),
+            width=PLACEHOLDER_SIZE[0],
+            height=PLACEHOLDER_SIZE[1],
+        )
     return context

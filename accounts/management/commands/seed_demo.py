@@ -125,9 +125,27 @@ class Command(BaseCommand):
                 seed=2026 if seed is None else seed,
                 verbosity=verbosity,
             )
+        self._finish()
         if capacity_history:
             # By name: the monitoring app provides it (accounts does not import the monitoring layer).
             call_command("seed_capacity_history", stdout=self.stdout, stderr=self.stderr)
+
+    def _finish(self) -> None:
+        """What the seeded rows need before the site shows them: the prefix-search words (else ``?q=chur``
+        finds nothing until the daily refresh), follower counts (the loaders write Follow rows directly),
+        and fresh cached pages."""
+        from accounts import services as account_services
+        from sigma_playground.caching import invalidate
+        from workbooks import search
+
+        started = time.perf_counter()
+        words = search.refresh_search_lexemes()
+        people = account_services.recount_followers()
+        invalidate.lists_changed()
+        self.stdout.write(
+            f"Search words refreshed ({words:,} words), follower counts of {people:,} people recounted, "
+            f"cached pages invalidated in {time.perf_counter() - started:.1f}s."
+        )
 
     def _demo(self, users: int) -> None:
         from workbooks.demo import seed_gallery
@@ -139,7 +157,8 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"Demo gallery: {result['workbooks']} workbooks, {result['tags']} tags, {result['favorites']} "
-            f"favorites and {result['stats']} daily statistics created ({result['total_workbooks']} demo "
+            f"favorites, {result['stats']} daily statistics and {result['thumbnails']} chart thumbnails created "
+            f"({result['total_workbooks']} demo "
             f"workbooks, {result['total_favorites']} favorites on them)."
         )
         self.stdout.write(
