@@ -110,12 +110,19 @@ KEYSET_LISTS = [
 
 @pytest.mark.parametrize("payload", WRONG_TYPES)
 @pytest.mark.parametrize("url", KEYSET_LISTS)
-def test_a_cursor_with_values_of_the_wrong_type_is_a_404(url, payload, people):
+def test_a_cursor_with_values_of_the_wrong_type_falls_back_to_the_first_page(url, payload, people):
+    """The values are checked against the ordering's types (a mistyped one never reaches the database, which
+    answered 500), and a bad cursor leads to the first page with a message (issue 18), not a 404."""
     client = Client()
     client.force_login(people)
     separator = "&" if "?" in url else "?"
     response = client.get(f"{url}{separator}cursor={forged(payload)}")
-    assert response.status_code == 404
+    assert response.status_code == 302, response.status_code
+    assert "cursor=" not in response["Location"]
+    assert response["Location"].split("?")[0] == url.split("?")[0]
+    landed = client.get(response["Location"])
+    assert landed.status_code == 200
+    assert "first page" in landed.content.decode()
 
 
 def test_a_cursor_on_a_tag_page_is_checked_too(people):
@@ -127,7 +134,9 @@ def test_a_cursor_on_a_tag_page_is_checked_too(people):
         tag = TagFactory(slug="finance")
         workbook.tags.add(tag)
     for payload in WRONG_TYPES:
-        assert Client().get(f"/tags/{tag.slug}/?cursor={forged(payload)}").status_code == 404
+        response = Client().get(f"/tags/{tag.slug}/?cursor={forged(payload)}")
+        assert response.status_code == 302, (payload, response.status_code)
+        assert response["Location"] == f"/tags/{tag.slug}/"
 
 
 def test_a_well_typed_cursor_still_works(people):
