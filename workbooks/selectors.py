@@ -162,18 +162,26 @@ POPULAR_TAGS = 12
 
 def tag_directory() -> list[Tag]:
     """The tag directory, cached with the pages (not when PAGE_CACHE_ENABLED is off, as in most tests)."""
-    return _tag_directory() if settings.PAGE_CACHE_ENABLED else _tag_directory.uncached()
+    rows = _tag_directory() if settings.PAGE_CACHE_ENABLED else _tag_directory.uncached()
+    tags = []
+    for row in rows:
+        tag = Tag(id=row["id"], name=row["name"], slug=row["slug"], colour=row["colour"])
+        tag.workbook_total = row["workbook_total"]
+        tags.append(tag)
+    return tags
 
 
 @cached("tag_directory", ttl=600, key=lambda: "", namespaces=lambda: [keys.LISTS])
-def _tag_directory() -> list[Tag]:
+def _tag_directory() -> list[dict[str, object]]:
     """Every tag on at least one listed workbook, with ``workbook_total`` (listed workbooks only), most
     used first. One aggregate over the tag links of listed workbooks, cached until a list changes (at a
-    million workbooks it reads every tag link: cached, it runs once per publish at most, not per page)."""
+    million workbooks it reads every tag link: cached, it runs once per publish at most, not per page).
+    Plain rows, not model instances: the cache stores JSON only (docs/security.md)."""
     return list(
         Tag.objects.filter(workbook_links__workbook_id__in=Workbook.objects.listed().values("pk"))
         .annotate(workbook_total=Count("workbook_links"))
         .order_by("-workbook_total", "name", "id")
+        .values("id", "name", "slug", "colour", "workbook_total")
     )
 
 
