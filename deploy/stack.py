@@ -67,7 +67,6 @@ def main() -> int:
         "CDN_VARNISH_URLS": f"http://127.0.0.1:{cdn_port}",
         # nginx is the only peer whose X-Forwarded-For the site believes (issue 13's setting).
         "TRUSTED_PROXY_NETWORKS": "127.0.0.1/32",
-        "TRUSTED_PROXY_COUNT": "1",
         # nginx stamps X-Request-Start on every request: queue time and shedding (sigma_playground/queue_time.py).
         "REQUEST_START_TRUSTED": "1",
         "PYTHONUNBUFFERED": "1",
