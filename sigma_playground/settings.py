@@ -393,6 +393,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker error that is not a lost connection (the durable Redis at its memory limit refuses even the ZREM of an
+# ack, inside kombu's MULTI) reconnects the consumer like a lost connection does; without this the worker logs
+# "Unrecoverable error" and exits, and the whole queue waits for someone to restart it (the fault suite).
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"

@@ -29,6 +29,7 @@ once and were rebuilt in request threads, p95 going from 3 ms to 10 s in waves):
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -44,6 +45,9 @@ from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.safestring import SafeString, mark_safe
 
 from sigma_playground.caching import keys, service
+
+# The cache's logger: rate-limited, so a database outage is a line every few seconds, not one per page.
+logger = logging.getLogger("sigma_playground.cache")
 
 PUBLIC = "public"  # response attribute read by sigma_playground.http_caching
 # Surrogate keys of a cacheable page (Fastly's header; the Varnish VCL copies it to xkey), stripped by the CDN.
@@ -270,7 +274,7 @@ def _refresh_ahead(request: HttpRequest, lookup: PageLookup) -> None:
     """A hit in its page's last PAGE_REFRESH_AHEAD_SECONDS: the one request that takes the rebuild lock
     rebuilds it (``lookup.refresh``); everyone else is served the stored copy. Only a plain GET can refresh:
     a HEAD or a conditional GET would not produce a storable page."""
-    ahead = settings.PAGE_REFRESH_AHEAD_SECONDS
+    ahead = refresh_ahead_seconds(lookup.spec)
     entry = lookup.entry
     if ahead <= 0 or entry is None or entry.fresh_until - time.time() > ahead:
         return
@@ -284,6 +288,17 @@ def _refresh_ahead(request: HttpRequest, lookup: PageLookup) -> None:
         service.unlock(lookup.key)
         return
     lookup.refresh = True
+
+
+REFRESH_AHEAD_MAX_FRACTION = 0.25
+
+
+def refresh_ahead_seconds(spec: PageSpec) -> float:
+    """The refresh-ahead window of ``spec``'s pages: PAGE_REFRESH_AHEAD_SECONDS, but never more than a quarter
+    of their lifetime. A window as long as the lifetime (10 s against a 5 s TTL) made every page due at once,
+    so each request that found the lock free rebuilt the page and sequential readers never got a hit."""
+    ttl = spec.ttl or settings.PAGE_CACHE_TTL
+    return min(settings.PAGE_REFRESH_AHEAD_SECONDS, ttl * REFRESH_AHEAD_MAX_FRACTION)
 
 
 def jittered_ttl(ttl: float) -> float:
@@ -376,7 +391,14 @@ class AnonymousPageCacheMiddleware:
 
         if lookup.refresh:  # this request took the lock in lookup_page: rebuild ahead of expiry
             try:
-                built = build()
+                try:
+                    built = build()
+                except Exception:
+                    logger.exception("page cache: rebuilding ahead of expiry failed, serving the stored copy")
+                    return self._serve(request, lookup, lookup.entry.value)  # type: ignore[union-attr]
+                if built.failed:  # the database is down (a 503): the stored copy is still fresh
+                    logger.warning("page cache: rebuilding ahead of expiry failed, serving the stored copy")
+                    return self._serve(request, lookup, lookup.entry.value)  # type: ignore[union-attr]
                 if built.store:
                     service.set_entry(keys.KIND_PAGE, lookup.key, built.value, ttl)
                 return built.result

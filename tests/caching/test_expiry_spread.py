@@ -114,3 +114,47 @@ def test_refresh_ahead_off(world, settings):
     Client().get(url)
     near_expiry(url, seconds_left=1)
     assert pages.lookup_page(RequestFactory().get(url)).hit
+
+
+def test_the_refresh_window_is_at_most_a_quarter_of_a_short_lifetime(
+    world, settings, django_assert_num_queries
+):
+    """A 10 s window on a 5 s TTL made every stored page due at once: each sequential request took the free lock
+    and rebuilt the page, and nobody ever got a hit (the fault suite's short TTL found it)."""
+    settings.PAGE_CACHE_TTL = 5
+    settings.PAGE_CACHE_TTL_JITTER = 0
+    settings.PAGE_REFRESH_AHEAD_SECONDS = 10
+    url = reverse("workbooks:list")
+    assert Client().get(url).status_code == 200
+    for _ in range(3):
+        service.RECENT_PAGES.clear()
+        with django_assert_num_queries(0):
+            assert Client().get(url).get("X-Cache") == "hit"
+    near_expiry(url, seconds_left=1)  # inside the 1.25 s window (a quarter of 5 s): one refresh
+    assert pages.lookup_page(RequestFactory().get(url)).refresh
+
+
+@pytest.mark.postgres
+def test_a_refresh_ahead_that_meets_a_database_outage_serves_the_stored_copy(world, settings):
+    """The request that takes the lock rebuilds; with the database down its rebuild is the 503 page. It used to
+    return that 503 although a fresh copy was in hand (the fault suite's cached pages during an outage)."""
+    from django.db import OperationalError, connection
+
+    from sigma_playground.db_breaker import BREAKER
+
+    settings.PAGE_REFRESH_AHEAD_SECONDS = 10
+    settings.DB_BREAKER_SECONDS = 30
+    url = world["workbook"].get_absolute_url()  # its rebuild reads the workbook from the database
+    stored = Client().get(url)
+    key = near_expiry(url, seconds_left=5)
+    BREAKER.failed(OperationalError("down"))
+    connection.close()
+    try:
+        response = Client().get(url)
+    finally:
+        BREAKER.reset()
+    assert response.status_code == 200, response.status_code
+    assert response.content == stored.content
+    assert response["X-Cache"] == "hit"
+    assert service.try_lock(key)  # released for the next request to try again
+    service.unlock(key)

@@ -304,6 +304,8 @@ def stack():
             "-A",
             "tests.faults.worker_app",
             "worker",
+            "-Q",
+            "celery,media",  # as `make worker`: renders go to the media queue (settings.CELERY_TASK_ROUTES)
             "--pool=prefork",
             "--concurrency=1",
         ]
@@ -513,6 +515,8 @@ def test_redis_stalled_paused_and_killed_costs_no_error_and_no_view(stack: Stack
 def test_the_durable_redis_at_its_memory_limit_refuses_writes_loudly_and_drops_nothing(stack: Stack):
     import redis
 
+    before = stack.pids()
+
     durable, broker = stack.durable.client(), stack.durable.client(1)
     bindings = sorted(broker.keys("_kombu.binding.*"))
     assert bindings, "no broker bindings in the durable Redis"
@@ -550,6 +554,9 @@ def test_the_durable_redis_at_its_memory_limit_refuses_writes_loudly_and_drops_n
         durable.config_set("maxmemory", 0)
     counted = stack.wait_counted()
     print(f"[faults] durable Redis full: 30/30 pages answered, views sent {stack.sent}, counted {counted}")
+    # Its acks were refused too (kombu's MULTI on a full server): the consumer reconnects, the worker stays up
+    # (CELERY_BROKER_CHANNEL_ERROR_RETRY; without it the worker exited with "Unrecoverable error").
+    assert stack.pids() == before, "a process exited or was restarted"
 
 
 # --- 4. The worker killed mid-task --------------------------------------------------------------------------
