@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker worker-media beat tools clean bench-web bench-db stack loadtest monitoring
+.PHONY: run test test-pgbouncer test-embedded venv lint format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest monitoring
 
 venv: $(STAMP)
 
@@ -23,6 +23,13 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The PostgreSQL + Redis suite through a real PgBouncer in transaction mode (DATABASE_POOLER=pgbouncer): a
+# PgBouncer from deploy/pgbouncer/pgbouncer.ini on a spare port in a temporary folder, in front of
+# PGBOUNCER_SERVER_URL (postgres://postgres@127.0.0.1:5432), stopped by its pid at the end. Needs REDIS_URL
+# and Debian's pgbouncer. See deploy/pgbouncer.py and docs/operations.md, "PgBouncer".
+test-pgbouncer: venv
+	$(BIN)/python deploy/pgbouncer.py test $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

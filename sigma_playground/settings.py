@@ -222,6 +222,47 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Retry-After) for this long, then lets one request probe it (sigma_playground.db_breaker).
 DB_BREAKER_SECONDS = env_float("DB_BREAKER_SECONDS", 2.0)
 
+# DATABASE_POOLER=pgbouncer: DATABASE_URL names PgBouncer in transaction mode (docs/operations.md, "PgBouncer"),
+# where consecutive transactions of one client may run on different server connections, so nothing may lean
+# on a session. Everything that needs switches together, for every PostgreSQL alias:
+# - Django's pool off (PgBouncer is the pool; a process opens a cheap client connection per request);
+# - psycopg's prepared statements off (prepare_threshold None, Django's default, pinned: a statement prepared
+#   on one server connection does not exist on the next);
+# - no server-side cursors (a named cursor lives in its session; QuerySet.iterator() then fetches everything);
+# - no startup "options" (PgBouncer refuses the parameter): statement_timeout,
+#   idle_in_transaction_session_timeout, jit and TimeZone are set on the role (ALTER ROLE ... SET) instead.
+DATABASE_POOLER = (env_str("DATABASE_POOLER") or "none").lower()
+if DATABASE_POOLER not in {"none", "pgbouncer"}:
+    raise ImproperlyConfigured(f"DATABASE_POOLER must be 'none' or 'pgbouncer', got {DATABASE_POOLER!r}")
+if DATABASE_POOLER == "pgbouncer":
+    # In production a combination that would silently do nothing behind PgBouncer is refused (in development
+    # it is ignored: SQLite has nothing to pool, and the pool variables simply do not apply).
+    if PRODUCTION and not DATABASE_URL:
+        raise ImproperlyConfigured("DATABASE_POOLER=pgbouncer needs DATABASE_URL (PgBouncer's address).")
+    _pooled = [name for name in ("DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT") if env_str(name)]
+    if PRODUCTION and _pooled:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOLER=pgbouncer turns Django's connection pool off (PgBouncer pools): unset "
+            f"{', '.join(_pooled)} and size the pool in pgbouncer.ini (default_pool_size, query_wait_timeout)."
+        )
+    _per_connection = [
+        name for name in ("DB_STATEMENT_TIMEOUT_MS", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS") if env_str(name)
+    ]
+    if PRODUCTION and _per_connection:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOLER=pgbouncer: PgBouncer refuses per-connection options, so {', '.join(_per_connection)} "
+            "would do nothing: unset them and set the values on the role, e.g. ALTER ROLE <user> SET "
+            "statement_timeout = '30s' (docs/operations.md, \"PgBouncer\")."
+        )
+    for _alias in DATABASES.values():
+        if _alias["ENGINE"] == "sigma_playground.postgresql":
+            _alias["CONN_MAX_AGE"] = 0
+            _alias["DISABLE_SERVER_SIDE_CURSORS"] = True
+            _alias["OPTIONS"] = {
+                key: value for key, value in _alias["OPTIONS"].items() if key not in {"pool", "options"}
+            }
+            _alias["OPTIONS"]["prepare_threshold"] = None
+
 # --- Cache, sessions, Celery ----------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")

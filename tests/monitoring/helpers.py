@@ -124,18 +124,21 @@ def gunicorn_serving(
 
 
 def services_env(*, redis_url: str, metrics_dir: Path) -> dict[str, str]:
-    """Environment for a gunicorn serving the test database and Redis: two workers, a small pool each."""
+    """Environment for a gunicorn serving the test database and Redis: two workers, a small pool each (none
+    behind PgBouncer, where production mode refuses pool sizes: `make test-pgbouncer`)."""
+    from django.conf import settings
     from django.db import connections
 
     db = connections["default"].settings_dict
-    return {
+    env = {
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_URL": redis_url,
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "DB_POOL_MIN_SIZE": "1",
-        "DB_POOL_MAX_SIZE": "2",
     }
+    if settings.DATABASE_POOLER != "pgbouncer":
+        env.update({"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "2"})
+    return env
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
