@@ -42,19 +42,40 @@ format: venv
 migrate: venv
 	$(BIN)/python manage.py migrate --no-input
 
-# The worker consumes the default queue and `media` (thumbnails, embed previews: needs chromium, see README).
-# The worker serves its pool's metrics on CELERY_METRICS_PORT (9808) from a multiprocess directory it owns.
+# Celery: one queue per workload (settings.CELERY_TASK_ROUTES, README "Celery"). In development `make worker`
+# consumes every queue; in production run one worker per queue (worker-default, worker-counters, worker-media,
+# worker-reports), each with its own concurrency, metrics port and multiprocess directory. `make beat`: one only.
+WORKER_QUEUES := celery,counters,media,reports
+
 worker: venv
 	mkdir -p .run/prometheus-celery
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery CELERY_METRICS_PORT=$${CELERY_METRICS_PORT:-9808} \
-		$(BIN)/celery -A sigma_playground worker -Q celery,media --loglevel=INFO --concurrency=2
+		$(BIN)/celery -A sigma_playground worker -Q $(WORKER_QUEUES) --loglevel=INFO --concurrency=2
 
-# The "media" queue alone (thumbnail renders, embed previews): in production run it as its own worker and
-# the default one with -Q celery, so renders never delay the default queue's jobs.
+# The default queue: notifications, CDN purges, cache warming, link checks, the beat heartbeat, housekeeping.
+worker-default: venv
+	mkdir -p .run/prometheus-celery
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery CELERY_METRICS_PORT=$${CELERY_METRICS_PORT:-9808} \
+		$(BIN)/celery -A sigma_playground worker -Q celery -n default@%h --loglevel=INFO --concurrency=2
+
+# View flushes (every VIEW_FLUSH_SECONDS) and the nightly recount: two children, so the recount's minutes
+# never stop the flushes.
+worker-counters: venv
+	mkdir -p .run/prometheus-celery-counters
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery-counters CELERY_METRICS_PORT=$${CELERY_COUNTERS_METRICS_PORT:-9810} \
+		$(BIN)/celery -A sigma_playground worker -Q counters -n counters@%h --loglevel=INFO --concurrency=2
+
+# Thumbnail renders and embed previews (needs chromium, see README): one child, a browser holds a few hundred MB.
 worker-media: venv
 	mkdir -p .run/prometheus-celery-media
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery-media CELERY_METRICS_PORT=$${CELERY_MEDIA_METRICS_PORT:-9809} \
 		$(BIN)/celery -A sigma_playground worker -Q media -n media@%h --loglevel=INFO --concurrency=1
+
+# Capacity samples and reports, trending, the search word list: scans of big tables, one at a time.
+worker-reports: venv
+	mkdir -p .run/prometheus-celery-reports
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery-reports CELERY_METRICS_PORT=$${CELERY_REPORTS_METRICS_PORT:-9811} \
+		$(BIN)/celery -A sigma_playground worker -Q reports -n reports@%h --loglevel=INFO --concurrency=1
 
 beat: venv
 	$(BIN)/celery -A sigma_playground beat --loglevel=INFO

@@ -1,7 +1,7 @@
 """``make stack``: the whole site as deployed, on this machine, from one command.
 
-Varnish (the CDN) -> nginx (the origin proxy) -> gunicorn, plus a Celery worker and beat, on PostgreSQL and
-Redis (DATABASE_URL and REDIS_URL must be set). Configurations are generated from deploy/nginx/nginx.conf
+Varnish (the CDN) -> nginx (the origin proxy) -> gunicorn, plus a Celery worker (every queue) and beat, on
+PostgreSQL and Redis (DATABASE_URL and REDIS_URL must be set). Configurations are generated from deploy/nginx/nginx.conf
 and deploy/varnish/default.vcl into the run folder (.run/stack/, emptied at start) with the ports below;
 logs, pid files and temp files live there too. It migrates, loads the demo data (idempotent), collects
 static files, starts everything, prints the URLs and waits; Ctrl-C (or SIGTERM, or any process dying)
@@ -28,6 +28,9 @@ from deploy import edge
 ROOT = edge.ROOT
 RUN = ROOT / ".run" / "stack"
 PY = sys.executable
+# One worker for every queue of settings.WORKER_QUEUES (tests/test_worker_queues.py keeps the two equal);
+# production runs one per queue (README "Celery").
+WORKER_QUEUES = "celery,counters,media,reports"
 
 
 def say(message: str) -> None:
@@ -122,7 +125,7 @@ def main() -> int:
                 "sigma_playground",
                 "worker",
                 "-Q",
-                "celery,media",
+                WORKER_QUEUES,
                 "--loglevel=INFO",
                 "--concurrency=2",
             ],

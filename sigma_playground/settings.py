@@ -447,16 +447,37 @@ CELERY_BEAT_SCHEDULER = "sigma_playground.beat:LockedDatabaseScheduler"
 BEAT_LOCK_SECONDS = env_float("BEAT_LOCK_SECONDS", 30.0)
 # Task modules outside the installed apps.
 CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
-# Where each task goes, in one place. Image work (thumbnail renders: seconds of CPU per image; embed preview
-# captures: a browser) has its own queue, so a slow browser or a burst of renders never delays the view flush,
-# the heartbeat or the other beat jobs on the default queue (workers: README "Celery").
+# Where each task goes, in one place: a queue per workload, each consumed by its own worker in production (README
+# "Celery": the command and concurrency of each; `make worker` consumes all of them in development), so a
+# flood in one never delays another. Beat stays single (sigma_playground.beat) and only publishes.
+# - celery (the default, CELERY_TASK_DEFAULT_QUEUE): notifications, CDN purges, cache warming, the link checker,
+#   the beat heartbeat, housekeeping; every task without a route.
+# - counters: the view flush (every VIEW_FLUSH_SECONDS: counts and trending lag behind while it waits) and the
+#   nightly recount; small, frequent work that must never wait behind anything else.
+# - media: thumbnail renders (seconds of CPU per image), embed preview captures (a browser), and the beat jobs
+#   that queue them: behind a backlog of renders they run after it, and so do not queue its renders again.
+# - reports: capacity samples, roll-up and report, trending scores, the search word list: scans of big tables.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+COUNTERS_QUEUE = "counters"
 MEDIA_QUEUE = "media"
+REPORTS_QUEUE = "reports"
+# Every queue: what `make worker`, `make stack` and the fault suite's worker consume (tests/test_worker_queues.py
+# checks that they and the README name all of them).
+WORKER_QUEUES = (CELERY_TASK_DEFAULT_QUEUE, COUNTERS_QUEUE, MEDIA_QUEUE, REPORTS_QUEUE)
 CELERY_TASK_ROUTES = {
+    "workbooks.tasks.flush_views": {"queue": COUNTERS_QUEUE},
+    "workbooks.tasks.recount_counters": {"queue": COUNTERS_QUEUE},
     "workbooks.tasks.capture_embed_preview": {"queue": MEDIA_QUEUE},
     "workbooks.tasks.render_thumbnail_derivatives": {"queue": MEDIA_QUEUE},
+    "workbooks.tasks.render_pending_thumbnails": {"queue": MEDIA_QUEUE},
+    "workbooks.tasks.refresh_embed_previews": {"queue": MEDIA_QUEUE},
+    "workbooks.tasks.sweep_orphan_masters": {"queue": MEDIA_QUEUE},
+    "monitoring.tasks.capacity_sample": {"queue": REPORTS_QUEUE},
+    "monitoring.tasks.capacity_retention": {"queue": REPORTS_QUEUE},
+    "monitoring.tasks.capacity_report": {"queue": REPORTS_QUEUE},
+    "workbooks.tasks.recompute_trending": {"queue": REPORTS_QUEUE},
+    "workbooks.tasks.refresh_search_lexemes": {"queue": REPORTS_QUEUE},
 }
-# The queue of every task without a route (Celery's default name unless a deployment renames it).
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # Every periodic job, in one place. The database scheduler copies these into django-celery-beat's tables
 # at start, where staff can see and change them in admin.
 CELERY_BEAT_SCHEDULE = {

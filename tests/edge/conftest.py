@@ -174,6 +174,8 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
             "-A",
             "sigma_playground",
             "worker",
+            "-Q",
+            ",".join(settings.WORKER_QUEUES),  # every queue, as `make worker` and `make stack`
             "--pool=solo",
             "--without-gossip",
             "--without-mingle",

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from django.conf import settings
 
 from tests.faults.servers import PostgresCluster, RedisServer
 from tests.monitoring.helpers import GUNICORN_CONFIG, ROOT, free_port
@@ -305,7 +306,9 @@ def stack():
             "tests.faults.worker_app",
             "worker",
             "-Q",
-            "celery,media",  # as `make worker`: renders go to the media queue (settings.CELERY_TASK_ROUTES)
+            # Every queue, as `make worker`: the view flush is on `counters`, renders on `media`, capacity
+            # samples on `reports` (settings.CELERY_TASK_ROUTES); nothing may be left unconsumed.
+            ",".join(settings.WORKER_QUEUES),
             "--pool=prefork",
             "--concurrency=1",
         ]

@@ -35,6 +35,8 @@ EXPORTER_METRICS = {
     "redis_keyspace_misses_total": "redis-exporter",
 }
 EXPORTER_PREFIXES = ("node_", "pg_", "redis_")
+# Published on each Celery worker's metrics port only (monitoring.exposition.worker_registry), not on /metrics.
+WORKER_METRICS = {"sigma_celery_worker_queue": "the queues each worker consumes"}
 # Counters that a few ordinary requests may not increment: the family must be declared (its # TYPE line on
 # /metrics); samples appear with the first event.
 INCREMENTED_ELSEWHERE = {
@@ -215,8 +217,13 @@ def some_traffic(db, client, monkeypatch):
 
 
 def test_every_metric_used_by_rules_and_dashboard_exists(some_traffic):
+    from prometheus_client import generate_latest
+
+    from monitoring.exposition import worker_registry
+
     text = some_traffic.get("/metrics").content.decode()
     samples = scrape(text)
+    worker_samples = scrape(generate_latest(worker_registry(queues=["celery"])).decode())
     declared = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
     used: dict[str, set[str]] = {}
     for expr in rule_exprs():
@@ -234,6 +241,9 @@ def test_every_metric_used_by_rules_and_dashboard_exists(some_traffic):
                 missing.append(f"{name} (used by {sorted(where)}) is not a known exporter metric")
         elif name in samples:
             continue
+        elif name in WORKER_METRICS:
+            if name not in worker_samples:
+                missing.append(f"{name} (used by {sorted(where)}) has no sample on a worker's metrics port")
         elif name in INCREMENTED_ELSEWHERE:
             if name not in declared:
                 missing.append(f"{name} is not declared on /metrics")

@@ -80,6 +80,8 @@ def start_worker(env: dict[str, str], folder: Path, port: int) -> subprocess.Pop
     worker = celery(
         [
             "worker",
+            "-Q",
+            ",".join(settings.WORKER_QUEUES),  # every queue, as `make worker`
             "--pool=prefork",
             "--concurrency=1",
             "--loglevel=INFO",
