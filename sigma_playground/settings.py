@@ -452,8 +452,8 @@ CELERY_IMPORTS = ["sigma_playground.cdn.tasks"]
 # flood in one never delays another. Beat stays single (sigma_playground.beat) and only publishes.
 # - celery (the default, CELERY_TASK_DEFAULT_QUEUE): notifications, CDN purges, cache warming, the link checker,
 #   the beat heartbeat, housekeeping; every task without a route.
-# - counters: the view flush (every VIEW_FLUSH_SECONDS: counts and trending lag behind while it waits) and the
-#   nightly recount; small, frequent work that must never wait behind anything else.
+# - counters: the view flush (every VIEW_FLUSH_SECONDS, milliseconds each: counts and trending lag behind while
+#   it waits) and the nightly recount (its worker has two children, so the recount never stops the flushes).
 # - media: thumbnail renders (seconds of CPU per image), embed preview captures (a browser), and the beat jobs
 #   that queue them: behind a backlog of renders they run after it, and so do not queue its renders again.
 # - reports: capacity samples, roll-up and report, trending scores, the search word list: scans of big tables.

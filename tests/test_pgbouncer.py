@@ -25,7 +25,7 @@ from deploy import pgbouncer
 from sigma_playground import db_breaker
 from sigma_playground.db_breaker import BREAKER
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 QUERY_WAIT_TIMEOUT = 2  # seconds: the template's 10, shortened for the test
 
@@ -102,16 +102,18 @@ def bouncer():
     relay.restore()
     # Not under tmp_path: as root, PgBouncer runs as postgres, who cannot enter pytest's private folders.
     run_dir = Path(tempfile.mkdtemp(prefix="sigma-pgbouncer-test-"))
-    server = pgbouncer.start(
-        run_dir,
-        databases=f"* = host=127.0.0.1 port={relay.port}",
-        users=(db["USER"] or "postgres",),
-        query_wait_timeout=QUERY_WAIT_TIMEOUT,
-    )
+    server = None
     try:
+        server = pgbouncer.start(
+            run_dir,
+            databases=f"* = host=127.0.0.1 port={relay.port}",
+            users=(db["USER"] or "postgres",),
+            query_wait_timeout=QUERY_WAIT_TIMEOUT,
+        )
         yield server, relay
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         relay.cut()
         shutil.rmtree(run_dir, ignore_errors=True)
 

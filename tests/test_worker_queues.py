@@ -16,6 +16,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 
 from sigma_playground.celery import app
 from tests.factories import UserFactory, WorkbookFactory
@@ -201,6 +202,9 @@ def test_a_flood_on_media_delays_nothing_on_counters(tmp_path):
             flush_seconds = time.monotonic() - flush_sent
             media_waiting = broker.llen("media")
             flood_done_at_flush = results.llen(flood_key)
+            # The per-queue metric (asked of the broker at scrape time) sees the same.
+            metrics = scrape(Client().get("/metrics").content.decode())
+            lengths = {s.labels["queue"]: s.value for s in metrics["sigma_celery_queue_length"]}
             _wait(
                 "the flood",
                 lambda: results.llen(flood_key) == FLOOD,
@@ -228,3 +232,5 @@ def test_a_flood_on_media_delays_nothing_on_counters(tmp_path):
     )
     assert flush_seconds < flood_seconds / 4
     assert media_waiting >= FLOOD // 2 and flood_done_at_flush <= FLOOD // 2
+    assert lengths == {"celery": 0, "counters": 0, "media": lengths["media"], "reports": 0}
+    assert 0 < lengths["media"] <= media_waiting

@@ -80,8 +80,6 @@ def start_worker(env: dict[str, str], folder: Path, port: int) -> subprocess.Pop
     worker = celery(
         [
             "worker",
-            "-Q",
-            ",".join(settings.WORKER_QUEUES),  # every queue, as `make worker`
             "--pool=prefork",
             "--concurrency=1",
             "--loglevel=INFO",
