@@ -82,8 +82,10 @@ beat: venv
 
 # The site as deployed (docs/edge.md): Varnish (CDN, :8080) -> nginx (:8081) -> gunicorn (:8082), a Celery
 # worker and beat, on DATABASE_URL and REDIS_URL; configs and logs in .run/stack/; Ctrl-C stops everything.
+# WEB_INSTANCES=N: N gunicorn masters (:8082, :8083, ...) behind nginx's upstream.
+WEB_INSTANCES ?= 1
 stack: venv
-	$(BIN)/python deploy/stack.py
+	WEB_INSTANCES=$(WEB_INSTANCES) $(BIN)/python deploy/stack.py
 
 # Debian's chromium and promtool, for the browser and alert-rule tests (root; .ci/run does the same).
 tools:

@@ -762,6 +762,9 @@ def run_scenario(
     server = Gunicorn(scenario.app, env={**env, **scenario.env}, port=port, log_path=log_path)
     progress(f"{scenario.name}: start gunicorn on {HOST}:{port} ({scenario.description})")
     edge_servers: list[edge.Server] = []
+    # Each scenario starts from an empty page cache: a page stored by an earlier scenario carries the headers of
+    # that scenario's settings (without a purge backend, no s-maxage: Varnish would never keep it).
+    flush_redis()
     try:
         server.start()
         if scenario.edge:

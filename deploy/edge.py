@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def render_nginx(
     *,
     run_dir: Path,
     listen_port: int,
-    upstream: str,
+    upstream: str | Sequence[str],
     static_root: Path,
     media_root: Path,
     cdn_addresses: Iterable[str] = ("127.0.0.1",),
@@ -73,7 +73,9 @@ def render_nginx(
     access_log: bool = True,
     forwarded_proto: str = "$scheme",
 ) -> str:
-    """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream`` (host:port)."""
+    """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream``: one host:port, or several
+    (web instances: nginx spreads requests over them, round robin on its keep-alive connections)."""
+    servers = [upstream] if isinstance(upstream, str) else list(upstream)
     return fill(
         NGINX_TEMPLATE.read_text(),
         {
@@ -87,7 +89,7 @@ def render_nginx(
             "ACCESS_LOG": f"{run_dir}/nginx-access.log edge" if access_log else "off",
             "CLIENT_MAX_BODY_SIZE": str(client_max_body_size),
             "REAL_IP_FROM": "\n".join(f"    set_real_ip_from {a};" for a in cdn_addresses),
-            "UPSTREAM": upstream,
+            "UPSTREAM_SERVERS": "\n".join(f"        server {server} max_fails=0;" for server in servers),
             "STATIC_MAX_AGE": str(static_max_age),
             "LISTEN": f"127.0.0.1:{listen_port}",
             "FORWARDED_PROTO": forwarded_proto,

@@ -137,7 +137,7 @@ class PurgeRelay:
 
 @dataclass
 class EdgeStack:
-    gunicorn: str  # base URLs
+    gunicorns: list[str]  # base URLs, one per web instance (nginx spreads requests over them)
     nginx: edge.Server
     varnish: edge.Server
     relay: PurgeRelay
@@ -155,6 +155,10 @@ class EdgeStack:
         while purge.pending_keys() or client.exists(keys.cdn_scheduled()):
             assert time.monotonic() < deadline, "purges still owed:\n" + self.worker_log.read_text()[-2000:]
             time.sleep(0.05)
+
+    @property
+    def gunicorn(self) -> str:
+        return self.gunicorns[0]
 
     @property
     def cdn(self) -> str:
@@ -199,19 +203,25 @@ def _wait_for_worker(process: subprocess.Popen, log: Path, *, seconds: float = 6
 
 
 @pytest.fixture(scope="module")
-def edge_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
+def edge_instances() -> int:
+    """Web instances behind nginx in this module's stack (a module overrides it: tests/edge/test_instances.py)."""
+    return 1
+
+
+@pytest.fixture(scope="module")
+def edge_stack(django_db_setup, django_db_blocker, tmp_path_factory, edge_instances) -> Iterator[EdgeStack]:
     # Under pytest-xdist every worker's stack would share the Redis databases (page cache, owed purges,
     # broker): one stack at a time, whichever worker runs it.
     lock = (Path(tempfile.gettempdir()) / f"sigma-edge-{settings.REDIS_URL.replace('/', '_')}.lock").open("w")
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-        yield from _edge_stack(django_db_blocker, tmp_path_factory)
+        yield from _edge_stack(django_db_blocker, tmp_path_factory, instances=edge_instances)
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 
 
-def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
+def _edge_stack(django_db_blocker, tmp_path_factory, *, instances: int) -> Iterator[EdgeStack]:
     run = tmp_path_factory.mktemp("edge")
     static_root, media_root = run / "static", run / "media"
     media_root.mkdir()
@@ -230,7 +240,6 @@ def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "PYTHONUNBUFFERED": "1",
         }
-    (run / "prometheus-web").mkdir()
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
         cwd=ROOT,
@@ -239,18 +248,21 @@ def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
         timeout=300,
     )
     started: list = []
-    gunicorn_port = free_port()
-    gunicorn = start_gunicorn(env, port=gunicorn_port)
-    started.append(gunicorn)
+    web_ports = [free_port() for _ in range(instances)]
+    for index, web_port in enumerate(web_ports):
+        metrics_dir = run / f"prometheus-web-{index + 1}"  # each instance its own, as on its own machine
+        metrics_dir.mkdir()
+        started.append(start_gunicorn({**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, port=web_port))
     worker_log = run / "worker.log"
     worker_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(run / "prometheus-celery")}
     (run / "prometheus-celery").mkdir()
     worker = _start_worker(worker_env, worker_log)
     try:
-        wait_until_serving(f"http://127.0.0.1:{gunicorn_port}/healthz", gunicorn, "gunicorn")
+        for web_port, gunicorn in zip(web_ports, started, strict=True):
+            wait_until_serving(f"http://127.0.0.1:{web_port}/healthz", gunicorn, "gunicorn")
         nginx = edge.start_nginx(
             run / "nginx",
-            upstream=f"127.0.0.1:{gunicorn_port}",
+            upstream=[f"127.0.0.1:{web_port}" for web_port in web_ports],
             static_root=static_root,
             media_root=media_root,
             client_max_body_size=settings.IMAGE_UPLOAD_MAX_BYTES + 1024 * 1024,
@@ -262,7 +274,7 @@ def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
         started.append(varnish)
         _wait_for_worker(worker, worker_log)
         yield EdgeStack(
-            gunicorn=f"http://127.0.0.1:{gunicorn_port}",
+            gunicorns=[f"http://127.0.0.1:{web_port}" for web_port in web_ports],
             nginx=nginx,
             varnish=varnish,
             relay=relay,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -39,6 +40,19 @@ def free_port() -> int:
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+DASHBOARD = ROOT / "deploy" / "grafana" / "sigma-playground.json"
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_targets() -> list[tuple[int, str, str]]:
+    targets = []
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            targets.append((panel["id"], target["refId"], target["expr"]))
+    return targets
 
 
 def fetch(url: str, *, timeout: float = 5) -> str:

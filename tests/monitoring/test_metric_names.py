@@ -16,9 +16,8 @@ import yaml
 from django.conf import settings
 
 from tests.factories import WorkbookFactory
-from tests.monitoring.helpers import scrape
+from tests.monitoring.helpers import dashboard, dashboard_targets, scrape
 
-DASHBOARD = Path(settings.BASE_DIR) / "deploy" / "grafana" / "sigma-playground.json"
 RULES = Path(settings.BASE_DIR) / "deploy" / "prometheus" / "alerts.yml"
 
 # Metrics published by the exporters (their documented default collectors), not by this app.
@@ -86,18 +85,6 @@ def test_the_name_extractor():
         'histogram_quantile(0.95, sum by (le) (rate(x_bucket{a=~"5.."}[$__rate_interval]))) / on(job) y > 1e3'
         " and time() - max(z_total) > 180"
     ) == {"x_bucket", "y", "z_total"}
-
-
-def dashboard() -> dict:
-    return json.loads(DASHBOARD.read_text())
-
-
-def dashboard_targets() -> list[tuple[int, str, str]]:
-    targets = []
-    for panel in dashboard()["panels"]:
-        for target in panel.get("targets", []):
-            targets.append((panel["id"], target["refId"], target["expr"]))
-    return targets
 
 
 def rule_exprs() -> list[str]:

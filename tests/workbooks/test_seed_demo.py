@@ -69,6 +69,8 @@ def assert_rows_valid() -> None:
     assert not Favorite.objects.filter(workbook__visibility=Visibility.PRIVATE).exists()
     assert not Favorite.objects.filter(created_at__lt=F("workbook__published_at")).exists()
     assert not Workbook.objects.filter(published_at__gt=timezone.now()).exists()
+    # An unlisted workbook without a token could never be opened (its only link carries the token).
+    assert not Workbook.objects.filter(visibility=Visibility.UNLISTED, share_token__isnull=True).exists()
     embed = re.compile(r"^https://app\.sigmacomputing\.com/embed/1-[A-Za-z0-9]{22}$")
     assert all(embed.match(url) for url in Workbook.objects.values_list("sigma_embed_url", flat=True))
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in Tag.objects.values_list("colour", flat=True))
