@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
-from tests.monitoring.helpers import monitoring_stack
+from tests import deselection
+from tests.monitoring.helpers import FakePrometheus, monitoring_stack, serve_fake_prometheus
 
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 CHROMIUM = "/usr/bin/chromium"
 TOOLS = {
     "chromium": ("Debian's chromium at /usr/bin/chromium", lambda: os.access(CHROMIUM, os.X_OK)),
@@ -33,26 +34,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if REQUIRE_SERVICES:
+    if deselection.REQUIRE_SERVICES:
         return  # the tool fixtures below fail instead
-    missing = {name for name, (_, present) in TOOLS.items() if not present()}
-    keep, drop = [], []
-    for item in items:
-        (drop if any(item.get_closest_marker(name) for name in missing) else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-        config.stash[_deselected] = sorted(missing)
+    missing = sorted(name for name, (_, present) in TOOLS.items() if not present())
+    deselection.deselect(config, items, markers=missing, missing=missing, key=_deselected)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    missing = config.stash.get(_deselected, None)
-    if missing:
-        terminalreporter.write_line(
-            f"tests needing {', '.join(missing)} were not run: install them (`.ci/run` does) "
-            "and set REQUIRE_SERVICES=1 to make a missing tool a failure.",
-            yellow=True,
-        )
+    deselection.summarise(
+        terminalreporter,
+        config,
+        key=_deselected,
+        line=lambda missing: (
+            f"tests needing {missing} were not run: install them (`.ci/run` does) "
+            "and set REQUIRE_SERVICES=1 to make a missing tool a failure."
+        ),
+    )
 
 
 def _require(name: str) -> None:
@@ -80,3 +77,11 @@ def chromium() -> str:
 @pytest.fixture
 def monitoring_binaries() -> None:
     _require("monitoring_stack")
+
+
+@pytest.fixture
+def fake_prometheus(settings) -> Iterator[FakePrometheus]:
+    """A fake Prometheus (tests.monitoring.helpers.FakePrometheus) that PROMETHEUS_URL points at."""
+    with serve_fake_prometheus() as fake:
+        settings.PROMETHEUS_URL = fake.url
+        yield fake
