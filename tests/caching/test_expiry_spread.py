@@ -12,7 +12,8 @@ from django.urls import reverse
 from sigma_playground.caching import keys, pages, service
 from tests.caching.conftest import cache_hits
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Freshness is wall-clock time: stopped, so seconds of freshness left cannot run out on a loaded machine.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("frozen_clock")]
 
 
 def stored_entry(url: str) -> tuple[str, service.Entry]:

@@ -196,7 +196,7 @@ def test_cannot_favorite_a_private_workbook_of_someone_else(logged_in):
     assert not Favorite.objects.exists()
 
 
-def test_each_detail_view_counts_once_in_total_and_per_day(client):
+def test_each_detail_view_counts_once_in_total_and_per_day(clock, client):
     workbook = WorkbookFactory()
     for n in range(3):  # three visitors (one visitor counts once per VIEW_DEDUP_SECONDS)
         client.get(workbook.get_absolute_url(), REMOTE_ADDR=f"198.51.100.{n + 1}")
