@@ -13,33 +13,36 @@ import pytest
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 
+Hooks = tuple[Callable[..., None], Callable[..., None]]
 
-def deselect(
-    config: pytest.Config,
-    items: list[pytest.Item],
+
+def hooks(
     *,
-    markers: Iterable[str],
-    missing: list[str],
-    key: pytest.StashKey[list[str]],
-) -> None:
-    """From a ``pytest_collection_modifyitems`` hook: deselect the tests carrying any of ``markers`` (the
-    ones whose tools are ``missing``), and keep ``missing`` under ``key`` for ``summarise``."""
-    wanted = set(markers)
-    if REQUIRE_SERVICES or not wanted:
-        return
-    keep, drop = [], []
-    for item in items:
-        (drop if any(item.get_closest_marker(name) for name in wanted) else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-        config.stash[key] = missing
+    missing: Callable[[], list[str]],
+    markers: Callable[[list[str]], Iterable[str]],
+    summary: Callable[[list[str]], str],
+) -> Hooks:
+    """A conftest's ``pytest_collection_modifyitems`` and ``pytest_terminal_summary``: the tests carrying
+    ``markers(missing tools)`` are deselected when ``missing()`` names any, and ``summary(missing tools)`` is
+    the line that says so at the end of the run."""
+    key = pytest.StashKey[list[str]]()
 
+    def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+        if REQUIRE_SERVICES:
+            return
+        tools = missing()
+        wanted = set(markers(tools)) if tools else set()
+        keep, drop = [], []
+        for item in items:
+            (drop if any(item.get_closest_marker(name) for name in wanted) else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+            config.stash[key] = tools
 
-def summarise(
-    terminalreporter, config: pytest.Config, *, key: pytest.StashKey[list[str]], line: Callable[[str], str]
-) -> None:
-    """From a ``pytest_terminal_summary`` hook: ``line(missing tools)`` when ``deselect`` left any out."""
-    missing = config.stash.get(key, None)
-    if missing:
-        terminalreporter.write_line(line(", ".join(missing)), yellow=True)
+    def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+        tools = config.stash.get(key, None)
+        if tools:
+            terminalreporter.write_line(summary(tools), yellow=True)
+
+    return pytest_collection_modifyitems, pytest_terminal_summary

@@ -37,24 +37,13 @@ from tests.monitoring.helpers import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-_deselected = pytest.StashKey[list[str]]()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = edge.missing_packages()
-    deselection.deselect(config, items, markers=["edge"] if missing else [], missing=missing, key=_deselected)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    deselection.summarise(
-        terminalreporter,
-        config,
-        key=_deselected,
-        line=lambda missing: (
-            f"edge tests were not run: Debian packages missing: {missing.replace(', ', ' ')} "
-            "(`.ci/run` installs them)."
-        ),
-    )
+pytest_collection_modifyitems, pytest_terminal_summary = deselection.hooks(
+    missing=edge.missing_packages,
+    markers=lambda missing: ["edge"],
+    summary=lambda missing: (
+        f"edge tests were not run: Debian packages missing: {' '.join(missing)} (`.ci/run` installs them)."
+    ),
+)
 
 
 class PurgeRelay:

@@ -25,7 +25,6 @@ TOOLS = {
         lambda: not monitoring_stack().missing_binaries(),
     ),
 }
-_deselected = pytest.StashKey[list[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,23 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: needs {what}")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if deselection.REQUIRE_SERVICES:
-        return  # the tool fixtures below fail instead
-    missing = sorted(name for name, (_, present) in TOOLS.items() if not present())
-    deselection.deselect(config, items, markers=missing, missing=missing, key=_deselected)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    deselection.summarise(
-        terminalreporter,
-        config,
-        key=_deselected,
-        line=lambda missing: (
-            f"tests needing {missing} were not run: install them (`.ci/run` does) "
-            "and set REQUIRE_SERVICES=1 to make a missing tool a failure."
-        ),
-    )
+pytest_collection_modifyitems, pytest_terminal_summary = deselection.hooks(
+    missing=lambda: sorted(name for name, (_, present) in TOOLS.items() if not present()),
+    markers=lambda missing: missing,  # the tool fixtures below fail instead with REQUIRE_SERVICES=1
+    summary=lambda missing: (
+        f"tests needing {', '.join(missing)} were not run: install them (`.ci/run` does) "
+        "and set REQUIRE_SERVICES=1 to make a missing tool a failure."
+    ),
+)
 
 
 def _require(name: str) -> None:
