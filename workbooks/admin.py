@@ -19,10 +19,11 @@ class WorkbookAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
-        if "slug" in data and "published_at" in data:
-            problems = services.staff_edit_problems(slug=data["slug"], published_at=data["published_at"])
-            for field, message in problems.items():
-                self.add_error(field, message)
+        problems = services.staff_edit_problems(
+            slug=data.get("slug", ""), published_at=data.get("published_at")
+        )
+        for field, message in problems.items():
+            self.add_error(field, message)
         return data
 
 

@@ -284,11 +284,6 @@ def staff_edit_problems(*, slug: str, published_at: dt.datetime | None) -> dict[
     return problems
 
 
-STAFF_FIELDS = (
-    "author_id", "title", "slug", "description", "sigma_embed_url", "visibility", "published_at", "is_featured"
-)  # fmt: skip
-
-
 @transaction.atomic
 def workbook_staff_update(
     *,
@@ -304,8 +299,9 @@ def workbook_staff_update(
 ) -> Workbook:
     """Staff's edit in admin: every field its form shows, applied as given. Unlike the author's edit, the
     slug and the publish date are staff's to set (a new date moves the workbook in "newest"; none makes it
-    a draft). Compared with the stored row, so a save that changes nothing invalidates nothing. The old and the new author's pages are invalidated, and the
-    workbook's namespace (its detail page under the old slug too: its surrogate key is the id's)."""
+    a draft). Compared with the stored row, so a save that changes nothing invalidates nothing. A change
+    invalidates the workbook's namespace (its detail page under the old slug too: pages and CDN copies are
+    keyed by its id) and the old and the new author's pages."""
     problems = staff_edit_problems(slug=slug, published_at=published_at)
     if problems:
         raise StaffEditRefused(" ".join(problems.values()))
@@ -322,7 +318,7 @@ def workbook_staff_update(
         "published_at": published_at,
         "is_featured": is_featured,
     }
-    changed = [field for field in STAFF_FIELDS if getattr(workbook, field) != values[field]]
+    changed = [field for field, value in values.items() if getattr(workbook, field) != value]
     if not changed:
         return workbook
     for field in changed:
