@@ -18,7 +18,8 @@ def responses(status: str) -> float:
     return sample("django_http_responses_total_by_status_total", {"status": status})
 
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Freshness is wall-clock time: stopped, so seconds of freshness left cannot run out on a loaded machine.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("frozen_clock")]
 
 
 def stored_entry(url: str) -> tuple[str, service.Entry]:

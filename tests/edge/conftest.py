@@ -27,6 +27,7 @@ import pytest
 from django.conf import settings
 
 from deploy import edge
+from tests import deselection
 from tests.monitoring.helpers import (
     free_port,
     services_env,
@@ -35,31 +36,14 @@ from tests.monitoring.helpers import (
     wait_until_serving,
 )
 
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 ROOT = Path(__file__).resolve().parents[2]
-_deselected = pytest.StashKey[list[str]]()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = edge.missing_packages()
-    if REQUIRE_SERVICES or not missing:
-        return
-    keep, drop = [], []
-    for item in items:
-        (drop if item.get_closest_marker("edge") else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-        config.stash[_deselected] = missing
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    missing = config.stash.get(_deselected, None)
-    if missing:
-        terminalreporter.write_line(
-            f"edge tests were not run: Debian packages missing: {' '.join(missing)} (`.ci/run` installs them).",
-            yellow=True,
-        )
+pytest_collection_modifyitems, pytest_terminal_summary = deselection.hooks(
+    missing=edge.missing_packages,
+    markers=lambda missing: ["edge"],
+    summary=lambda missing: (
+        f"edge tests were not run: Debian packages missing: {' '.join(missing)} (`.ci/run` installs them)."
+    ),
+)
 
 
 class PurgeRelay:

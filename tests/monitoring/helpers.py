@@ -8,12 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -167,3 +170,46 @@ def scrape(text: str) -> dict[str, list]:
         for s in family.samples:
             samples.setdefault(s.name, []).append(s)
     return samples
+
+
+@dataclass
+class FakePrometheus:
+    """Prometheus's instant-query API (``/api/v1/query``) on a free local port: a query gets the value of the
+    first ``answers`` key it contains, as a one-sample vector, or an empty vector. ``queries`` records what was
+    asked. Tests point PROMETHEUS_URL at ``url``."""
+
+    answers: dict[str, str] = field(default_factory=dict)
+    queries: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self, query: str) -> bytes:
+        self.queries.append(query)
+        value = next((v for key, v in self.answers.items() if key in query), None)
+        result = [] if value is None else [{"metric": {}, "value": [time.time(), value]}]
+        return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+
+
+@contextmanager
+def serve_fake_prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = fake.answer(parse_qs(urlsplit(self.path).query)["query"][0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -20,7 +20,8 @@ from workbooks import demo
 from workbooks.demo import HAS_TAG_NAMES, BulkLoader, Progress, demo_embed_url, tag_names_text
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
 
-pytestmark = pytest.mark.django_db
+# The demo is dated from today (30 days of statistics, reruns that must add nothing): on the fixed clock.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
 TABLES = [m._meta.db_table for m in (User, Workbook, WorkbookTag, Favorite, WorkbookDailyStat, Follow)]
 
