@@ -65,7 +65,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--report-dir", type=Path, default=Path(".run/loadtest"))
     parser.add_argument("--append-docs", type=Path)
+    goals = parser.add_argument_group("goals run (issue 15, section 6; loadtest/goals_run.py)")
+    goals.add_argument("--goals", action="store_true", help="measure and judge every goal instead of phases")
+    goals.add_argument("--with-stack", action="store_true", help="start make stack (deploy/stack.py) first")
+    goals.add_argument("--nginx-url", default=os.environ.get("LOADTEST_NGINX_URL", "http://127.0.0.1:8081"))
+    goals.add_argument(
+        "--gunicorn-url", default=os.environ.get("LOADTEST_GUNICORN_URL", "http://127.0.0.1:8082")
+    )
+    goals.add_argument(
+        "--database", help="bench-web's PostgreSQL database for uncached pages (default: DATABASE_URL's)"
+    )
+    goals.add_argument(
+        "--redis-db", type=int, help="bench-web's Redis db and the next (default: REDIS_URL's)"
+    )
     args = parser.parse_args(argv)
+    command = "python -m loadtest " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.goals:
+        from loadtest import goals_run
+
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        return goals_run.main(args, command)
 
     if args.phases:
         phases = parse_phases(args.phases)
@@ -79,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         parser.error(f"unknown scenario {unknown}; choose from {', '.join(SCENARIOS)}")
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    command = "python -m loadtest " + shlex.join(argv if argv is not None else sys.argv[1:])
     failed = []
     for name in names:
         total = sum(p.duration_s for p in phases)
