@@ -8,12 +8,13 @@ What runs, in order (numbers in ``settings.LOAD_TEST["goals"]``; the judging is 
    hello-world ceiling of this tool on this machine.
 2. ``anonymous`` ramp straight to the site's gunicorn (``--gunicorn-url``): its ceiling; the ratio to (1).
 3. ``anonymous`` for 5 minutes straight to gunicorn at a share of that ceiling: rebuild waves.
-4. ``design`` through the CDN tier (``--base-url``): a warm-up, then the sustained phase.
-5. ``logged_in`` through the CDN tier, briefly: its cost per arrival (docs/capacity.md), no goal.
-6. ``design`` at twice the sustainable rate through nginx (``--nginx-url``: it stamps ``X-Request-Start``,
+4. The CDN tier with wrk (closed loop, over the catalogue's anonymous pages, after 10 s of warming):
+   1,000 requests/s. Before (5): every publish purges the lists at the CDN.
+5. ``design`` through the CDN tier (``--base-url``): a warm-up, then the sustained phase.
+6. ``logged_in`` through the CDN tier, briefly: its cost per arrival (docs/capacity.md), no goal.
+7. ``design`` at twice the sustainable rate through nginx (``--nginx-url``: it stamps ``X-Request-Start``,
    so queue time is measured and shedding works), with gunicorn's /metrics scraped before and after: the
    overload goal and the site's p95 against the generator's.
-7. The CDN tier with wrk (closed loop, over the catalogue's anonymous pages): 1,000 requests/s.
 8. ``bench/bench_web.py --reuse-db --scenario list-uncached`` on the same database: gunicorn's cores for
    uncached pages (bench-web's own core accounting). It empties the Redis databases it is given, so it
    runs last, after the stack is stopped.
@@ -275,7 +276,7 @@ def wrk_cdn(url: str, *, duration_s: int, connections: int, work: Path) -> dict[
     script.write_text(WRK_LUA % {"paths": ", ".join(f'"{p}"' for p in paths)})
     wrk = shutil.which("wrk") or "wrk"
     # Warm the CDN first (every path a few times, not measured), then measure.
-    warm = [wrk, "-t2", "-c8", "-d5s", "-s", str(script), url]
+    warm = [wrk, "-t2", "-c8", "-d10s", "-s", str(script), url]
     subprocess.run(warm, capture_output=True, timeout=60, check=False)  # noqa: S603
     argv = [wrk, "-t2", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s", "-s", str(script), url]
     started = os.times()
@@ -309,11 +310,26 @@ def bench_uncached(database: str, redis_db: int, duration_s: int) -> tuple[float
     lines = [line for line in out.stdout.splitlines() if "list-uncached" in line]
     for line in lines:
         say("  " + line.strip())
-    match = re.search(r"list-uncached: cores used: gunicorn ([\d.]+)", out.stdout)
+    match = re.search(
+        r"list-uncached: cores used: gunicorn ([\d.]+), nginx\+varnish [\d.]+, wrk ([\d.]+), postgres ([\d.]+), "
+        r"redis ([\d.]+), other processes ([\d.]+)",
+        out.stdout,
+    )
     if not match:
         raise RuntimeError(f"bench_web gave no core figures:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
-    row = next((line.strip() for line in lines if line.strip().startswith("list-uncached ")), "")
-    return float(match.group(1)), row
+    row = next((line.split() for line in lines if line.strip().startswith("list-uncached ")), [])
+    # bench-web's table: scenario, path, req/s, p50, p95, p99, requests, gunicorn CPU ms per request
+    summary = (
+        f"{row[2]} req/s, p50 {row[3]} ms, p95 {row[4]} ms, {row[7]} ms CPU per request"
+        if len(row) >= 8
+        else ""
+    )
+    gunicorn, wrk, postgres, redis, other = (float(g) for g in match.groups())
+    summary += (
+        f"; cores: gunicorn {gunicorn:.2f} + PostgreSQL {postgres:.2f} + Redis {redis:.2f}, wrk {wrk:.2f}, "
+        f"other processes {other:.2f}"
+    )
+    return gunicorn + postgres + redis, summary
 
 
 def bench_databases(args) -> tuple[str | None, int]:
@@ -371,6 +387,9 @@ def measure(args) -> Outcome:
         hello_process.stop()
         processes.remove(hello_process)
         ctx.measured.append(hello)
+        warm = config["anonymous_warmup"]
+        locust(ctx, "anonymous warm-up (not judged)", urls["gunicorn"], "anonymous",
+               [Phase("warm-up", warm["duration_s"] * scale, warm["arrivals_per_s"])])  # fmt: skip
         anon, anon_ceiling = ramp(
             ctx, "anonymous ramp", urls["gunicorn"], "anonymous", config["anonymous_ramp"], step_s
         )
@@ -406,7 +425,29 @@ def measure(args) -> Outcome:
             long.summary.phases[0].db_s_per_arrival,
         )
 
-        # 4. The design flow through the CDN tier.
+        # 4. The CDN tier with wrk, before the design flow publishes (each publish purges lists at the CDN).
+        c = config["cdn"]
+        say(
+            f"[goals] CDN tier: wrk -c{c['connections']} -d{c['duration_s']}s over anonymous pages at {urls['cdn']}"
+        )
+        cdn = wrk_cdn(
+            urls["cdn"],
+            duration_s=max(2, round(c["duration_s"] * scale)),
+            connections=c["connections"],
+            work=work,
+        )
+        record(
+            goals.throughput(
+                requests_per_s=cdn["rps"],
+                p95_ms=cdn["p95_us"] / 1000,
+                errors=int(cdn["errors"]),
+                min_rps=c["requests_per_s"],
+                p95_limit_ms=c["p95_ms"],
+                name=f"Through the CDN tier (Varnish; wrk, {cdn['paths']:.0f} anonymous pages, wrk used {cdn['wrk_cores']:.2f} cores)",
+            )
+        )
+
+        # 5. The design flow through the CDN tier.
         d = config["design"]
         design_phases = [
             Phase("warm-up", d["warmup"]["duration_s"] * scale, d["warmup"]["arrivals_per_s"]),
@@ -435,11 +476,11 @@ def measure(args) -> Outcome:
         sustainable = max(passing) if passing else design_phases[0].arrivals_per_s
         if not passing:
             notes.append(
-                f"no design phase held: the overload run uses twice the warm-up rate ({sustainable:g}/s), "
-                "which is more than twice what this machine sustains"
+                f"no design phase held: the overload run uses twice the warm-up rate of {sustainable:g}/s, "
+                "more than twice what this machine sustains"
             )
 
-        # 5. The logged-in scenario's cost.
+        # 6. The logged-in scenario's cost.
         li = config["logged_in_cost"]
         logged = locust(ctx, "logged_in cost", urls["cdn"], "logged_in",
                         [Phase(f"{li['arrivals_per_s']:g}/s", li["duration_s"] * scale, li["arrivals_per_s"])], edge_pids)  # fmt: skip
@@ -449,7 +490,7 @@ def measure(args) -> Outcome:
             logged.summary.phases[0].db_s_per_arrival,
         )
 
-        # 6. Overload through nginx, with the site's own histogram.
+        # 7. Overload through nginx, with the site's own histogram.
         o = config["overload"]
         over_rate = sustainable * o["factor"]
         time.sleep(2)  # the batched metrics of the runs before are published (METRICS_BATCH_SECONDS)
@@ -480,28 +521,6 @@ def measure(args) -> Outcome:
             )
         )
 
-        # 7. The CDN tier with wrk.
-        c = config["cdn"]
-        say(
-            f"[goals] CDN tier: wrk -c{c['connections']} -d{c['duration_s']}s over anonymous pages at {urls['cdn']}"
-        )
-        cdn = wrk_cdn(
-            urls["cdn"],
-            duration_s=max(2, round(c["duration_s"] * scale)),
-            connections=c["connections"],
-            work=work,
-        )
-        record(
-            goals.throughput(
-                requests_per_s=cdn["rps"],
-                p95_ms=cdn["p95_us"] / 1000,
-                errors=int(cdn["errors"]),
-                min_rps=c["requests_per_s"],
-                p95_limit_ms=c["p95_ms"],
-                name=f"Through the CDN tier (Varnish; wrk, {cdn['paths']:.0f} anonymous pages, wrk used {cdn['wrk_cores']:.2f} cores)",
-            )
-        )
-
         # 8. Uncached pages' cores (bench-web), after the stack is stopped.
         for process in list(processes):
             process.stop()
@@ -509,8 +528,8 @@ def measure(args) -> Outcome:
         database, redis_db = bench_databases(args)
         if database:
             used, row = bench_uncached(database, redis_db, max(5, round(15 * scale)))
-            record(goals.cores(used, minimum=config["uncached_min_cores"], name="Uncached pages (bench-web list-uncached) use >= 1.7 cores",
-                               figure=f"gunicorn used {used:.2f} cores ({row})"))  # fmt: skip
+            record(goals.cores(used, minimum=config["uncached_min_cores"], name="Uncached pages (bench-web list-uncached) use >= 1.7 cores (the site: gunicorn, PostgreSQL, Redis)",
+                               figure=f"the site used {used:.2f} cores ({row})"))  # fmt: skip
         else:
             record(
                 goals.not_measured("Uncached pages use >= 1.7 cores", ">= 1.7 cores", "no --database given")

@@ -810,6 +810,8 @@ LOAD_TEST = {
         "ramp_step_s": 10,
         "hello_ramp": [100, 200, 300, 400, 500, 650, 800, 1000],
         "anonymous_ramp": [20, 40, 60, 80, 100, 130, 160, 200, 250],
+        # Before the anonymous ramp (not judged): the site's page cache after a start is cold.
+        "anonymous_warmup": {"duration_s": 30, "arrivals_per_s": 10},
         "min_ratio_to_hello": 0.6,
         # Rebuild waves: the 5-minute anonymous run at this share of its ceiling.
         "anonymous_run": {"duration_s": 300, "share_of_ceiling": 0.8},
