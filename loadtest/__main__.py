@@ -78,11 +78,24 @@ def main(argv: list[str] | None = None) -> int:
     goals.add_argument(
         "--redis-db", type=int, help="bench-web's Redis db and the next (default: REDIS_URL's)"
     )
+    goals.add_argument(
+        "--only", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        help="comma-separated steps: ceilings, waves, cdn, design, logged_in, overload, uncached (default all)",
+    )  # fmt: skip
+    goals.add_argument(
+        "--sustainable-rate", type=float,
+        help="design arrivals/s the overload run doubles when the design step does not run (default: the goal's)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     command = "python -m loadtest " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.goals:
         from loadtest import goals_run
 
+        unknown_steps = set(args.only or ()) - set(goals_run.STEPS)
+        if unknown_steps:
+            parser.error(
+                f"unknown --only steps {sorted(unknown_steps)}; choose from {', '.join(goals_run.STEPS)}"
+            )
         args.report_dir.mkdir(parents=True, exist_ok=True)
         return goals_run.main(args, command)
 

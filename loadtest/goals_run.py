@@ -56,6 +56,8 @@ from monitoring import sla
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 LATENCY_FAMILY = "django_http_requests_latency_seconds_by_view_method"
+# The measurements, in the order they run (``--only`` picks some).
+STEPS = ("ceilings", "waves", "cdn", "design", "logged_in", "overload", "uncached")
 
 
 def say(message: str) -> None:
@@ -378,162 +380,178 @@ def measure(args) -> Outcome:
         gunicorn_pids = driver.listeners(urls["gunicorn"])
         edge_pids = gunicorn_pids | driver.listeners(urls["nginx"])
         scale = args.time_scale  # durations only (LOADTEST_TIME_SCALE): a short rehearsal of the whole run
+        only = set(args.only or STEPS)
+        anon_ceiling: goals.Ceiling | None = None
+        sustainable = args.sustainable_rate or config["design"]["sustained"]["arrivals_per_s"]
         step_s = config["ramp_step_s"] * scale
 
         # 1-2. Ceilings, straight to gunicorn.
-        hello_process, hello_url = start_hello(work)
-        processes.append(hello_process)
-        hello, hello_ceiling = ramp(ctx, "hello ramp", hello_url, "hello", config["hello_ramp"], step_s)
-        hello_process.stop()
-        processes.remove(hello_process)
-        ctx.measured.append(hello)
-        warm = config["anonymous_warmup"]
-        locust(ctx, "anonymous warm-up (not judged)", urls["gunicorn"], "anonymous",
-               [Phase("warm-up", warm["duration_s"] * scale, warm["arrivals_per_s"])])  # fmt: skip
-        anon, anon_ceiling = ramp(
-            ctx, "anonymous ramp", urls["gunicorn"], "anonymous", config["anonymous_ramp"], step_s
-        )
-        ctx.measured.append(anon)
-        record(
-            goals.ratio_to_ceiling(
-                anon_ceiling,
-                hello_ceiling,
-                minimum=config["min_ratio_to_hello"],
-                name="Anonymous straight to gunicorn: >= 0.6x the hello-world ceiling",
+        if "ceilings" in only:
+            hello_process, hello_url = start_hello(work)
+            processes.append(hello_process)
+            hello, hello_ceiling = ramp(ctx, "hello ramp", hello_url, "hello", config["hello_ramp"], step_s)
+            hello_process.stop()
+            processes.remove(hello_process)
+            ctx.measured.append(hello)
+            warm = config["anonymous_warmup"]
+            locust(ctx, "anonymous warm-up (not judged)", urls["gunicorn"], "anonymous",
+                   [Phase("warm-up", warm["duration_s"] * scale, warm["arrivals_per_s"])])  # fmt: skip
+            anon, anon_ceiling = ramp(
+                ctx, "anonymous ramp", urls["gunicorn"], "anonymous", config["anonymous_ramp"], step_s
             )
-        )
+            ctx.measured.append(anon)
+            record(
+                goals.ratio_to_ceiling(
+                    anon_ceiling,
+                    hello_ceiling,
+                    minimum=config["min_ratio_to_hello"],
+                    name="Anonymous straight to gunicorn: >= 0.6x the hello-world ceiling",
+                )
+            )
 
         # 3. Rebuild waves over five minutes.
-        spec = config["anonymous_run"]
-        rate = max(1.0, round(anon_ceiling.arrivals_per_s * spec["share_of_ceiling"]))
-        long = locust(ctx, "anonymous 5 minutes", urls["gunicorn"], "anonymous",
-                      [Phase(f"{rate:g}/s steady", spec["duration_s"] * scale, rate)])  # fmt: skip
-        ctx.measured.append(long)
-        w = config["waves"]
-        record(
-            goals.no_waves(
-                long.run.samples,
-                seconds=spec["duration_s"] * scale,
-                window_s=w["window_s"],
-                factor=w["factor"],
-                floor_ms=w["floor_ms"],
-                name=f"Anonymous straight to gunicorn: no rebuild waves ({rate:g} arrivals/s)",
+        if "waves" in only:
+            spec = config["anonymous_run"]
+            ceiling_rate = anon_ceiling.arrivals_per_s if anon_ceiling else spec["rate_without_ramp"]
+            rate = max(1.0, round(ceiling_rate * spec["share_of_ceiling"]))
+            long = locust(ctx, "anonymous 5 minutes", urls["gunicorn"], "anonymous",
+                          [Phase(f"{rate:g}/s steady", spec["duration_s"] * scale, rate)])  # fmt: skip
+            ctx.measured.append(long)
+            w = config["waves"]
+            record(
+                goals.no_waves(
+                    long.run.samples,
+                    seconds=spec["duration_s"] * scale,
+                    window_s=w["window_s"],
+                    factor=w["factor"],
+                    floor_ms=w["floor_ms"],
+                    name=f"Anonymous straight to gunicorn: no rebuild waves ({rate:g} arrivals/s)",
+                )
             )
-        )
-        costs["anonymous"] = (
-            long.summary.phases[0].cpu_s_per_arrival,
-            long.summary.phases[0].db_s_per_arrival,
-        )
+            costs["anonymous"] = (
+                long.summary.phases[0].cpu_s_per_arrival,
+                long.summary.phases[0].db_s_per_arrival,
+            )
 
         # 4. The CDN tier with wrk, before the design flow publishes (each publish purges lists at the CDN).
-        c = config["cdn"]
-        say(
-            f"[goals] CDN tier: wrk -c{c['connections']} -d{c['duration_s']}s over anonymous pages at {urls['cdn']}"
-        )
-        cdn = wrk_cdn(
-            urls["cdn"],
-            duration_s=max(2, round(c["duration_s"] * scale)),
-            connections=c["connections"],
-            work=work,
-        )
-        record(
-            goals.throughput(
-                requests_per_s=cdn["rps"],
-                p95_ms=cdn["p95_us"] / 1000,
-                errors=int(cdn["errors"]),
-                min_rps=c["requests_per_s"],
-                p95_limit_ms=c["p95_ms"],
-                name=f"Through the CDN tier (Varnish; wrk, {cdn['paths']:.0f} anonymous pages, wrk used {cdn['wrk_cores']:.2f} cores)",
+        if "cdn" in only:
+            c = config["cdn"]
+            say(
+                f"[goals] CDN tier: wrk -c{c['connections']} -d{c['duration_s']}s over anonymous pages at {urls['cdn']}"
             )
-        )
+            cdn = wrk_cdn(
+                urls["cdn"],
+                duration_s=max(2, round(c["duration_s"] * scale)),
+                connections=c["connections"],
+                work=work,
+            )
+            record(
+                goals.throughput(
+                    requests_per_s=cdn["rps"],
+                    p95_ms=cdn["p95_us"] / 1000,
+                    errors=int(cdn["errors"]),
+                    min_rps=c["requests_per_s"],
+                    p95_limit_ms=c["p95_ms"],
+                    name=f"Through the CDN tier (Varnish; wrk, {cdn['paths']:.0f} anonymous pages, wrk used {cdn['wrk_cores']:.2f} cores)",
+                )
+            )
 
         # 5. The design flow through the CDN tier.
-        d = config["design"]
-        design_phases = [
-            Phase("warm-up", d["warmup"]["duration_s"] * scale, d["warmup"]["arrivals_per_s"]),
-            Phase("sustained", d["sustained"]["duration_s"] * scale, d["sustained"]["arrivals_per_s"]),
-        ]
-        design = locust(ctx, "design", urls["cdn"], "design", design_phases, edge_pids)
-        ctx.measured.append(design)
-        judged = [
-            goals.sustained(
-                f, min_rate=0, p95_ms=d["p95_ms"], max_error_percent=d["max_error_percent"], name=f.name
+        if "design" in only:
+            d = config["design"]
+            design_phases = [
+                Phase("warm-up", d["warmup"]["duration_s"] * scale, d["warmup"]["arrivals_per_s"]),
+                Phase("sustained", d["sustained"]["duration_s"] * scale, d["sustained"]["arrivals_per_s"]),
+            ]
+            design = locust(ctx, "design", urls["cdn"], "design", design_phases, edge_pids)
+            ctx.measured.append(design)
+            judged = [
+                goals.sustained(
+                    f, min_rate=0, p95_ms=d["p95_ms"], max_error_percent=d["max_error_percent"], name=f.name
+                )
+                for f in design.summary.phases
+            ]
+            sustained_phase = design.summary.phases[-1]
+            record(
+                goals.sustained(
+                    sustained_phase,
+                    min_rate=d["sustained"]["arrivals_per_s"],
+                    p95_ms=d["p95_ms"],
+                    max_error_percent=d["max_error_percent"],
+                    name=f"Design flow: >= {d['sustained']['arrivals_per_s']:g} arrivals/s sustained (through the CDN tier)",
+                )
             )
-            for f in design.summary.phases
-        ]
-        sustained_phase = design.summary.phases[-1]
-        record(
-            goals.sustained(
-                sustained_phase,
-                min_rate=d["sustained"]["arrivals_per_s"],
-                p95_ms=d["p95_ms"],
-                max_error_percent=d["max_error_percent"],
-                name=f"Design flow: >= {d['sustained']['arrivals_per_s']:g} arrivals/s sustained (through the CDN tier)",
-            )
-        )
-        costs["design"] = (sustained_phase.cpu_s_per_arrival, sustained_phase.db_s_per_arrival)
-        passing = [f.nominal_per_s for f, g in zip(design.summary.phases, judged, strict=True) if g.passed]
-        sustainable = max(passing) if passing else design_phases[0].arrivals_per_s
-        if not passing:
-            notes.append(
-                f"no design phase held: the overload run uses twice the warm-up rate of {sustainable:g}/s, "
-                "more than twice what this machine sustains"
-            )
+            costs["design"] = (sustained_phase.cpu_s_per_arrival, sustained_phase.db_s_per_arrival)
+            passing = [
+                f.nominal_per_s for f, g in zip(design.summary.phases, judged, strict=True) if g.passed
+            ]
+            sustainable = max(passing) if passing else design_phases[0].arrivals_per_s
+            if not passing:
+                notes.append(
+                    f"no design phase held: the overload run uses twice the warm-up rate of {sustainable:g}/s, "
+                    "more than twice what this machine sustains"
+                )
 
         # 6. The logged-in scenario's cost.
-        li = config["logged_in_cost"]
-        logged = locust(ctx, "logged_in cost", urls["cdn"], "logged_in",
-                        [Phase(f"{li['arrivals_per_s']:g}/s", li["duration_s"] * scale, li["arrivals_per_s"])], edge_pids)  # fmt: skip
-        ctx.measured.append(logged)
-        costs["logged_in"] = (
-            logged.summary.phases[0].cpu_s_per_arrival,
-            logged.summary.phases[0].db_s_per_arrival,
-        )
+        if "logged_in" in only:
+            li = config["logged_in_cost"]
+            logged = locust(ctx, "logged_in cost", urls["cdn"], "logged_in",
+                            [Phase(f"{li['arrivals_per_s']:g}/s", li["duration_s"] * scale, li["arrivals_per_s"])], edge_pids)  # fmt: skip
+            ctx.measured.append(logged)
+            costs["logged_in"] = (
+                logged.summary.phases[0].cpu_s_per_arrival,
+                logged.summary.phases[0].db_s_per_arrival,
+            )
 
         # 7. Overload through nginx, with the site's own histogram.
-        o = config["overload"]
-        over_rate = sustainable * o["factor"]
-        time.sleep(2)  # the batched metrics of the runs before are published (METRICS_BATCH_SECONDS)
-        before, _ = scrape_latency(urls["gunicorn"])
-        over = locust(ctx, "overload", urls["nginx"], "design",
-                      [Phase(f"{over_rate:g}/s overload", o["duration_s"] * scale, over_rate)], edge_pids)  # fmt: skip
-        time.sleep(2)
-        after, _ = scrape_latency(urls["gunicorn"])
-        ctx.measured.append(over)
-        record(
-            goals.overload(
-                over.run.samples,
-                rate=over_rate,
-                sla_p95_ms=target.api_ms.p95,
-                min_share=o["min_share"],
-                name=f"At twice the sustainable rate ({over_rate:g} = {o['factor']:g} x {sustainable:g} arrivals/s, through nginx)",
+        if "overload" in only:
+            o = config["overload"]
+            over_rate = sustainable * o["factor"]
+            time.sleep(2)  # the batched metrics of the runs before are published (METRICS_BATCH_SECONDS)
+            before, _ = scrape_latency(urls["gunicorn"])
+            over = locust(ctx, "overload", urls["nginx"], "design",
+                          [Phase(f"{over_rate:g}/s overload", o["duration_s"] * scale, over_rate)], edge_pids)  # fmt: skip
+            time.sleep(2)
+            after, _ = scrape_latency(urls["gunicorn"])
+            ctx.measured.append(over)
+            record(
+                goals.overload(
+                    over.run.samples,
+                    rate=over_rate,
+                    sla_p95_ms=target.api_ms.p95,
+                    min_share=o["min_share"],
+                    name=f"At twice the sustainable rate ({over_rate:g} = {o['factor']:g} x {sustainable:g} arrivals/s, through nginx)",
+                )
             )
-        )
-        delta = goals.bucket_difference(before, after)
-        site_p95 = 1000 * goals.histogram_quantile(0.95, delta)
-        record(
-            goals.site_matches_generator(
-                site_p95_ms=site_p95,
-                generator_p95_ms=over.summary.phases[0].latency.p95,
-                tolerance=config["site_p95_tolerance"],
-                observed=delta[-1][1] if delta else 0.0,
-                name="Section 3: the site's p95 (its histogram, queue time included) under that overload",
+            delta = goals.bucket_difference(before, after)
+            site_p95 = 1000 * goals.histogram_quantile(0.95, delta)
+            record(
+                goals.site_matches_generator(
+                    site_p95_ms=site_p95,
+                    generator_p95_ms=over.summary.phases[0].latency.p95,
+                    tolerance=config["site_p95_tolerance"],
+                    observed=delta[-1][1] if delta else 0.0,
+                    name="Section 3: the site's p95 (its histogram, queue time included) under that overload",
+                )
             )
-        )
 
         # 8. Uncached pages' cores (bench-web), after the stack is stopped.
-        for process in list(processes):
-            process.stop()
-            processes.remove(process)
-        database, redis_db = bench_databases(args)
-        if database:
-            used, row = bench_uncached(database, redis_db, max(5, round(15 * scale)))
-            record(goals.cores(used, minimum=config["uncached_min_cores"], name="Uncached pages (bench-web list-uncached) use >= 1.7 cores (the site: gunicorn, PostgreSQL, Redis)",
-                               figure=f"the site used {used:.2f} cores ({row})"))  # fmt: skip
-        else:
-            record(
-                goals.not_measured("Uncached pages use >= 1.7 cores", ">= 1.7 cores", "no --database given")
-            )
+        if "uncached" in only:
+            for process in list(processes):
+                process.stop()
+                processes.remove(process)
+            database, redis_db = bench_databases(args)
+            if database:
+                used, row = bench_uncached(database, redis_db, max(5, round(15 * scale)))
+                record(goals.cores(used, minimum=config["uncached_min_cores"], name="Uncached pages (bench-web list-uncached) use >= 1.7 cores (the site: gunicorn, PostgreSQL, Redis)",
+                                   figure=f"the site used {used:.2f} cores ({row})"))  # fmt: skip
+            else:
+                record(
+                    goals.not_measured(
+                        "Uncached pages use >= 1.7 cores", ">= 1.7 cores", "no --database given"
+                    )
+                )
+
     finally:
         for process in processes:
             process.stop()
@@ -601,7 +619,12 @@ def append_to_docs(path: Path, outcome: Outcome, *, command: str, page: Path, st
         handle.write("\n".join(block))
 
 
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # SIGTERM (e.g. a timeout) stops the stack and cleans up like Ctrl-C
+
+
 def main(args, command: str) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     started = time.time()
     args.report_dir.mkdir(parents=True, exist_ok=True)
     outcome = measure(args)

@@ -808,13 +808,13 @@ LOAD_TEST = {
         # Ramps straight to gunicorn: steps of step_s seconds, stopped at the first that fails the SLA or
         # saturates the generator; the ceiling is the best step before it.
         "ramp_step_s": 10,
-        "hello_ramp": [100, 200, 300, 400, 500, 650, 800, 1000],
-        "anonymous_ramp": [20, 40, 60, 80, 100, 130, 160, 200, 250],
+        "hello_ramp": [200, 400, 700, 1000, 1300, 1600, 2000, 2400, 2800, 3300],
+        "anonymous_ramp": [40, 80, 130, 180, 250, 320, 400, 500, 600, 750, 900],
         # Before the anonymous ramp (not judged): the site's page cache after a start is cold.
         "anonymous_warmup": {"duration_s": 30, "arrivals_per_s": 10},
         "min_ratio_to_hello": 0.6,
         # Rebuild waves: the 5-minute anonymous run at this share of its ceiling.
-        "anonymous_run": {"duration_s": 300, "share_of_ceiling": 0.8},
+        "anonymous_run": {"duration_s": 300, "share_of_ceiling": 0.8, "rate_without_ramp": 50},
         "waves": {"window_s": 10, "factor": 3.0, "floor_ms": 200},
         # Through the CDN tier, with wrk (closed loop: Locust on 2 shared cores cannot offer 1,000 req/s).
         "cdn": {"requests_per_s": 1000, "p95_ms": 500, "duration_s": 20, "connections": 32},
