@@ -204,13 +204,19 @@ def merge(scenario: str, base_url: str, runs: list[Run]) -> Run:
 
 
 def ramp(
-    ctx: Context, label: str, url: str, scenario: str, rates: list[float], step_s: float
+    ctx: Context,
+    label: str,
+    url: str,
+    scenario: str,
+    rates: list[float],
+    step_s: float,
+    server_pids: set[int] | None = None,
 ) -> tuple[Measured, goals.Ceiling]:
     runs: list[Run] = []
     figures: list[report.PhaseFigures] = []
     held: list[bool] = []
     for rate in rates:
-        step = locust(ctx, f"{label} step", url, scenario, [Phase(f"{rate:g}/s", step_s, rate)])
+        step = locust(ctx, f"{label} step", url, scenario, [Phase(f"{rate:g}/s", step_s, rate)], server_pids)
         runs.append(step.run)
         figure = step.summary.phases[0]
         figures.append(figure)
@@ -377,8 +383,13 @@ def measure(args) -> Outcome:
             processes.append(stack)
         say(f"[goals] load-test users: {args.users}")
         call_command("loadtest_users", count=args.users)
-        gunicorn_pids = driver.listeners(urls["gunicorn"])
-        edge_pids = gunicorn_pids | driver.listeners(urls["nginx"])
+        # The server's CPU: gunicorn and nginx (the CDN's listener is the base URL's), and with --with-stack the
+        # whole stack's process tree: the Celery worker's tasks (a publish's notification fan-out and CDN
+        # purges) and beat's are part of what an arrival costs.
+        site_pids = driver.listeners(urls["gunicorn"]) | driver.listeners(urls["nginx"])
+        if args.with_stack:
+            site_pids.add(stack.popen.pid)
+        edge_pids = site_pids
         scale = args.time_scale  # durations only (LOADTEST_TIME_SCALE): a short rehearsal of the whole run
         only = set(args.only or STEPS)
         anon_ceiling: goals.Ceiling | None = None
@@ -395,9 +406,15 @@ def measure(args) -> Outcome:
             ctx.measured.append(hello)
             warm = config["anonymous_warmup"]
             locust(ctx, "anonymous warm-up (not judged)", urls["gunicorn"], "anonymous",
-                   [Phase("warm-up", warm["duration_s"] * scale, warm["arrivals_per_s"])])  # fmt: skip
+                   [Phase("warm-up", warm["duration_s"] * scale, warm["arrivals_per_s"])], site_pids)  # fmt: skip
             anon, anon_ceiling = ramp(
-                ctx, "anonymous ramp", urls["gunicorn"], "anonymous", config["anonymous_ramp"], step_s
+                ctx,
+                "anonymous ramp",
+                urls["gunicorn"],
+                "anonymous",
+                config["anonymous_ramp"],
+                step_s,
+                site_pids,
             )
             ctx.measured.append(anon)
             record(
@@ -415,7 +432,7 @@ def measure(args) -> Outcome:
             ceiling_rate = anon_ceiling.arrivals_per_s if anon_ceiling else spec["rate_without_ramp"]
             rate = max(1.0, round(ceiling_rate * spec["share_of_ceiling"]))
             long = locust(ctx, "anonymous 5 minutes", urls["gunicorn"], "anonymous",
-                          [Phase(f"{rate:g}/s steady", spec["duration_s"] * scale, rate)])  # fmt: skip
+                          [Phase(f"{rate:g}/s steady", spec["duration_s"] * scale, rate)], site_pids)  # fmt: skip
             ctx.measured.append(long)
             w = config["waves"]
             record(
@@ -607,8 +624,8 @@ def append_to_docs(path: Path, outcome: Outcome, *, command: str, page: Path, st
         "",
         *[f"- note: {n}" for n in outcome.notes],
         "",
-        "CPU seconds per completed arrival (server: the listener's process tree, with nginx and gunicorn for the "
-        "runs through the edge; database: PostgreSQL and Redis):",
+        "CPU seconds per completed arrival (server: gunicorn, nginx, and the base URL's listener; with --with-stack "
+        "the whole stack's process tree, Celery worker and beat included; database: PostgreSQL and Redis):",
         "",
         render_costs(outcome.costs),
         "",
