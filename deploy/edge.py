@@ -72,14 +72,16 @@ def render_nginx(
     workers: int | str = "auto",
     access_log: bool = True,
     forwarded_proto: str = "$scheme",
-    origin_max_in_flight: int = 24,
+    origin_max_in_flight: int = 12,
     retry_after: int = 2,
 ) -> str:
     """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream``: one host:port, or several
     (web instances: nginx spreads requests over them, round robin on its keep-alive connections).
 
-    ``origin_max_in_flight``: requests each instance answers at once before nginx answers 503
-    (deploy/gunicorn.conf.py runs 5 workers x 2 threads here: 24 is those 10 threads and a queue of 14);
+    ``origin_max_in_flight``: requests each instance answers at once before nginx answers 503. 12 is
+    deploy/gunicorn.conf.py's 5 workers x 2 threads here and a queue of 2: by Little's law the time in the
+    origin is in-flight / throughput, and at the design flow's ~45 requests/s on these 2 cores 24 in flight
+    meant 0.55 s on average (p95 1.15 s measured, docs/performance.md "The goals run"), over the SLA.
     ``retry_after``: that 503's Retry-After (the site's OVERLOAD_RETRY_AFTER_SECONDS)."""
     servers = [upstream] if isinstance(upstream, str) else list(upstream)
     return fill(
