@@ -792,10 +792,10 @@ LOAD_TEST = {
     # Arrivals still in flight beyond this are refused by the generator (counted as errors): a bound on its
     # own memory when the server stops answering.
     "max_in_flight": 5000,
-    # Server (gunicorn) CPU seconds one arrival of each scenario costs, as `make loadtest` measured it
-    # (docs/capacity.md: provisional, measured on a shared, oversubscribed machine; the lead re-measures).
-    # The capacity report turns them into the cores the phases above need (monitoring/capacity/cost.py).
-    "cpu_seconds_per_arrival": {"design": 0.083, "anonymous": 0.022, "logged_in": 0.103},
+    # Server CPU seconds one arrival of each scenario costs, as `make loadtest-goals` measured it on a quiet
+    # machine (docs/capacity.md: the runs, what "server" covers for each). The capacity report turns them
+    # into the cores the phases above need (monitoring/capacity/cost.py).
+    "cpu_seconds_per_arrival": {"design": 0.109, "anonymous": 0.0038, "logged_in": 0.088},
     # The issue's goals on this machine (issue 15, section 6), measured and judged by `python -m loadtest
     # --goals` (`make loadtest-goals`; loadtest/goals.py says how each is judged). Rates in arrivals/s.
     "goals": {
