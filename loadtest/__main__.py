@@ -8,6 +8,8 @@ HTML report with charts per scenario; appends the figures to docs/performance.md
 1 when any scenario's verdict fails. ``--phases "name:seconds:rate,..."`` replaces the design's phases
 (``--rate-scale`` multiplies their rates). The users must exist (``manage.py loadtest_users``); what the run
 creates is removed by ``manage.py loadtest_cleanup`` (``make loadtest`` runs both).
+
+``--goals`` measures and judges every goal of issue 15 instead (loadtest/goals_run.py, ``make loadtest-goals``).
 """
 
 # ruff: isort: skip_file
