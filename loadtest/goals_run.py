@@ -15,8 +15,8 @@ What runs, in order (numbers in ``settings.LOAD_TEST["goals"]``; the judging is 
 7. ``design`` at twice the sustainable rate through nginx (``--nginx-url``: it stamps ``X-Request-Start``,
    so queue time is measured and shedding works), with gunicorn's /metrics scraped before and after: the
    overload goal and the site's p95 against the generator's.
-8. ``bench/bench_web.py --reuse-db --scenario list-uncached`` on the same database: gunicorn's cores for
-   uncached pages (bench-web's own core accounting). It empties the Redis databases it is given, so it
+8. ``bench/bench_web.py --reuse-db --scenario list-uncached`` on the same database: the cores uncached pages
+   use, gunicorn's, PostgreSQL's and Redis's (bench-web's own core accounting). It empties the Redis databases it is given, so it
    runs last, after the stack is stopped.
 
 With ``--with-stack`` it starts ``deploy/stack.py`` (``make stack``) on free ports first and stops it at the
