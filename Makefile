@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-pgbouncer test-embedded venv lint format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest monitoring
+.PHONY: run test test-pgbouncer test-embedded venv lint format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest loadtest-goals monitoring
 
 venv: $(STAMP)
 
@@ -153,6 +153,7 @@ LOADTEST_BASE_URL ?= http://127.0.0.1:8080
 LOADTEST_SCENARIOS ?= design,anonymous,logged_in
 LOADTEST_TIME_SCALE ?= 0.2
 LOADTEST_USERS ?= 1000
+LOADTEST_GOALS_USERS ?= 200
 
 loadtest: venv
 	$(BIN)/python manage.py loadtest_users --count $(LOADTEST_USERS)
@@ -160,3 +161,14 @@ loadtest: venv
 		--time-scale $(LOADTEST_TIME_SCALE) --users $(LOADTEST_USERS) --report-dir .run/loadtest \
 		--append-docs docs/performance.md $(LOADTEST_ARGS) || status=$$?; \
 	$(BIN)/python manage.py loadtest_cleanup; exit $$status
+
+# Issue 15's goals on this machine (not a test, ~15 minutes on a quiet machine): starts `make stack` on free
+# ports (DATABASE_URL and REDIS_URL: the stack's, the next Redis db its broker), measures every goal of the
+# issue's section 6 and section 3's acceptance (loadtest/goals_run.py; numbers in settings.LOAD_TEST["goals"]),
+# prints each with its figure and PASS/FAIL, writes a goals page and a report per run to .run/loadtest,
+# appends the figures to docs/performance.md, stops the stack and removes what the run created; exits 1 when
+# a goal fails. bench-web's uncached scenario runs last on the same database and empties the same Redis dbs.
+# Use a seeded database (seed_demo --workbooks 100000 --users 10000) on a quiet machine.
+loadtest-goals: venv
+	$(BIN)/python -m loadtest --goals --with-stack --users $(LOADTEST_GOALS_USERS) --report-dir .run/loadtest \
+		--append-docs docs/performance.md $(LOADTEST_ARGS)
