@@ -359,6 +359,9 @@ PAGE_CACHE_TTL = env_int("PAGE_CACHE_TTL", 60)
 # stored together expire apart; a page hit in its last PAGE_REFRESH_AHEAD_SECONDS is rebuilt by one request
 # while the others get the stored copy (sigma_playground/caching/pages.py). 0 turns either off.
 PAGE_CACHE_TTL_JITTER = env_float("PAGE_CACHE_TTL_JITTER", 0.2)
+# How late a new workbook's tags may show in the tag directory (/tags/, the popular tags on lists): it is not
+# recomputed per publish (workbooks/selectors.py); anything that hides a workbook updates it at once.
+TAG_DIRECTORY_SECONDS = env_int("TAG_DIRECTORY_SECONDS", 60)
 PAGE_REFRESH_AHEAD_SECONDS = env_float("PAGE_REFRESH_AHEAD_SECONDS", 10.0)
 CACHE_STALE_GRACE_SECONDS = env_int("CACHE_STALE_GRACE_SECONDS", 300)  # stale copy kept for stampedes
 CACHE_LOCK_SECONDS = 5.0  # a rebuild lock outlives no rebuild by more than this

@@ -171,11 +171,17 @@ def tag_directory() -> list[Tag]:
     return tags
 
 
-@cached("tag_directory", ttl=600, key=lambda: "", namespaces=lambda: [keys.LISTS])
+@cached(
+    "tag_directory",
+    ttl=settings.TAG_DIRECTORY_SECONDS,
+    key=lambda: "",
+    namespaces=lambda: [keys.TAG_DIRECTORY],
+)
 def _tag_directory() -> list[dict[str, object]]:
     """Every tag on at least one listed workbook, with ``workbook_total`` (listed workbooks only), most
-    used first. One aggregate over the tag links of listed workbooks, cached until a list changes (at a
-    million workbooks it reads every tag link: cached, it runs once per publish at most, not per page).
+    used first. One aggregate over the tag links of listed workbooks (at a million workbooks it reads every
+    tag link), cached until a write that may hide or change a tag (caching/invalidate.py); a new workbook's
+    tags show within TAG_DIRECTORY_SECONDS.
     Plain rows, not model instances: the cache stores JSON only (docs/security.md)."""
     return list(
         Tag.objects.filter(workbook_links__workbook_id__in=Workbook.objects.listed().values("pk"))

@@ -204,7 +204,7 @@ def workbook_publish(
         )
     search.add_search_lexemes(workbook_id=workbook.pk)
     _embed_link_set(workbook)
-    invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[author.username])
+    invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[author.username], created=True)
     if workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC:
         _announce(workbook)
     return workbook

@@ -37,6 +37,9 @@ KINDS = (KIND_PAGE, KIND_FRAGMENT, KIND_GENERATION, KIND_FUNCTION, KIND_LOCK)
 
 LISTS = "lists"
 PEOPLE = "people"
+# The tag directory (every tag on a listed workbook, with counts): bumped with ``lists`` by every write except
+# a new workbook, which can only add to it (caching/invalidate.py). No page carries it as a surrogate key.
+TAG_DIRECTORY = "tag-directory"
 
 
 def _digest(text: str) -> str:

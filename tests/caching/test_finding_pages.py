@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import time_machine
+from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import services as account_services
 from tests.caching.conftest import publish
 from tests.caching.test_pages import anonymous, html, logged_in
 from tests.factories import UserFactory
 from workbooks import services, sharing
-from workbooks.models import Visibility
+from workbooks.models import Visibility, Workbook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,10 +45,22 @@ def test_tag_directory_follows_publishing_and_hiding(world, reader):
     client = anonymous() if reader == "anonymous" else logged_in(world["reader"])
     warm(client, TAGS)
     assert 'finance <span class="tag-count">2</span>' in html(client, TAGS)
-    publish(world["author"], "Zebra treasury", tags=("treasury",), n=9)
-    assert "treasury" in html(client, TAGS)
-    services.workbooks_set_visibility(workbook_ids=[world["workbook"].pk], visibility=Visibility.PRIVATE)
-    assert 'finance <span class="tag-count">1</span>' in html(client, TAGS)
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+        # A new workbook only adds: the directory is not recomputed per publish, it shows the new tag once its
+        # lifetime is over (TAG_DIRECTORY_SECONDS).
+        publish(world["author"], "Zebra treasury", tags=("treasury",), n=9)
+        assert "treasury" not in html(client, TAGS)
+        clock.shift(settings.TAG_DIRECTORY_SECONDS + 1)
+        assert "treasury" in html(client, TAGS)
+        # Hiding one is shown at once: the tag count drops with the next page.
+        services.workbooks_set_visibility(workbook_ids=[world["workbook"].pk], visibility=Visibility.PRIVATE)
+        assert 'finance <span class="tag-count">1</span>' in html(client, TAGS)
+        services.workbooks_set_visibility(workbook_ids=[world["workbook"].pk], visibility=Visibility.PUBLIC)
+        assert 'finance <span class="tag-count">2</span>' in html(client, TAGS)
+        # The only workbook with a tag goes private: the tag leaves the directory at once.
+        treasury = Workbook.objects.get(title="Zebra treasury")
+        services.workbooks_set_visibility(workbook_ids=[treasury.pk], visibility=Visibility.PRIVATE)
+        assert "treasury" not in html(client, TAGS)
 
 
 def test_feeds_sitemaps_and_oembed_are_cached_and_drop_a_workbook_made_private(world):
