@@ -1,4 +1,4 @@
-"""Log-in lockouts (django-axes, configured in settings) and the sign-up limit.
+"""Log-in lockouts (django-axes, configured in settings) and the sign-up and email-change limits.
 
 django-axes records failed log-ins in the database and, after AXES_FAILURE_LIMIT failures for one account or
 from one client address, refuses further tries for AXES_COOLOFF_TIME before any password is hashed (its
@@ -76,4 +76,12 @@ def signup_allowed(request: HttpRequest) -> ratelimit.Decision:
         client_ip.client_address(request),
         limit=settings.SIGNUP_LIMIT_PER_HOUR,
         window_seconds=3600,
+    )
+
+
+def email_change_allowed(user_id: int) -> ratelimit.Decision:
+    """Counted on every submitted email-change form, before the password is checked: the form must not
+    become a way to guess the password of a session left open (log-in lockouts do not see it)."""
+    return ratelimit.hit(
+        "email_change", f"user:{user_id}", limit=settings.EMAIL_CHANGES_PER_HOUR, window_seconds=3600
     )

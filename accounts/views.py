@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services, throttling
-from accounts.forms import ProfileForm, SignUpForm
+from accounts.forms import EmailChangeForm, ProfileForm, SignUpForm
 from accounts.tokens import email_verification_token
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
@@ -85,6 +85,56 @@ def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, f"Your address is confirmed. Welcome to Sigma Playground, {user.username}!")
     return redirect(user.get_absolute_url())
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def email_change(request: HttpRequest) -> HttpResponse:
+    """Ask for a new address (with the password). The same answer whether or not another account has it
+    (accounts.services.email_change_request)."""
+    form = EmailChangeForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        services.email_change_request(
+            user=request.user,
+            new_email=form.cleaned_data["email"],
+            base_url=absolute(request, "/").rstrip("/"),
+        )
+        return redirect("accounts:email_change_sent")
+    if form.retry_after is not None:
+        response = render(request, "accounts/email_change.html", {"form": form}, status=429)
+        response["Retry-After"] = str(form.retry_after)
+        return response
+    return render(request, "accounts/email_change.html", {"form": form})
+
+
+@never_cache
+@login_required
+def email_change_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/email_change_sent.html")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def email_change_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed to the new address. GET asks, POST changes: mail scanners that open every link in a
+    message must not change anyone's address. Works once (accounts.tokens)."""
+    found = selectors.email_change_from_token(token)
+    if found is None:
+        return render(request, "accounts/verify_failed.html", status=400)
+    user, new_email = found
+    if request.method == "GET":
+        return render(
+            request, "accounts/email_change_confirm.html", {"account": user, "new_email": new_email}
+        )
+    try:
+        services.email_change_confirm(user=user, new_email=new_email)
+    except services.EmailTaken:
+        return render(request, "accounts/verify_failed.html", status=400)
+    messages.success(request, f"Your email address is now {new_email}.")
+    if request.user.is_authenticated and request.user.pk == user.pk:
+        return redirect("accounts:profile_edit")
+    return redirect("accounts:login")
 
 
 @never_cache
