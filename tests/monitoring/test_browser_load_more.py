@@ -1,0 +1,124 @@
+""" "Load more" after many loads, in a real browser (Debian's chromium through Playwright) against a live server:
+the DOM keeps a bounded number of cards (static/js/gallery.js releases the oldest pages), the card that takes
+focus does not move when cards above it are released, an "Earlier results" link leads back to the first page
+still shown, and the URL's cursor brings a reload, Back and that link to the right page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.utils import timezone
+
+from tests.factories import UserFactory, WorkbookFactory
+from tests.monitoring.test_browser import LAUNCH_ARGS, Console
+
+pytestmark = [
+    pytest.mark.chromium,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
+]
+
+PER_PAGE = 30  # not a multiple of the grid's 4 columns: releasing a page reflows the cards after it
+PAGES = 7
+MAX_ITEMS = 100  # gallery.js
+LOADS = PAGES - 1
+
+# Records where the element gallery.js focuses sits right after focus() scrolled it into view, before any
+# release: the test then checks that releasing cards above did not move it.
+FOCUS_PROBE = """
+(() => {
+  const focus = HTMLElement.prototype.focus;
+  HTMLElement.prototype.focus = function (...args) {
+    const result = focus.apply(this, args);
+    window.__focusedTop = this.getBoundingClientRect().top;
+    return result;
+  };
+})();
+"""
+
+
+def title(n: int) -> str:
+    return f"Board {n:03d}"
+
+
+@pytest.fixture
+def boards():
+    author = UserFactory(username="pager")
+    now = timezone.now()
+    for n in range(PER_PAGE * PAGES):  # newest first: Board 000, 001, ...
+        WorkbookFactory(author=author, title=title(n), published_at=now - dt.timedelta(minutes=n))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_load_more_keeps_the_dom_bounded_and_the_url_leads_back(live_server, chromium, boards):
+    from playwright.sync_api import expect, sync_playwright
+
+    base = live_server.url
+    cards = "ul.card-grid > li"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.add_init_script(FOCUS_PROBE)
+            console = Console(page)
+            page.goto(f"{base}/workbooks/?sort=newest&per_page={PER_PAGE}", wait_until="load")
+            urls = [page.url]  # the URL of each page shown, in order
+            for load in range(1, LOADS + 1):
+                first_new = title(load * PER_PAGE)
+                page.get_by_role("button", name="Load more").click()
+                focused = page.locator(".card-title a", has_text=first_new)
+                expect(focused).to_be_focused()
+                urls.append(page.url)
+                assert "cursor=" in page.url and "fragment" not in page.url
+                loaded = (load + 1) * PER_PAGE
+                kept_pages = min(load + 1, MAX_ITEMS // PER_PAGE)
+                shown = page.locator(".card-title a").all_inner_texts()
+                # Bounded: whole pages are released from the top, the newest pages stay, in order.
+                assert len(shown) <= MAX_ITEMS
+                assert shown == [title(n) for n in range(loaded - kept_pages * PER_PAGE, loaded)]
+                # The focused card stays where focus() put it, whatever was released above it.
+                moved = page.evaluate(
+                    "document.activeElement.getBoundingClientRect().top - window.__focusedTop"
+                )
+                assert abs(moved) < 1, f"load {load}: the focused card moved by {moved}px"
+                if loaded > MAX_ITEMS:
+                    earlier = page.locator(".load-earlier a")
+                    first_kept_page = load + 1 - kept_pages
+                    assert earlier.get_attribute("href") == urls[first_kept_page]
+            assert page.locator(cards).count() <= MAX_ITEMS
+
+            # A reload lands on the last page loaded: its cards only, from the URL's cursor.
+            page.reload(wait_until="load")
+            assert page.url == urls[-1]
+            assert page.locator(".card-title a").all_inner_texts() == [
+                title(n) for n in range(LOADS * PER_PAGE, (LOADS + 1) * PER_PAGE)
+            ]
+            # Back: the page before, as the server renders it.
+            page.go_back(wait_until="load")
+            expect(page.locator(".card-title a").first).to_have_text(title((LOADS - 1) * PER_PAGE))
+            assert page.url == urls[-2]
+
+            # "Earlier results" (after scrolling back up past the released cards) opens the first page still
+            # shown, whose "Previous" link goes on upwards.
+            page.goto(urls[0], wait_until="load")
+            for load in range(1, LOADS + 1):
+                page.get_by_role("button", name="Load more").click()
+                expect(page.locator(".card-title a", has_text=title(load * PER_PAGE))).to_be_focused()
+            assert page.url == urls[-1]
+            page.evaluate("window.scrollTo(0, 0)")
+            earlier = page.get_by_role("link", name=re.compile("Earlier results"))
+            expect(earlier).to_be_in_viewport()
+            first_kept_page = LOADS + 1 - MAX_ITEMS // PER_PAGE
+            with page.expect_navigation(wait_until="load"):
+                earlier.click()
+            assert page.url == urls[first_kept_page]
+            expect(page.locator(".card-title a").first).to_have_text(title(first_kept_page * PER_PAGE))
+            assert page.get_by_role("link", name="← Previous").count() == 1
+
+            assert console.csp_violations() == []
+            errors = [m for m in console.messages if m.startswith("error")]
+            assert errors == [], errors
+        finally:
+            browser.close()
