@@ -122,3 +122,63 @@ def test_load_more_keeps_the_dom_bounded_and_the_url_leads_back(live_server, chr
             assert errors == [], errors
         finally:
             browser.close()
+
+
+@pytest.fixture
+def every_list(settings):
+    """Three pages of two on each kind of list: tag, search, people, followers, feed and favorites."""
+    from accounts import services as account_services
+    from tests.factories import FavoriteFactory, TagFactory
+
+    settings.PAGE_SIZE = 2
+    ops = TagFactory(name="ops")
+    author = UserFactory(username="writer")
+    reader = UserFactory(username="reader")
+    now = timezone.now()
+    boards = [
+        WorkbookFactory(author=author, title=f"Revenue board {n}", tags=[ops], published_at=now - dt.timedelta(minutes=n))
+        for n in range(6)
+    ]  # fmt: skip
+    for board in boards:
+        FavoriteFactory(user=reader, workbook=board)
+    for follower in [reader, *UserFactory.create_batch(5)]:
+        account_services.follow(follower=follower, followed=author)
+    return {"author": author, "reader": reader}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_paged_list_loads_more_in_place(live_server, chromium, every_list):
+    from django.test import Client
+    from playwright.sync_api import expect, sync_playwright
+
+    client = Client()
+    client.force_login(every_list["reader"])
+    session_id = client.cookies["sessionid"].value
+    lists = {
+        "tag": ("/tags/ops/", "ul.card-grid > li"),
+        "search": ("/workbooks/?q=revenue", "ul.card-grid > li"),
+        "people": ("/users/", "ul.people-grid > li"),
+        "followers": ("/users/writer/followers/", "ul.people-list > li"),
+        "feed": ("/feed/", "ul.card-grid > li"),
+        "favorites": ("/favorites/", "ul.card-grid > li"),
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        try:
+            context = browser.new_context()
+            context.add_cookies([{"name": "sessionid", "value": session_id, "url": live_server.url}])
+            page = context.new_page()
+            console = Console(page)
+            for name, (path, items) in lists.items():
+                page.goto(f"{live_server.url}{path}", wait_until="load")
+                expect(page.locator(items), name).to_have_count(2)
+                url = page.url
+                page.get_by_role("button", name="Load more").click()
+                expect(page.locator(items), name).to_have_count(4)
+                assert page.url != url and "cursor=" in page.url and "fragment" not in page.url, name
+                assert page.evaluate("document.activeElement.closest('li') !== null"), name
+            assert console.csp_violations() == []
+            errors = [m for m in console.messages if m.startswith("error")]
+            assert errors == [], errors
+        finally:
+            browser.close()
