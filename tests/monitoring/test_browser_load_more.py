@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 import pytest
 from django.utils import timezone
 
 from tests.factories import UserFactory, WorkbookFactory
-from tests.monitoring.test_browser import LAUNCH_ARGS, Console
+from tests.monitoring.test_browser import LAUNCH_ARGS, Console, rum_counts
 
 pytestmark = [
     pytest.mark.chromium,
@@ -147,7 +148,9 @@ def every_list(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_paged_list_loads_more_in_place(live_server, chromium, every_list):
+def test_every_paged_list_loads_more_in_place_and_counts_it(live_server, chromium, every_list):
+    """Each list appends its next page in place; the clicks (and an unfavorite in place) reach the real-user
+    interaction counters under the page's route."""
     from django.test import Client
     from playwright.sync_api import expect, sync_playwright
 
@@ -155,13 +158,14 @@ def test_every_paged_list_loads_more_in_place(live_server, chromium, every_list)
     client.force_login(every_list["reader"])
     session_id = client.cookies["sessionid"].value
     lists = {
-        "tag": ("/tags/ops/", "ul.card-grid > li"),
-        "search": ("/workbooks/?q=revenue", "ul.card-grid > li"),
-        "people": ("/users/", "ul.people-grid > li"),
-        "followers": ("/users/writer/followers/", "ul.people-list > li"),
-        "feed": ("/feed/", "ul.card-grid > li"),
-        "favorites": ("/favorites/", "ul.card-grid > li"),
+        "workbooks:tag": ("/tags/ops/", "ul.card-grid > li"),
+        "workbooks:list": ("/workbooks/?q=revenue", "ul.card-grid > li"),
+        "profiles:list": ("/users/", "ul.people-grid > li"),
+        "profiles:followers": ("/users/writer/followers/", "ul.people-list > li"),
+        "workbooks:feed": ("/feed/", "ul.card-grid > li"),
+        "workbooks:favorites": ("/favorites/", "ul.card-grid > li"),
     }
+    before = rum_counts(live_server.url)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
         try:
@@ -169,16 +173,28 @@ def test_every_paged_list_loads_more_in_place(live_server, chromium, every_list)
             context.add_cookies([{"name": "sessionid", "value": session_id, "url": live_server.url}])
             page = context.new_page()
             console = Console(page)
-            for name, (path, items) in lists.items():
+            for route, (path, items) in lists.items():
                 page.goto(f"{live_server.url}{path}", wait_until="load")
-                expect(page.locator(items), name).to_have_count(2)
+                expect(page.locator(items), route).to_have_count(2)
                 url = page.url
                 page.get_by_role("button", name="Load more").click()
-                expect(page.locator(items), name).to_have_count(4)
-                assert page.url != url and "cursor=" in page.url and "fragment" not in page.url, name
-                assert page.evaluate("document.activeElement.closest('li') !== null"), name
+                expect(page.locator(items), route).to_have_count(4)
+                assert page.url != url and "cursor=" in page.url and "fragment" not in page.url, route
+                assert page.evaluate("document.activeElement.closest('li') !== null"), route
+            page.get_by_role("button", name=re.compile("Favorited")).first.click()  # on /favorites/
+            expect(page.get_by_role("button", name="☆ Favorite")).to_have_count(1)
+            page.goto("about:blank")  # the last page is hidden and reports
             assert console.csp_violations() == []
             errors = [m for m in console.messages if m.startswith("error")]
             assert errors == [], errors
         finally:
             browser.close()
+    wanted = {(route, "click:load_more") for route in lists} | {("workbooks:favorites", "submit:unfavorite")}
+    deadline = time.monotonic() + 15
+    while True:
+        after = rum_counts(live_server.url)
+        arrived = {key for key in wanted if after.get(key, 0) > before.get(key, 0)}
+        if arrived == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert arrived == wanted, f"missing: {sorted(wanted - arrived)}"

@@ -196,6 +196,38 @@ def test_profile_feed_favorites_and_follow_queries_use_their_index(small_gallery
     assert "accounts_user_username_ci_uniq" in plan_indexes(login)
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_people_and_sitemap_queries_use_their_index(small_gallery):
+    """Issue 18's directory and sitemap reads: /users/ walks the most-followed index, a name search probes the
+    trigram index, and the sitemap's keyset probes and ranges read the primary key: never a scan of the
+    table, so they cost the same at a million rows."""
+    from workbooks import sharing
+
+    with connection.cursor() as cursor:  # people enough that the planner chooses as it does at scale
+        cursor.execute(
+            """
+            INSERT INTO accounts_user (username, email, full_name, bio, avatar, password, is_superuser,
+                is_staff, is_active, date_joined, created_at, follower_count, email_verified)
+            SELECT 'person' || i, 'person' || i || '@example.com', 'Person Number ' || i, '', '', '!', false,
+                   false, true, now(), now(), i % 50, false
+            FROM generate_series(1, 20000) AS i
+            """
+        )
+        cursor.execute("ANALYZE accounts_user")
+    directory = account_selectors.people().order_by(*account_selectors.PEOPLE_ORDER)[:21]
+    assert "accounts_user_most_followed_idx" in plan_indexes(directory)
+    matching = account_selectors.people(q="zebra").values("pk")
+    assert "accounts_user_name_trgm_idx" in plan_indexes(matching)
+    ranked = account_selectors.people(q="zebra").order_by(*account_selectors.PEOPLE_ORDER)[:4]
+    assert plan_indexes(ranked) & {"accounts_user_name_trgm_idx", "accounts_user_most_followed_idx"}
+    listed = Workbook.objects.listed()
+    probe = listed.filter(pk__gte=sharing.SITEMAP_CHUNK).order_by("pk").values_list("pk", flat=True)[:1]
+    assert "workbooks_workbook_pkey" in plan_indexes(probe)
+    chunk = listed.filter(pk__gte=0, pk__lt=sharing.SITEMAP_CHUNK).order_by("pk").values_list("pk", "slug")
+    assert "workbooks_workbook_pkey" in plan_indexes(chunk)
+
+
 # --- Migrations -------------------------------------------------------------------------------------------
 
 
