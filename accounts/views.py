@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import selectors, services, throttling
 from accounts.forms import EmailChangeForm, ProfileForm, SignUpForm
 from accounts.tokens import email_verification_token
+from sigma_playground import ratelimit
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
     QuerySpec,
@@ -41,6 +42,17 @@ from sigma_playground.site import absolute
 from workbooks import selectors as workbook_selectors
 
 
+def _rate_limited(
+    request: HttpRequest, decision: ratelimit.Decision, *, title: str, what: str
+) -> HttpResponse:
+    """The 429 page of a limit on a costly action (docs/security.md), with Retry-After."""
+    minutes = max(1, round(decision.retry_after / 60))
+    context = {"title": title, "what": what, "minutes": minutes}
+    response = render(request, "accounts/rate_limited.html", context, status=429)
+    response["Retry-After"] = str(decision.retry_after)
+    return response
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
@@ -51,14 +63,12 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         decision = throttling.signup_allowed(request)
         if not decision.allowed:
-            response = render(
+            return _rate_limited(
                 request,
-                "accounts/signup_limited.html",
-                {"minutes": max(1, round(decision.retry_after / 60))},
-                status=429,
+                decision,
+                title="Too many sign-ups",
+                what="Too many accounts were created from your address in the last hour.",
             )
-            response["Retry-After"] = str(decision.retry_after)
-            return response
         services.signup(
             username=form.cleaned_data["username"],
             email=form.cleaned_data["email"],
@@ -342,7 +352,8 @@ def unfollow(request: HttpRequest, username: str) -> HttpResponse:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Django's view with our templates; links point at SITE_URL's host when it is set."""
+    """Django's view with our templates and limits (docs/security.md); links point at SITE_URL's host when it
+    is set."""
 
     email_template_name = "registration/password_reset_email.txt"
     subject_template_name = "registration/password_reset_subject.txt"
@@ -350,6 +361,16 @@ class PasswordResetView(auth_views.PasswordResetView):
     extra_email_context = {"site_name": settings.SITE_NAME}
 
     def form_valid(self, form):
+        decision = throttling.password_reset_allowed(self.request)
+        if not decision.allowed:
+            return _rate_limited(
+                self.request,
+                decision,
+                title="Too many password resets",
+                what="Too many password resets were asked for from your address in the last hour.",
+            )
+        if not throttling.password_reset_mail_allowed(form.cleaned_data["email"]):
+            return redirect(self.get_success_url())  # what anyone sees for any address: nothing more is sent
         if settings.SITE_URL:
             parts = urlsplit(settings.SITE_URL)
             self.domain_override = parts.netloc
