@@ -22,23 +22,28 @@ from workbooks.models import Favorite, Visibility, Workbook
 # --- EXPLAIN: each query is served by its index -------------------------------------------------------------
 
 
-def plan_indexes(queryset) -> set[str]:
+def plan_index_conditions(queryset) -> dict[str, str]:
+    """The indexes the plan of ``queryset`` reads, each with its index condition ("" for a whole-index scan)."""
     sql, params = queryset.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
     plan = json.loads(plan) if isinstance(plan, str) else plan
-    found: set[str] = set()
+    found: dict[str, str] = {}
 
     def walk(node):
         if "Index Name" in node:
-            found.add(node["Index Name"])
+            found[node["Index Name"]] = node.get("Index Cond", "")
         for child in node.get("Plans", []):
             walk(child)
 
     walk(plan[0]["Plan"])
     return found
+
+
+def plan_indexes(queryset) -> set[str]:
+    return set(plan_index_conditions(queryset))
 
 
 @pytest.fixture
@@ -218,8 +223,6 @@ def test_people_and_sitemap_queries_use_their_index(small_gallery):
     directory = account_selectors.people().order_by(*account_selectors.PEOPLE_ORDER)[:21]
     used = plan_indexes(directory)
     assert "accounts_user_most_followed_idx" in used, used
-    used = plan_indexes(account_selectors.people(q="zebra").values("pk"))
-    assert "accounts_user_name_trgm_idx" in used, used
     ranked = account_selectors.people(q="zebra").order_by(*account_selectors.PEOPLE_ORDER)[:4]
     used = plan_indexes(ranked)
     assert used & {"accounts_user_name_trgm_idx", "accounts_user_most_followed_idx"}, used
@@ -235,6 +238,18 @@ def test_people_and_sitemap_queries_use_their_index(small_gallery):
     chunk = listed.filter(pk__gte=start, pk__lt=start + sharing.SITEMAP_CHUNK).order_by("pk")
     used = plan_indexes(chunk.values_list("pk", "slug", "updated_at"))
     assert "workbooks_workbook_pkey" in used, used
+
+    # The trigram index serves the name filter: its condition is the selector's LIKE (the expression is the
+    # indexed one), whatever the planner's estimate of the moment (a GIN index's pending list, which every
+    # rolled-back test grows, once made a scan of the whole most-followed index look cheaper here). With that
+    # index out of the way (the drop is rolled back with the test) and plain index scans off, a plan that
+    # does not read the whole table has to look the pattern up in the trigram index.
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX accounts_user_most_followed_idx")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute("SET LOCAL enable_indexonlyscan = off")
+    used = plan_index_conditions(account_selectors.people(q="zebra").values("pk"))
+    assert "~~ '%zebra%'" in used.get("accounts_user_name_trgm_idx", ""), used
 
 
 # --- Migrations -------------------------------------------------------------------------------------------
