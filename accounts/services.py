@@ -211,14 +211,13 @@ def email_change_request(*, user: User, new_email: str, base_url: str) -> bool:
 
 def email_change_confirm(*, user: User, new_email: str) -> User:
     """The link mailed to ``new_email`` was followed (and checked by accounts.selectors.email_change_from_token):
-    it becomes the account's address, verified. Raises EmailTaken when another account took it meanwhile."""
-    user.email = new_email
-    user.email_verified = True
+    it becomes the account's address, verified (shown on no page: nothing to invalidate). Raises EmailTaken
+    when another account took it meanwhile."""
+    values = {"email": new_email, "email_verified": True}
     try:
         with transaction.atomic():
-            user.save(update_fields=["email", "email_verified"])
+            _save_person(user=user, values=values, avatar=None, clear_avatar=False)
     except IntegrityError:
-        user.refresh_from_db(fields=["email", "email_verified"])
         raise EmailTaken(new_email) from None
     return user
 
