@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import BaseUserCreationForm
 
+from accounts import throttling
 from accounts.models import User, ci
 from sigma_playground import ratelimit
 from sigma_playground.images import ImageRejected, ProcessedImage, process_upload
@@ -32,6 +33,57 @@ class SignUpForm(BaseUserCreationForm):
     def _get_validation_exclusions(self) -> set[str]:
         """The email's unique constraint must not become a form error either (see above)."""
         return {*super()._get_validation_exclusions(), "email"}
+
+
+class EmailChangeForm(forms.Form):
+    """A new address for ``user``, who must give their password: a session left open on a shared computer is
+    not enough to take the account over (the new address could reset the password)."""
+
+    email = forms.EmailField(
+        max_length=254,
+        label="New email address",
+        help_text="We send a link to it; your address changes when you open that link.",
+    )
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    # Seconds until the next try is allowed, when this submit was over EMAIL_CHANGES_PER_HOUR (a 429).
+    retry_after: int | None = None
+
+    def __init__(self, *args, user: User, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_email(self) -> str:
+        # No "already in use" error (see SignUpForm.clean_email): accounts.services.email_change_request
+        # handles a taken address.
+        email = User.objects.normalize_email(self.cleaned_data["email"])
+        if email.lower() == self.user.email.lower():
+            raise forms.ValidationError("That is already your address.", code="same_email")
+        return email
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        decision = throttling.email_change_allowed(self.user.pk)
+        if not decision.allowed:  # counted before the hash: no password guessing through this form
+            self.retry_after = decision.retry_after
+            minutes = max(1, round(decision.retry_after / 60))
+            limit = settings.EMAIL_CHANGES_PER_HOUR
+            self.add_error(
+                None,
+                forms.ValidationError(
+                    f"You asked to change your address {limit} times in the last hour, the most allowed. "
+                    f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+                    code="rate_limited",
+                ),
+            )
+            return ""
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.", code="password_incorrect")
+        return password
 
 
 class ProfileForm(forms.ModelForm):

@@ -8,6 +8,7 @@ from django.http import Http404
 from django.utils.http import urlsafe_base64_decode
 
 from accounts.models import Follow, User, ci
+from accounts.tokens import read_email_change_token
 
 
 def user_from_uidb64(uidb64: str) -> User | None:
@@ -17,6 +18,18 @@ def user_from_uidb64(uidb64: str) -> User | None:
     except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
         return None
     return User.objects.filter(pk=pk, is_active=True).first()
+
+
+def email_change_from_token(token: str) -> tuple[User, str] | None:
+    """The active user and the new address an email-change link names, or None when the link is forged,
+    expired, or no longer matches the account (already used, another change made, password changed)."""
+    change = read_email_change_token(token)
+    if change is None:
+        return None
+    user = User.objects.filter(pk=change.user_id, is_active=True).first()
+    if user is None or not change.still_valid_for(user):
+        return None
+    return user, change.new_email
 
 
 def user_get_public(*, username: str) -> User:

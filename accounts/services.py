@@ -152,13 +152,25 @@ def user_delete(*, user: User) -> None:
         transaction.on_commit(lambda: storage.delete(avatar))
 
 
+class EmailTaken(ValueError):
+    """The address a confirmed change leads to was taken by another account after the link was sent."""
+
+
+def _address_owner(email: str, *, other_than: User | None = None) -> User | None:
+    """The account that has ``email`` (case-insensitively), if any, leaving out ``other_than``."""
+    accounts = User.objects.filter(email__lower=ci(email))
+    if other_than is not None:
+        accounts = accounts.exclude(pk=other_than.pk)
+    return accounts.first()
+
+
 def signup(*, username: str, email: str, password: str, base_url: str) -> User | None:
     """Sign-up that does not tell who has an account: for a new address the account is created and a
     confirmation link mailed to it; for an address that already has an account nothing is created and its
     owner gets a note instead. The person signing up sees the same "check your email" either way.
     Returns the new user, or None when the address was taken."""
     normalised = User.objects.normalize_email(email)
-    existing = User.objects.filter(email__lower=ci(normalised)).first()
+    existing = _address_owner(normalised)
     if existing is None:
         try:
             with transaction.atomic():
@@ -166,7 +178,7 @@ def signup(*, username: str, email: str, password: str, base_url: str) -> User |
                 emails.send_verification(user, base_url=base_url)
             return user
         except IntegrityError:  # the address was taken meanwhile
-            existing = User.objects.filter(email__lower=ci(normalised)).first()
+            existing = _address_owner(normalised)
             if existing is None:
                 raise
     emails.send_already_registered(existing, base_url=base_url)
@@ -178,6 +190,35 @@ def email_verify(*, user: User) -> User:
     if not user.email_verified:
         user.email_verified = True
         user.save(update_fields=["email_verified"])
+    return user
+
+
+def email_change_request(*, user: User, new_email: str, base_url: str) -> bool:
+    """``user`` (who gave their password) asks to use ``new_email``. Nothing changes yet: the current address
+    is told a change was asked for, and the new one gets a link that makes the change
+    (accounts.tokens.email_change_token). Like sign-up, this does not tell who has an account: when another
+    account has the new address, its owner gets a note instead of the link, and the person asking sees and
+    receives exactly what they would otherwise. Returns whether the link was sent."""
+    normalised = User.objects.normalize_email(new_email)
+    emails.send_email_change_notice(user, new_email=normalised, base_url=base_url)
+    owner = _address_owner(normalised, other_than=user)
+    if owner is not None:
+        emails.send_already_registered(owner, base_url=base_url, change=True)
+        return False
+    emails.send_email_change_link(user, new_email=normalised, base_url=base_url)
+    return True
+
+
+def email_change_confirm(*, user: User, new_email: str) -> User:
+    """The link mailed to ``new_email`` was followed (and checked by accounts.selectors.email_change_from_token):
+    it becomes the account's address, verified (shown on no page: nothing to invalidate). Raises EmailTaken
+    when another account took it meanwhile."""
+    values = {"email": new_email, "email_verified": True}
+    try:
+        with transaction.atomic():
+            _save_person(user=user, values=values, avatar=None, clear_avatar=False)
+    except IntegrityError:
+        raise EmailTaken(new_email) from None
     return user
 
 

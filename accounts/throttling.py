@@ -1,4 +1,5 @@
-"""Log-in lockouts (django-axes, configured in settings) and the sign-up limit.
+"""Log-in lockouts (django-axes, configured in settings) and the sign-up, password-reset and email-change
+limits.
 
 django-axes records failed log-ins in the database and, after AXES_FAILURE_LIMIT failures for one account or
 from one client address, refuses further tries for AXES_COOLOFF_TIME before any password is hashed (its
@@ -77,3 +78,31 @@ def signup_allowed(request: HttpRequest) -> ratelimit.Decision:
         limit=settings.SIGNUP_LIMIT_PER_HOUR,
         window_seconds=3600,
     )
+
+
+def email_change_allowed(user_id: int) -> ratelimit.Decision:
+    """Counted on every submitted email-change form, before the password is checked: the form must not
+    become a way to guess the password of a session left open (log-in lockouts do not see it)."""
+    return ratelimit.hit(
+        "email_change", f"user:{user_id}", limit=settings.EMAIL_CHANGES_PER_HOUR, window_seconds=3600
+    )
+
+
+def password_reset_allowed(request: HttpRequest) -> ratelimit.Decision:
+    """Reset requests from one client address (the visitor is told: 429)."""
+    return ratelimit.hit(
+        "password_reset",
+        client_ip.client_address(request),
+        limit=settings.PASSWORD_RESETS_PER_HOUR,
+        window_seconds=3600,
+    )
+
+
+def password_reset_mail_allowed(email: str) -> bool:
+    """Reset mails to one address, from any number of client addresses. Counted whether or not an account has
+    the address, and refused silently (the same "check your email" page), so it tells nobody which addresses
+    have accounts."""
+    subject = f"email:{email.strip().lower()}"
+    return ratelimit.hit(
+        "password_reset", subject, limit=settings.PASSWORD_RESETS_PER_HOUR, window_seconds=3600
+    ).allowed

@@ -35,4 +35,7 @@ urlpatterns = [
     ),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("profile/", views.profile_edit, name="profile_edit"),
+    path("email/", views.email_change, name="email_change"),
+    path("email/sent/", views.email_change_sent, name="email_change_sent"),
+    path("email/confirm/<str:token>/", views.email_change_confirm, name="email_change_confirm"),
 ]

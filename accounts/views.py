@@ -15,8 +15,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services, throttling
-from accounts.forms import ProfileForm, SignUpForm
+from accounts.forms import EmailChangeForm, ProfileForm, SignUpForm
 from accounts.tokens import email_verification_token
+from sigma_playground import ratelimit
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
     QuerySpec,
@@ -41,6 +42,17 @@ from sigma_playground.site import absolute
 from workbooks import selectors as workbook_selectors
 
 
+def _rate_limited(
+    request: HttpRequest, decision: ratelimit.Decision, *, title: str, what: str
+) -> HttpResponse:
+    """The 429 page of a limit on a costly action (docs/security.md), with Retry-After."""
+    minutes = max(1, round(decision.retry_after / 60))
+    context = {"title": title, "what": what, "minutes": minutes}
+    response = render(request, "accounts/rate_limited.html", context, status=429)
+    response["Retry-After"] = str(decision.retry_after)
+    return response
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
@@ -51,14 +63,12 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         decision = throttling.signup_allowed(request)
         if not decision.allowed:
-            response = render(
+            return _rate_limited(
                 request,
-                "accounts/signup_limited.html",
-                {"minutes": max(1, round(decision.retry_after / 60))},
-                status=429,
+                decision,
+                title="Too many sign-ups",
+                what="Too many accounts were created from your address in the last hour.",
             )
-            response["Retry-After"] = str(decision.retry_after)
-            return response
         services.signup(
             username=form.cleaned_data["username"],
             email=form.cleaned_data["email"],
@@ -85,6 +95,56 @@ def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, f"Your address is confirmed. Welcome to Sigma Playground, {user.username}!")
     return redirect(user.get_absolute_url())
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def email_change(request: HttpRequest) -> HttpResponse:
+    """Ask for a new address (with the password). The same answer whether or not another account has it
+    (accounts.services.email_change_request)."""
+    form = EmailChangeForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        services.email_change_request(
+            user=request.user,
+            new_email=form.cleaned_data["email"],
+            base_url=absolute(request, "/").rstrip("/"),
+        )
+        return redirect("accounts:email_change_sent")
+    if form.retry_after is not None:
+        response = render(request, "accounts/email_change.html", {"form": form}, status=429)
+        response["Retry-After"] = str(form.retry_after)
+        return response
+    return render(request, "accounts/email_change.html", {"form": form})
+
+
+@never_cache
+@login_required
+def email_change_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/email_change_sent.html")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def email_change_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed to the new address. GET asks, POST changes: mail scanners that open every link in a
+    message must not change anyone's address. Works once (accounts.tokens)."""
+    found = selectors.email_change_from_token(token)
+    if found is None:
+        return render(request, "accounts/verify_failed.html", status=400)
+    user, new_email = found
+    if request.method == "GET":
+        return render(
+            request, "accounts/email_change_confirm.html", {"account": user, "new_email": new_email}
+        )
+    try:
+        services.email_change_confirm(user=user, new_email=new_email)
+    except services.EmailTaken:
+        return render(request, "accounts/verify_failed.html", status=400)
+    messages.success(request, f"Your email address is now {new_email}.")
+    if request.user.is_authenticated and request.user.pk == user.pk:
+        return redirect("accounts:profile_edit")
+    return redirect("accounts:login")
 
 
 @never_cache
@@ -292,7 +352,8 @@ def unfollow(request: HttpRequest, username: str) -> HttpResponse:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Django's view with our templates; links point at SITE_URL's host when it is set."""
+    """Django's view with our templates and limits (docs/security.md); links point at SITE_URL's host when it
+    is set."""
 
     email_template_name = "registration/password_reset_email.txt"
     subject_template_name = "registration/password_reset_subject.txt"
@@ -300,6 +361,16 @@ class PasswordResetView(auth_views.PasswordResetView):
     extra_email_context = {"site_name": settings.SITE_NAME}
 
     def form_valid(self, form):
+        decision = throttling.password_reset_allowed(self.request)
+        if not decision.allowed:
+            return _rate_limited(
+                self.request,
+                decision,
+                title="Too many password resets",
+                what="Too many password resets were asked for from your address in the last hour.",
+            )
+        if not throttling.password_reset_mail_allowed(form.cleaned_data["email"]):
+            return redirect(self.get_success_url())  # what anyone sees for any address: nothing more is sent
         if settings.SITE_URL:
             parts = urlsplit(settings.SITE_URL)
             self.domain_override = parts.netloc

@@ -1,4 +1,5 @@
-"""Fixed-window rate limits for costly actions (sign-ups per client address, image uploads per user).
+"""Fixed-window rate limits for costly actions (sign-ups and password resets per client address, image uploads
+and email changes per user, reset mails per address).
 
 A counter per action, subject and window in the cache (``cache.add`` then ``INCR``: two round trips, atomic
 in Redis). Fails open: with the cache unreachable the action is allowed and the error is counted as a cache
@@ -21,7 +22,7 @@ from sigma_playground.caching import keys
 
 logger = logging.getLogger("sigma_playground.ratelimit")
 
-ACTIONS = ("signup", "image_upload")
+ACTIONS = ("signup", "image_upload", "email_change", "password_reset")
 RATE_LIMITED = metrics.counter(
     "sigma_rate_limited_total",
     "Requests refused by a rate limit, by action (docs/security.md lists the limits).",

@@ -618,6 +618,12 @@ AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False  # our own log line per lockout (accounts.throttling) instead of axes' banner
 # Sign-ups per client address per hour (0: unlimited).
 SIGNUP_LIMIT_PER_HOUR = env_int("SIGNUP_LIMIT_PER_HOUR", 5)
+# Requests to change one's email address per user per hour (0: unlimited): each checks a password and sends
+# two emails, one of them to an address the user chose.
+EMAIL_CHANGES_PER_HOUR = env_int("EMAIL_CHANGES_PER_HOUR", 5)
+# Password-reset requests per client address per hour, and reset mails per email address per hour (0:
+# unlimited): the form mails whatever address it is given, so without them it is a way to flood an inbox.
+PASSWORD_RESETS_PER_HOUR = env_int("PASSWORD_RESETS_PER_HOUR", 5)
 
 
 # Argon2id (OWASP's 19 MiB, t=2, p=1: about 20 ms of CPU) first: PBKDF2 hashes (208 ms each here) still

@@ -75,15 +75,17 @@
     return url.toString();
   }
 
-  function release(list) {
+  // ``anchor`` (the first new item) stays where it is on the screen. Measured rather than computed from the
+  // height removed: browsers with scroll anchoring already keep it in place, others do not, and a grid
+  // reflows when a page does not fill whole rows.
+  function release(list, anchor) {
     var items = list.children;
     if (items.length <= MAX_ITEMS) return;
-    var before = list.getBoundingClientRect().height;
+    var top = anchor.getBoundingClientRect().top;
     while (items.length > MAX_ITEMS) {
       var page = items[0].getAttribute("data-page-url");
       while (items.length && items[0].getAttribute("data-page-url") === page) list.removeChild(items[0]);
     }
-    window.scrollBy(0, list.getBoundingClientRect().height - before);
     var earlier = list.previousElementSibling;
     if (!earlier || !earlier.classList.contains("load-earlier")) {
       earlier = document.createElement("p");
@@ -93,6 +95,7 @@
     }
     earlier.firstChild.href = items[0].getAttribute("data-page-url");
     earlier.firstChild.textContent = "↑ Earlier results";
+    window.scrollBy(0, anchor.getBoundingClientRect().top - top);
   }
 
   function prepare(nav) {
@@ -142,7 +145,7 @@
       var target = first && first.querySelector("a:not([tabindex='-1'])");
       if (target) target.focus();
       announce("More results loaded.");
-      release(list);
+      if (first) release(list, first);
     }).catch(function () {
       location.href = href;  // the plain next page
     });

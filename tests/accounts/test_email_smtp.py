@@ -1,5 +1,6 @@
 """Email through a real SMTP server: aiosmtpd, started by the test on a free local port, receives what
-Django's SMTP backend sends; the test follows the password-reset link in the received mail to the end."""
+Django's SMTP backend sends; the tests follow the password-reset and the email-change links in the received
+mails to the end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import socket
 import pytest
 from django.urls import reverse
 
-from tests.factories import UserFactory
+from tests.factories import TEST_PASSWORD, UserFactory
 from tests.test_production_settings import run
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +73,31 @@ def test_password_reset_mail_goes_through_smtp_and_its_link_works(browser, smtp_
     assert login.status_code == 302
     user.refresh_from_db()
     assert user.check_password("smtp-tested-passphrase")
+
+
+def test_email_change_mails_go_through_smtp_and_the_link_changes_the_address(
+    browser, smtp_server, django_capture_on_commit_callbacks
+):
+    user = UserFactory(username="fay", email="fay@example.com")
+    browser.force_login(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.submit(
+            reverse("accounts:email_change"), {"email": "fay@new.example", "password": TEST_PASSWORD}
+        )
+    assert response["Location"] == reverse("accounts:email_change_sent")
+    notice, confirm = smtp_server.messages
+    assert (notice["To"], confirm["To"]) == ("fay@example.com", "fay@new.example")
+    assert notice["Subject"] == "A change of your email address on Sigma Playground was requested"
+    assert "fay@new.example" in notice.get_content()
+    assert confirm["Subject"] == "Confirm your new email address for Sigma Playground"
+    link = re.search(r"http://testserver(/accounts/email/confirm/\S+)", confirm.get_content()).group(1)
+    user.refresh_from_db()
+    assert user.email == "fay@example.com"
+    done = browser.submit(link, {})
+    assert done["Location"] == reverse("accounts:profile_edit")
+    user.refresh_from_db()
+    assert user.email == "fay@new.example" and user.email_verified
+    assert browser.get(link).status_code == 400
 
 
 PROBE = """

@@ -142,3 +142,26 @@ def test_sign_ups_are_limited_per_client_address(settings):
 
     assert not User.objects.filter(username="newcomer3").exists()
     assert REGISTRY.get_sample_value("sigma_rate_limited_total", {"action": "signup"}) == before + 1
+
+
+def test_password_resets_are_limited_per_client_address_and_per_email(settings, mailoutbox):
+    settings.PASSWORD_RESETS_PER_HOUR = 2
+    UserFactory(username="victim", email="victim@example.com")
+    before = REGISTRY.get_sample_value("sigma_rate_limited_total", {"action": "password_reset"}) or 0.0
+
+    def reset(email: str, address: str):
+        return Client().post("/accounts/password/reset/", {"email": email}, REMOTE_ADDR=address)
+
+    done = "/accounts/password/reset/sent/"
+    assert reset("victim@example.com", "192.0.2.1")["Location"] == done
+    assert reset("nobody@example.com", "192.0.2.1")["Location"] == done
+    refused = reset("victim@example.com", "192.0.2.1")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert b"Too many password resets" in refused.content
+    assert len(mailoutbox) == 1
+    # From other addresses: one more mail to the victim, then nothing, behind the same page as ever.
+    assert reset("VICTIM@example.com", "192.0.2.2")["Location"] == done
+    assert reset("victim@example.com", "192.0.2.3")["Location"] == done
+    assert reset("victim@example.com", "192.0.2.4")["Location"] == done
+    assert [m.to for m in mailoutbox] == [["victim@example.com"], ["victim@example.com"]]
+    assert REGISTRY.get_sample_value("sigma_rate_limited_total", {"action": "password_reset"}) == before + 3
