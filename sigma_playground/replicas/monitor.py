@@ -246,7 +246,12 @@ class Monitor:
                 connection.close()
 
     def _remember(self, previous: ReplicaState, state: ReplicaState) -> None:
-        self._states[state.alias] = state
+        # Two measurements at once (the diagnosis and the thread): the horizon still never goes back.
+        with self._lock:
+            current = self._states.get(state.alias)
+            if current is not None and current.visible > state.visible:
+                state = replace(state, visible=current.visible)
+            self._states[state.alias] = state
         was, now = previous.healthy(), state.healthy()
         if was and not now:
             logger.warning("replica %s left the rotation: %s", state.alias, state.describe())

@@ -29,6 +29,8 @@ OPERATOR = {
     "CeleryQueueBacklogGrowing": ">",
     "WebVitalsLCPHigh": ">",
     "CDNPurgeFailing": ">",
+    "ReplicaLagHigh": ">",
+    "ReplicaUnavailable": "<",
 }
 # The duration ("for") of the design's five rules.
 FOR = {

@@ -39,6 +39,10 @@ EXPORTER_PREFIXES = ("node_", "pg_", "redis_")
 # /metrics); samples appear with the first event.
 INCREMENTED_ELSEWHERE = {
     "sigma_cache_requests_total": "the caching layer, on its first lookup",
+    # Read replicas (sigma_playground/replicas): series only with DATABASE_REPLICA_URLS (tests/replicas).
+    "sigma_db_replica_lag_seconds": "the replica monitor, with replicas configured",
+    "sigma_db_replica_up": "the replica monitor, with replicas configured",
+    "sigma_db_public_reads_total": "the replica middleware, with replicas configured",
 }
 
 _KEYWORDS = {
@@ -139,6 +143,7 @@ def test_the_dashboard_shows_what_the_issue_asks_for():
         "cpu",
         "memory",
         "disk",
+        "replica lag",
     ]:
         assert words in titles, words
 
