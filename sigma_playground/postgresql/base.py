@@ -25,7 +25,7 @@ from django.db.utils import DEFAULT_DB_ALIAS, DatabaseErrorWrapper
 from django.utils.functional import cached_property
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from sigma_playground.db_breaker import ALIAS_ATTRIBUTE, BREAKER, breaker, is_outage
+from sigma_playground.db_breaker import ALIAS_ATTRIBUTE, BREAKER, Breaker, breaker, is_outage
 
 _WAIT_SLICE = 0.1  # how often a waiting request looks for a failed connection attempt
 _RECENT_ERROR = 1.0  # a connection attempt that failed this recently means the server is unreachable
@@ -87,7 +87,7 @@ _hooked: set[str] = set()
 _hooked_lock = threading.Lock()
 
 
-def _breaker_of(alias: str):
+def _breaker_of(alias: str) -> Breaker:
     """The alias's breaker, with the hook that discards the alias's pool when it trips."""
     found = breaker(alias)
     if alias not in _hooked:
@@ -101,7 +101,7 @@ def _breaker_of(alias: str):
 
 class DatabaseWrapper(base.DatabaseWrapper):
     @cached_property
-    def wrap_database_errors(self):
+    def wrap_database_errors(self) -> DatabaseErrorWrapper:
         return _AliasErrorWrapper(self)
 
     @property
