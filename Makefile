@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-embedded venv lint format migrate worker worker-media beat tools clean bench-web bench-db stack loadtest monitoring
+.PHONY: run test test-pgbouncer test-embedded venv lint format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest loadtest-goals monitoring
 
 venv: $(STAMP)
 
@@ -24,6 +24,13 @@ run: venv
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The PostgreSQL + Redis suite through a real PgBouncer in transaction mode (DATABASE_POOLER=pgbouncer): a
+# PgBouncer from deploy/pgbouncer/pgbouncer.ini on a spare port in a temporary folder, in front of
+# PGBOUNCER_SERVER_URL (postgres://postgres@127.0.0.1:5432), stopped by its pid at the end. Needs REDIS_URL
+# and Debian's pgbouncer. See deploy/pgbouncer.py and docs/operations.md, "PgBouncer".
+test-pgbouncer: venv
+	$(BIN)/python deploy/pgbouncer.py test $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,27 +42,50 @@ format: venv
 migrate: venv
 	$(BIN)/python manage.py migrate --no-input
 
-# The worker consumes the default queue and `media` (thumbnails, embed previews: needs chromium, see README).
-# The worker serves its pool's metrics on CELERY_METRICS_PORT (9808) from a multiprocess directory it owns.
+# Celery: one queue per workload (settings.CELERY_TASK_ROUTES, README "Celery"). In development `make worker`
+# consumes every queue; in production run one worker per queue (worker-default, worker-counters, worker-media,
+# worker-reports), each with its own concurrency, metrics port and multiprocess directory. `make beat`: one only.
+WORKER_QUEUES := celery,counters,media,reports
+
 worker: venv
 	mkdir -p .run/prometheus-celery
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery CELERY_METRICS_PORT=$${CELERY_METRICS_PORT:-9808} \
-		$(BIN)/celery -A sigma_playground worker -Q celery,media --loglevel=INFO --concurrency=2
+		$(BIN)/celery -A sigma_playground worker -Q $(WORKER_QUEUES) --loglevel=INFO --concurrency=2
 
-# The "media" queue alone (thumbnail renders, embed previews): in production run it as its own worker and
-# the default one with -Q celery, so renders never delay the default queue's jobs.
+# The default queue: notifications, CDN purges, cache warming, link checks, the beat heartbeat, housekeeping.
+worker-default: venv
+	mkdir -p .run/prometheus-celery
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery CELERY_METRICS_PORT=$${CELERY_METRICS_PORT:-9808} \
+		$(BIN)/celery -A sigma_playground worker -Q celery -n default@%h --loglevel=INFO --concurrency=2
+
+# View flushes (every VIEW_FLUSH_SECONDS) and the nightly recount: two children, so the recount's minutes
+# never stop the flushes.
+worker-counters: venv
+	mkdir -p .run/prometheus-celery-counters
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery-counters CELERY_METRICS_PORT=$${CELERY_COUNTERS_METRICS_PORT:-9810} \
+		$(BIN)/celery -A sigma_playground worker -Q counters -n counters@%h --loglevel=INFO --concurrency=2
+
+# Thumbnail renders and embed previews (needs chromium, see README): one child, a browser holds a few hundred MB.
 worker-media: venv
 	mkdir -p .run/prometheus-celery-media
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery-media CELERY_METRICS_PORT=$${CELERY_MEDIA_METRICS_PORT:-9809} \
 		$(BIN)/celery -A sigma_playground worker -Q media -n media@%h --loglevel=INFO --concurrency=1
+
+# Capacity samples and reports, trending, the search word list: scans of big tables, one at a time.
+worker-reports: venv
+	mkdir -p .run/prometheus-celery-reports
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.run/prometheus-celery-reports CELERY_METRICS_PORT=$${CELERY_REPORTS_METRICS_PORT:-9811} \
+		$(BIN)/celery -A sigma_playground worker -Q reports -n reports@%h --loglevel=INFO --concurrency=1
 
 beat: venv
 	$(BIN)/celery -A sigma_playground beat --loglevel=INFO
 
 # The site as deployed (docs/edge.md): Varnish (CDN, :8080) -> nginx (:8081) -> gunicorn (:8082), a Celery
 # worker and beat, on DATABASE_URL and REDIS_URL; configs and logs in .run/stack/; Ctrl-C stops everything.
+# WEB_INSTANCES=N: N gunicorn masters (:8082, :8083, ...) behind nginx's upstream.
+WEB_INSTANCES ?= 1
 stack: venv
-	$(BIN)/python deploy/stack.py
+	WEB_INSTANCES=$(WEB_INSTANCES) $(BIN)/python deploy/stack.py
 
 # Debian's chromium and promtool, for the browser and alert-rule tests (root; .ci/run does the same).
 tools:
@@ -123,6 +153,7 @@ LOADTEST_BASE_URL ?= http://127.0.0.1:8080
 LOADTEST_SCENARIOS ?= design,anonymous,logged_in
 LOADTEST_TIME_SCALE ?= 0.2
 LOADTEST_USERS ?= 1000
+LOADTEST_GOALS_USERS ?= 200
 
 loadtest: venv
 	$(BIN)/python manage.py loadtest_users --count $(LOADTEST_USERS)
@@ -130,3 +161,14 @@ loadtest: venv
 		--time-scale $(LOADTEST_TIME_SCALE) --users $(LOADTEST_USERS) --report-dir .run/loadtest \
 		--append-docs docs/performance.md $(LOADTEST_ARGS) || status=$$?; \
 	$(BIN)/python manage.py loadtest_cleanup; exit $$status
+
+# Issue 15's goals on this machine (not a test, ~15 minutes on a quiet machine): starts `make stack` on free
+# ports (DATABASE_URL and REDIS_URL: the stack's, the next Redis db its broker), measures every goal of the
+# issue's section 6 and section 3's acceptance (loadtest/goals_run.py; numbers in settings.LOAD_TEST["goals"]),
+# prints each with its figure and PASS/FAIL, writes a goals page and a report per run to .run/loadtest,
+# appends the figures to docs/performance.md, stops the stack and removes what the run created; exits 1 when
+# a goal fails. bench-web's uncached scenario runs last on the same database and empties the same Redis dbs.
+# Use a seeded database (seed_demo --workbooks 100000 --users 10000) on a quiet machine.
+loadtest-goals: venv
+	$(BIN)/python -m loadtest --goals --with-stack --users $(LOADTEST_GOALS_USERS) --report-dir .run/loadtest \
+		--append-docs docs/performance.md $(LOADTEST_ARGS)

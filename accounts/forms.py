@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import BaseUserCreationForm
@@ -49,19 +51,30 @@ class ProfileForm(forms.ModelForm):
 
     def clean_avatar(self):
         upload = self.cleaned_data.get("avatar")
-        # False: "clear" was ticked; None or the current FieldFile: unchanged.
-        if not upload or not hasattr(upload, "content_type"):
-            return upload
-        if self.instance.pk is not None:
+        if is_new_upload(upload) and self.instance.pk is not None:
             ratelimit.image_upload(self.instance.pk)
-        try:
-            self.processed_avatar = process_upload(
-                upload,
-                max_bytes=settings.IMAGE_UPLOAD_MAX_BYTES,
-                max_pixels=settings.IMAGE_UPLOAD_MAX_PIXELS,
-                box=(settings.AVATAR_SIZE, settings.AVATAR_SIZE),
-                crop_square=True,
-            )
-        except ImageRejected as exc:
-            raise forms.ValidationError(str(exc), code="invalid_image") from None
+        self.processed_avatar = process_avatar(upload)
         return upload
+
+
+def is_new_upload(value: object) -> bool:
+    """A file field's cleaned value is a new upload (False: "clear" was ticked; None or the current FieldFile:
+    unchanged)."""
+    return bool(value) and hasattr(value, "content_type")
+
+
+def process_avatar(upload: Any) -> ProcessedImage | None:
+    """A new upload re-encoded as a square avatar (what is stored and served, never the uploaded bytes);
+    None when ``upload`` is not a new upload. Raises ValidationError with a message for the person."""
+    if not is_new_upload(upload):
+        return None
+    try:
+        return process_upload(
+            upload,
+            max_bytes=settings.IMAGE_UPLOAD_MAX_BYTES,
+            max_pixels=settings.IMAGE_UPLOAD_MAX_PIXELS,
+            box=(settings.AVATAR_SIZE, settings.AVATAR_SIZE),
+            crop_square=True,
+        )
+    except ImageRejected as exc:
+        raise forms.ValidationError(str(exc), code="invalid_image") from None

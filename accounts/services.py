@@ -26,10 +26,65 @@ def user_create(*, username: str, email: str, password: str | None, **extra: obj
         user.set_unusable_password()
     else:
         user.set_password(password)
+    return user_add(user=user)
+
+
+@transaction.atomic
+def user_add(*, user: User) -> User:
+    """Save a new account whose password is already set on it (admin's creation form sets it)."""
     user.full_clean(exclude=["password"])
     user.save()
     invalidate.people_changed()
     return user
+
+
+# What a person shows wherever they appear (cards, author boxes, follow lists, the directory); the bio shows
+# only on their profile and their workbooks' detail pages; the rest (email, staff flags) nowhere.
+SHOWN_EVERYWHERE = frozenset({"username", "full_name", "avatar", "is_active"})
+_AVATAR_FIELDS = ("avatar", "avatar_width", "avatar_height")
+
+
+def _save_person(
+    *, user: User, values: dict[str, object], avatar: ProcessedImage | None, clear_avatar: bool
+) -> set[str]:
+    """Write ``values`` (and a new or no picture) for ``user`` and invalidate what the changes show on.
+
+    Compared with the stored row, never with ``user``: a ModelForm has already put its values (and the raw
+    upload) on the instance it was given. Only changed fields are written (``follower_count`` moves under
+    concurrent follows and must not be written back), a save that changes nothing invalidates nothing, and a
+    replaced or cleared picture's file is deleted once the change is committed. ``user`` ends up with what
+    was stored. Returns the changed fields.
+    """
+    stored = User.objects.select_for_update().get(pk=user.pk)
+    old_username, old_avatar = stored.username, stored.avatar.name or ""
+    changed = {field for field, value in values.items() if getattr(stored, field) != value}
+    for field in changed:
+        setattr(stored, field, values[field])
+    if changed:
+        stored.clean_fields(exclude=[f.name for f in User._meta.fields if f.name not in changed])
+    if avatar is not None:
+        # A fresh name per upload, so browsers and CDNs never serve a stale picture from their cache.
+        stored.avatar.save(f"{uuid.uuid4().hex}.{avatar.extension}", ContentFile(avatar.content), save=False)
+        changed.update(_AVATAR_FIELDS)
+    elif clear_avatar and old_avatar:
+        stored.avatar = None
+        changed.update(_AVATAR_FIELDS)
+    if changed:
+        stored.save(update_fields=sorted(changed))
+    if old_avatar and "avatar" in changed:
+        storage = stored.avatar.storage
+        transaction.on_commit(lambda: storage.delete(old_avatar))
+    if changed & SHOWN_EVERYWHERE:
+        invalidate.person_changed(usernames={old_username, stored.username})
+    elif "bio" in changed:
+        invalidate.bio_changed(
+            username=stored.username, workbook_ids=list(stored.workbooks.values_list("pk", flat=True))
+        )
+    for field in {*values, "avatar_width", "avatar_height"}:
+        setattr(user, field, getattr(stored, field))
+    # Not through the ImageField's descriptor, which would open the file to measure it again.
+    user.__dict__["avatar"] = stored.avatar.name
+    return changed
 
 
 @transaction.atomic
@@ -41,22 +96,60 @@ def user_update_profile(
     avatar: ProcessedImage | None = None,
     clear_avatar: bool = False,
 ) -> User:
-    user.full_name = full_name
-    user.bio = bio
-    old_name = user.avatar.name if user.avatar else None
-    if avatar is not None:
-        # A fresh name per upload, so browsers and CDNs never serve a stale picture from their cache.
-        name = f"{uuid.uuid4().hex}.{avatar.extension}"
-        user.avatar.save(name, ContentFile(avatar.content), save=False)
-    elif clear_avatar:
-        user.avatar = None
-    user.save()
-    invalidate.profile_changed(username=user.username)
-    invalidate.people_changed()
-    if old_name and (avatar is not None or clear_avatar):
-        storage = User._meta.get_field("avatar").storage
-        transaction.on_commit(lambda: storage.delete(old_name))
+    """The owner's edit of their profile (see _save_person for what it invalidates)."""
+    _save_person(
+        user=user, values={"full_name": full_name, "bio": bio}, avatar=avatar, clear_avatar=clear_avatar
+    )
     return user
+
+
+@transaction.atomic
+def user_staff_update(
+    *,
+    user: User,
+    username: str,
+    email: str,
+    full_name: str,
+    bio: str,
+    is_active: bool,
+    is_staff: bool,
+    is_superuser: bool,
+    avatar: ProcessedImage | None = None,
+    clear_avatar: bool = False,
+) -> User:
+    """Staff's edit of an account in admin. Deactivating someone takes their profile and their workbooks out
+    of every page (``listed()`` leaves out inactive authors); renaming them moves their profile's address.
+    Groups and permissions are saved by the admin beside this: they show on no page."""
+    values = {
+        "username": username,
+        "email": User.objects.normalize_email(email),
+        "full_name": full_name,
+        "bio": bio,
+        "is_active": is_active,
+        "is_staff": is_staff,
+        "is_superuser": is_superuser,
+    }
+    _save_person(user=user, values=values, avatar=avatar, clear_avatar=clear_avatar)
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user: User) -> None:
+    """Delete an account with everything that cascades from it (workbooks, favorites, follows).
+
+    The people they followed lose a follower here. ``favorite_count`` of workbooks they favorited is put
+    right by the nightly recount (workbooks.maintenance.recount_counters; accounts do not write workbooks).
+    """
+    stored = User.objects.select_for_update().get(pk=user.pk)
+    followed = list(Follow.objects.filter(follower=stored).values_list("followed_id", flat=True))
+    if followed:
+        User.objects.filter(pk__in=followed).update(follower_count=Greatest(F("follower_count") - 1, 0))
+    avatar = stored.avatar.name or ""
+    invalidate.person_changed(usernames=[stored.username])
+    stored.delete()
+    if avatar:
+        storage = User._meta.get_field("avatar").storage
+        transaction.on_commit(lambda: storage.delete(avatar))
 
 
 def signup(*, username: str, email: str, password: str, base_url: str) -> User | None:

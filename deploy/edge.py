@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def render_nginx(
     *,
     run_dir: Path,
     listen_port: int,
-    upstream: str,
+    upstream: str | Sequence[str],
     static_root: Path,
     media_root: Path,
     cdn_addresses: Iterable[str] = ("127.0.0.1",),
@@ -72,8 +72,18 @@ def render_nginx(
     workers: int | str = "auto",
     access_log: bool = True,
     forwarded_proto: str = "$scheme",
+    origin_max_in_flight: int = 12,
+    retry_after: int = 2,
 ) -> str:
-    """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream`` (host:port)."""
+    """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream``: one host:port, or several
+    (web instances: nginx spreads requests over them, round robin on its keep-alive connections).
+
+    ``origin_max_in_flight``: requests each instance answers at once before nginx answers 503. 12 is
+    deploy/gunicorn.conf.py's 5 workers x 2 threads here and a queue of 2: by Little's law the time in the
+    origin is in-flight / throughput, and at the design flow's ~45 requests/s on these 2 cores 24 in flight
+    meant 0.55 s on average (p95 1.15 s measured, docs/performance.md "The goals run"), over the SLA.
+    ``retry_after``: that 503's Retry-After (the site's OVERLOAD_RETRY_AFTER_SECONDS)."""
+    servers = [upstream] if isinstance(upstream, str) else list(upstream)
     return fill(
         NGINX_TEMPLATE.read_text(),
         {
@@ -87,13 +97,17 @@ def render_nginx(
             "ACCESS_LOG": f"{run_dir}/nginx-access.log edge" if access_log else "off",
             "CLIENT_MAX_BODY_SIZE": str(client_max_body_size),
             "REAL_IP_FROM": "\n".join(f"    set_real_ip_from {a};" for a in cdn_addresses),
-            "UPSTREAM": upstream,
+            "UPSTREAM_SERVERS": "\n".join(
+                f"        server {server} max_fails=0 max_conns={origin_max_in_flight};" for server in servers
+            ),
+            "PROBE_SERVERS": "\n".join(f"        server {server} max_fails=0;" for server in servers),
             "STATIC_MAX_AGE": str(static_max_age),
             "LISTEN": f"127.0.0.1:{listen_port}",
             "FORWARDED_PROTO": forwarded_proto,
             "STATIC_ROOT": str(static_root).rstrip("/"),
             "MEDIA_ROOT": str(media_root).rstrip("/"),
             "MEDIA_MAX_AGE": str(media_max_age),
+            "RETRY_AFTER": str(retry_after),
         },
     )
 

@@ -57,7 +57,7 @@ def missing_binaries() -> list[str]:
 class Targets:
     """host:port of everything Prometheus scrapes, keyed by the job names of prometheus.yml."""
 
-    web: str  # gunicorn or runserver, /metrics
+    web: str  # gunicorn or runserver, /metrics; several web instances: host:port,host:port
     celery: str  # the worker's CELERY_METRICS_PORT
     node: str
     postgres: str
@@ -84,7 +84,9 @@ def prometheus_config(targets: Targets, *, scrape_interval: str, evaluation_inte
     if jobs != set(by_job):
         raise ValueError(f"prometheus.yml jobs {sorted(jobs)} are not the stack's {sorted(by_job)}")
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [by_job[job["job_name"]]]}]
+        # One target per instance: each series carries its instance label, and the rules and the dashboard
+        # aggregate over it (sum by the labels they show), so N instances read as one site.
+        job["static_configs"] = [{"targets": by_job[job["job_name"]].split(",")}]
         job["scrape_timeout"] = scrape_interval if _seconds(scrape_interval) < 10 else "10s"
     return config
 
@@ -251,7 +253,9 @@ def running(stack: Stack, **start: str) -> Iterator[Stack]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--web", default="127.0.0.1:8000", help="the site's host:port (/metrics)")
+    parser.add_argument(
+        "--web", default="127.0.0.1:8000", help="the site's host:port (/metrics); comma-separated for several"
+    )
     parser.add_argument("--celery", default="127.0.0.1:9808", help="the worker's CELERY_METRICS_PORT")
     parser.add_argument("--dir", default=".run/monitoring", help="config, data and logs")
     parser.add_argument("--prometheus-port", type=int, default=9090)

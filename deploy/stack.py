@@ -1,7 +1,7 @@
 """``make stack``: the whole site as deployed, on this machine, from one command.
 
-Varnish (the CDN) -> nginx (the origin proxy) -> gunicorn, plus a Celery worker and beat, on PostgreSQL and
-Redis (DATABASE_URL and REDIS_URL must be set). Configurations are generated from deploy/nginx/nginx.conf
+Varnish (the CDN) -> nginx (the origin proxy) -> gunicorn, plus a Celery worker (every queue) and beat, on
+PostgreSQL and Redis (DATABASE_URL and REDIS_URL must be set). Configurations are generated from deploy/nginx/nginx.conf
 and deploy/varnish/default.vcl into the run folder (.run/stack/, emptied at start) with the ports below;
 logs, pid files and temp files live there too. It migrates, loads the demo data (idempotent), collects
 static files, starts everything, prints the URLs and waits; Ctrl-C (or SIGTERM, or any process dying)
@@ -9,6 +9,10 @@ stops them all by pid.
 
 Ports (environment): STACK_CDN_PORT (8080, the site), STACK_NGINX_PORT (8081), STACK_GUNICORN_PORT (8082),
 CELERY_METRICS_PORT (9808).
+
+``WEB_INSTANCES=N`` (default 1) runs N gunicorn masters, as N web machines would, on STACK_GUNICORN_PORT and
+the N - 1 ports after it, each with its own metrics folder, all behind nginx's upstream. They share nothing
+but PostgreSQL and Redis: sessions, CSRF tokens, page generations and purges work across them (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -28,20 +32,31 @@ from deploy import edge
 ROOT = edge.ROOT
 RUN = ROOT / ".run" / "stack"
 PY = sys.executable
+# One worker for every queue of settings.WORKER_QUEUES (tests/test_worker_queues.py keeps the two equal);
+# production runs one per queue (README "Celery").
+WORKER_QUEUES = "celery,counters,media,reports"
 
 
 def say(message: str) -> None:
     print(f"[stack] {message}", flush=True)
 
 
-def port(name: str, default: int) -> int:
-    value = int(os.environ.get(name) or default)
+def port(name: str, default: int, *, hint: str = "") -> int:
+    value = int((os.environ.get(name) if name else None) or default)
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", value))
         except OSError:
-            sys.exit(f"[stack] port {value} is in use: set {name} to a free port")
+            sys.exit(f"[stack] port {value} is in use: {hint or f'set {name} to a free port'}")
     return value
+
+
+def web_name(index: int, instances: int) -> str:
+    return "gunicorn" if instances == 1 else f"gunicorn-{index + 1}"
+
+
+def web_metrics_dir(index: int) -> Path:
+    return RUN / ("prometheus-web" if index == 0 else f"prometheus-web-{index + 1}")
 
 
 def main() -> int:
@@ -53,11 +68,16 @@ def main() -> int:
     if missing:
         sys.exit(f"[stack] missing Debian packages: apt-get install -y {' '.join(missing)}")
     cdn_port, nginx_port = port("STACK_CDN_PORT", 8080), port("STACK_NGINX_PORT", 8081)
+    instances = int(os.environ.get("WEB_INSTANCES") or 1)
+    if instances < 1:
+        sys.exit("[stack] WEB_INSTANCES must be 1 or more")
     gunicorn_port = port("STACK_GUNICORN_PORT", 8082)
+    hint = f"WEB_INSTANCES={instances} needs the {instances} ports from STACK_GUNICORN_PORT free"
+    web_ports = [gunicorn_port, *(port("", gunicorn_port + i, hint=hint) for i in range(1, instances))]
     metrics_port = port("CELERY_METRICS_PORT", 9808)
     if RUN.exists():
         subprocess.run(["rm", "-rf", str(RUN)], check=True)  # noqa: S603, S607
-    for sub in ("prometheus-web", "prometheus-celery", "static"):
+    for sub in ("prometheus-celery", "static", *(web_metrics_dir(i).name for i in range(instances))):
         (RUN / sub).mkdir(parents=True)
     env = {
         **os.environ,
@@ -104,14 +124,15 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        spawn(
-            "gunicorn",
-            [PY, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "sigma_playground.wsgi"],
-            {
-                "GUNICORN_BIND": f"127.0.0.1:{gunicorn_port}",
-                "PROMETHEUS_MULTIPROC_DIR": str(RUN / "prometheus-web"),
-            },
-        )
+        for index, web_port in enumerate(web_ports):
+            spawn(
+                web_name(index, instances),
+                [PY, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "sigma_playground.wsgi"],
+                {
+                    "GUNICORN_BIND": f"127.0.0.1:{web_port}",
+                    "PROMETHEUS_MULTIPROC_DIR": str(web_metrics_dir(index)),
+                },
+            )
         spawn(
             "worker",
             [
@@ -122,7 +143,7 @@ def main() -> int:
                 "sigma_playground",
                 "worker",
                 "-Q",
-                "celery,media",
+                WORKER_QUEUES,
                 "--loglevel=INFO",
                 "--concurrency=2",
             ],
@@ -146,12 +167,13 @@ def main() -> int:
             ],
             {},
         )
-        edge.wait_for_port(gunicorn_port, processes[0][1], "gunicorn", seconds=60)
+        for (name, process), web_port in zip(processes, web_ports, strict=False):
+            edge.wait_for_port(web_port, process, name, seconds=60)
         servers.append(
             edge.start_nginx(
                 RUN / "nginx",
                 port=nginx_port,
-                upstream=f"127.0.0.1:{gunicorn_port}",
+                upstream=[f"127.0.0.1:{web_port}" for web_port in web_ports],
                 static_root=RUN / "static",
                 media_root=Path(os.environ.get("MEDIA_ROOT") or ROOT / "media"),
             )
@@ -160,7 +182,8 @@ def main() -> int:
         say("running (Ctrl-C stops everything):")
         say(f"  site, through the CDN:  http://127.0.0.1:{cdn_port}/   (Varnish: X-Cache, Age)")
         say(f"  nginx (origin proxy):   http://127.0.0.1:{nginx_port}/")
-        say(f"  gunicorn:               http://127.0.0.1:{gunicorn_port}/   (/metrics)")
+        for index, web_port in enumerate(web_ports):
+            say(f"  {web_name(index, instances) + ':':<24}http://127.0.0.1:{web_port}/   (/metrics)")
         say(f"  Celery worker metrics:  http://127.0.0.1:{metrics_port}/metrics")
         say(f"  configs and logs:       {RUN}")
         say(f"  try: .venv/bin/python manage.py cdn status http://127.0.0.1:{cdn_port}/")

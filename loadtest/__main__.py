@@ -8,6 +8,8 @@ HTML report with charts per scenario; appends the figures to docs/performance.md
 1 when any scenario's verdict fails. ``--phases "name:seconds:rate,..."`` replaces the design's phases
 (``--rate-scale`` multiplies their rates). The users must exist (``manage.py loadtest_users``); what the run
 creates is removed by ``manage.py loadtest_cleanup`` (``make loadtest`` runs both).
+
+``--goals`` measures and judges every goal of issue 15 instead (loadtest/goals_run.py, ``make loadtest-goals``).
 """
 
 # ruff: isort: skip_file
@@ -65,7 +67,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--report-dir", type=Path, default=Path(".run/loadtest"))
     parser.add_argument("--append-docs", type=Path)
+    goals = parser.add_argument_group("goals run (issue 15, section 6; loadtest/goals_run.py)")
+    goals.add_argument("--goals", action="store_true", help="measure and judge every goal instead of phases")
+    goals.add_argument("--with-stack", action="store_true", help="start make stack (deploy/stack.py) first")
+    goals.add_argument("--nginx-url", default=os.environ.get("LOADTEST_NGINX_URL", "http://127.0.0.1:8081"))
+    goals.add_argument(
+        "--gunicorn-url", default=os.environ.get("LOADTEST_GUNICORN_URL", "http://127.0.0.1:8082")
+    )
+    goals.add_argument(
+        "--database", help="bench-web's PostgreSQL database for uncached pages (default: DATABASE_URL's)"
+    )
+    goals.add_argument(
+        "--redis-db", type=int, help="bench-web's Redis db and the next (default: REDIS_URL's)"
+    )
+    goals.add_argument(
+        "--only", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        help="comma-separated steps: ceilings, waves, cdn, design, logged_in, overload, uncached (default all)",
+    )  # fmt: skip
+    goals.add_argument(
+        "--sustainable-rate", type=float,
+        help="design arrivals/s the overload run doubles when the design step does not run (default: the goal's)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    command = "python -m loadtest " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.goals:
+        from loadtest import goals_run
+
+        unknown_steps = set(args.only or ()) - set(goals_run.STEPS)
+        if unknown_steps:
+            parser.error(
+                f"unknown --only steps {sorted(unknown_steps)}; choose from {', '.join(goals_run.STEPS)}"
+            )
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        return goals_run.main(args, command)
 
     if args.phases:
         phases = parse_phases(args.phases)
@@ -79,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         parser.error(f"unknown scenario {unknown}; choose from {', '.join(SCENARIOS)}")
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    command = "python -m loadtest " + shlex.join(argv if argv is not None else sys.argv[1:])
     failed = []
     for name in names:
         total = sum(p.duration_s for p in phases)

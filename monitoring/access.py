@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import re
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
 
 from sigma_playground import client_ip
 
@@ -59,9 +63,28 @@ def metrics_allowed(request: HttpRequest) -> bool:
     return bearer_token_matches(request, settings.METRICS_BEARER_TOKEN) or from_allowed_network(request)
 
 
+def is_staff(user: Any) -> bool:
+    """An active staff account (what the operations pages and staff profiling need)."""
+    return user is not None and user.is_active and user.is_staff
+
+
+def staff_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A page for active staff: an anonymous visitor is sent to log in, anyone else gets a 404 (whether the
+    page exists is nobody else's business)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_staff(request.user):
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 def health_allowed(request: HttpRequest) -> bool:
-    user = getattr(request, "user", None)
-    if user is not None and user.is_active and user.is_staff:
+    if is_staff(getattr(request, "user", None)):
         return True
     return bearer_token_matches(request, settings.HEALTH_BEARER_TOKEN)
 

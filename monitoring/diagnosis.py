@@ -391,6 +391,8 @@ def assess_db_connections(data: DbConnections, t: Threshold) -> Finding:
         )
         if (data.pool_waiting or 0) > 0 and severity == "ok":
             severity = "warning"
+    elif settings.DATABASE_POOLER == "pgbouncer":
+        parts.append("no pool in this process: PgBouncer pools (DATABASE_POOLER=pgbouncer; SHOW POOLS there)")
     else:
         parts.append("this process has not opened its pool yet")
     recs = [

@@ -83,11 +83,44 @@ def web_exposition() -> bytes:
     return b"".join(generate_latest(registry) for registry in web_registries())
 
 
-def worker_registry() -> CollectorRegistry:
-    """The registry a Celery worker's metrics port serves: its pool processes' samples, merged."""
-    path = multiprocess_dir()
-    if not path:
-        return REGISTRY
+class WorkerQueuesCollector(Collector):
+    """``sigma_celery_worker_queue{queue}``: 1 for each queue this worker consumes (its ``-Q``).
+
+    Summed over the workers Prometheus scrapes, it is the number of workers per queue; a queue with messages
+    and no worker is what the CeleryQueueUnconsumed alert looks for (a worker started without a queue, or a
+    queue added to CELERY_TASK_ROUTES that no worker command names yet).
+    """
+
+    def __init__(self, queues: Iterable[str]) -> None:
+        self.queues = sorted(set(queues))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "sigma_celery_worker_queue", "1 for each Celery queue this worker consumes.", labels=["queue"]
+        )
+        for queue in self.queues:
+            family.add_metric([queue], 1)
+        yield family
+
+
+class _RegistryCollector(Collector):
+    """Another registry's samples, served beside this registry's own collectors."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self.registry.collect()
+
+
+def worker_registry(queues: Iterable[str] = ()) -> CollectorRegistry:
+    """The registry a Celery worker's metrics port serves: its pool processes' samples (merged in multiprocess
+    mode), and the queues it consumes."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    path = multiprocess_dir()
+    if path:
+        multiprocess.MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(_RegistryCollector(REGISTRY))
+    registry.register(WorkerQueuesCollector(queues))
     return registry

@@ -20,7 +20,7 @@ from monitoring import instruments
 from monitoring.routes import UNNAMED, page_route_names, server_route_names
 from monitoring.window import REQUESTS
 from sigma_playground import celery, queue_time
-from sigma_playground.request_id import UNTRACKED_ENVIRON
+from sigma_playground.request_id import STALE_FALLBACK_ATTR, UNTRACKED_ENVIRON
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class PrometheusAfterMiddleware(dp.PrometheusAfterMiddleware):
     def process_response(self, request, response):
         if untracked(request):
             return response
+        if response.status_code >= 500 and getattr(request, STALE_FALLBACK_ATTR, False):
+            return response  # the page cache answers with its stored copy instead, and records that
         response = super().process_response(request, response)
         started = getattr(request, "prometheus_after_middleware_event", None)
         if started is not None:

@@ -167,6 +167,8 @@ def alert_thresholds(sla: SLA | None = None) -> dict[str, float]:
         "CacheHitRatioCollapsed": ops["cache_hit_ratio_min"],
         "CeleryBeatHeartbeatMissing": ops["beat_heartbeat_max_age_s"],
         "CeleryQueueBacklogGrowing": ops["queue_backlog"],
+        # Any message waiting on a queue that no worker consumes (README "Celery": a worker per queue).
+        "CeleryQueueUnconsumed": 0,
         "WebVitalsLCPHigh": sla.lcp_p75_ms / 1000,  # seconds
         # Any failed CDN purge in 10 minutes, with no successful one, for 5 more: purges are retried until
         # they land, so this is an outage of the CDN's API, not a blip (sigma_playground/cdn).

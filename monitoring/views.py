@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -78,12 +77,8 @@ def _rum_beacon(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
+@access.staff_page
 def health(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    if not user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    if not (user.is_active and user.is_staff):
-        raise Http404
     report = diagnose()
     return render(request, "monitoring/health.html", {"report": report}, status=200)
 

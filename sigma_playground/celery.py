@@ -119,8 +119,16 @@ def _mark_worker(**kwargs) -> None:
     IN_WORKER = True
 
 
+def consumed_queues(worker) -> list[str]:
+    """The queues a worker consumes (its -Q; without one, the default queue)."""
+    queues = getattr(getattr(getattr(worker, "app", None), "amqp", None), "queues", None)
+    if queues is None:
+        return []
+    return sorted(str(name) for name in queues.consume_from)
+
+
 @signals.worker_init.connect
-def _start_metrics_server(**kwargs) -> None:
+def _start_metrics_server(sender=None, **kwargs) -> None:
     """In the worker's main process, before its pool forks: clean the multiprocess directory and serve."""
     from django.conf import settings
 
@@ -135,8 +143,17 @@ def _start_metrics_server(**kwargs) -> None:
     from prometheus_client import start_http_server
 
     global metrics_server
-    metrics_server = start_http_server(port, addr=settings.CELERY_METRICS_ADDR, registry=worker_registry())
-    logger.info("worker metrics on %s:%s (multiprocess dir: %s)", settings.CELERY_METRICS_ADDR, port, path)
+    queues = consumed_queues(sender)
+    metrics_server = start_http_server(
+        port, addr=settings.CELERY_METRICS_ADDR, registry=worker_registry(queues=queues)
+    )
+    logger.info(
+        "worker metrics on %s:%s (multiprocess dir: %s; queues: %s)",
+        settings.CELERY_METRICS_ADDR,
+        port,
+        path,
+        ",".join(queues) or "-",
+    )
 
 
 @signals.worker_process_shutdown.connect

@@ -85,6 +85,10 @@ ENVIRON_KEY = "sigma.request_id"
 # no access-log line (warm_cache prints a summary instead) and record no request metrics
 # (monitoring.middleware).
 UNTRACKED_ENVIRON = "sigma.untracked"
+# Request attribute: a stored copy of this page is in hand, and the page cache serves it (and records that
+# response) if the rebuild fails. The request metrics then skip the failed rebuild's 5xx: one request, one
+# response counted, the one its client got.
+STALE_FALLBACK_ATTR = "sigma_stale_fallback"
 
 
 def request_id_for(environ: dict) -> str:

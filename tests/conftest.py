@@ -7,6 +7,7 @@ Tests that need PostgreSQL or Redis carry the ``postgres`` / ``redis`` markers. 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -126,6 +127,28 @@ def _test_settings(settings, tmp_path):
     # Whatever a gunicorn on this host left in the default web metrics directory is not this test's traffic.
     settings.PROMETHEUS_WEB_MULTIPROC_DIR = str(tmp_path / "no-web-metrics")
     yield
+
+
+# Tests that depend on the clock (days, hours, counting windows, freshness, due times) run from this moment,
+# set with time-machine, never from the real clock: midday UTC, 5 s past the hour (and past the start of any
+# window of up to an hour), so no boundary that a test could cross while it runs falls within its first hour.
+CLOCK_START = dt.datetime(2026, 3, 10, 12, 0, 5, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def clock(time_machine):
+    """The clock at CLOCK_START and ticking on from there; ``clock.shift(seconds)`` moves it. List it before
+    the fixtures that make rows, so their timestamps come from it too."""
+    time_machine.move_to(CLOCK_START, tick=True)
+    return time_machine
+
+
+@pytest.fixture
+def frozen_clock(time_machine):
+    """The clock stopped at CLOCK_START: only ``frozen_clock.shift(seconds)`` moves it. For freshness and
+    due times that a slow, loaded machine must not age while the test runs."""
+    time_machine.move_to(CLOCK_START, tick=False)
+    return time_machine
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -17,6 +17,7 @@ from django.conf import settings as s
 db = s.DATABASES["default"]
 print(json.dumps({
     "engine": db["ENGINE"], "conn_max_age": db.get("CONN_MAX_AGE"), "health": db.get("CONN_HEALTH_CHECKS"),
+    "server_side_cursors": not db.get("DISABLE_SERVER_SIDE_CURSORS", False), "pooler": s.DATABASE_POOLER,
     "options": db.get("OPTIONS", {}), "cache": s.CACHES["default"]["BACKEND"],
     "cache_location": s.CACHES["default"].get("LOCATION"), "broker": s.CELERY_BROKER_URL,
     "eager": s.CELERY_TASK_ALWAYS_EAGER, "session": s.SESSION_ENGINE, "debug": s.DEBUG,
@@ -28,6 +29,7 @@ print(json.dumps({
 def probe(env: dict[str, str]) -> dict:
     base = {
         "DATABASE_URL": "",
+        "DATABASE_POOLER": "",
         "REDIS_URL": "",
         "REDIS_DURABLE_URL": "",
         "DJANGO_SETTINGS_MODULE": "sigma_playground.settings",
@@ -95,6 +97,7 @@ def test_database_and_redis_urls_select_postgres_pool_and_redis():
 def test_bad_environment_values_fail_with_a_clear_message(env, message):
     base = {
         "DATABASE_URL": "",
+        "DATABASE_POOLER": "",
         "REDIS_URL": "",
         "REDIS_DURABLE_URL": "",
         "DJANGO_SETTINGS_MODULE": "sigma_playground.settings",
@@ -104,16 +107,83 @@ def test_bad_environment_values_fail_with_a_clear_message(env, message):
     assert message in result.stderr
 
 
+def test_pgbouncer_switches_together_everything_transaction_pooling_needs():
+    direct = probe({"DATABASE_URL": "postgres://app@db.internal:5432/gallery"})
+    assert direct["pooler"] == "none" and direct["server_side_cursors"] is True
+    data = probe(
+        {"DATABASE_URL": "postgres://app@pgbouncer.internal:6432/gallery", "DATABASE_POOLER": "pgbouncer"}
+    )
+    assert data["pooler"] == "pgbouncer"
+    assert data["engine"] == "sigma_playground.postgresql"  # the circuit breaker stays
+    assert "pool" not in data["options"]  # PgBouncer is the pool
+    assert data["conn_max_age"] == 0
+    assert "prepare_threshold" in data["options"] and data["options"]["prepare_threshold"] is None
+    assert data["server_side_cursors"] is False
+    assert "options" not in data["options"]  # PgBouncer refuses the startup parameter
+    assert data["options"]["application_name"] == "sigma_playground"
+    assert data["options"]["connect_timeout"] == 2
+
+
+PGBOUNCER_PROD = {
+    "DATABASE_URL": "postgres://app@pgbouncer.internal:6432/gallery",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "DATABASE_POOLER": "pgbouncer",
+    "DJANGO_SETTINGS_MODULE": "sigma_playground.settings",
+    "DB_POOL_MIN_SIZE": "",
+    "DB_POOL_MAX_SIZE": "",
+    "DB_POOL_TIMEOUT": "",
+    "DB_STATEMENT_TIMEOUT_MS": "",
+    "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "",
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_POOLER": "pgpool"}, "DATABASE_POOLER must be 'none' or 'pgbouncer'"),
+        ({"DATABASE_URL": ""}, "DATABASE_POOLER=pgbouncer needs DATABASE_URL"),
+        ({"DB_POOL_MAX_SIZE": "10"}, "unset DB_POOL_MAX_SIZE and size the pool in pgbouncer.ini"),
+        (
+            {"DB_STATEMENT_TIMEOUT_MS": "5000"},
+            "so DB_STATEMENT_TIMEOUT_MS would do nothing: unset them and set the values on the role",
+        ),
+    ],
+)
+def test_production_refuses_what_would_do_nothing_behind_pgbouncer(env, message):
+    from tests.test_production_settings import PROD_ENV
+
+    result = run(["-c", "import django; django.setup()"], {**PROD_ENV, **PGBOUNCER_PROD, **env})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_starts_behind_pgbouncer_when_nothing_contradicts():
+    from tests.test_production_settings import PROD_ENV
+
+    result = run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], {**PROD_ENV, **PGBOUNCER_PROD}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_postgres_connections_come_from_the_pool_with_timeouts():
+def test_postgres_connections_carry_the_timeouts(settings):
+    """Without a pooler: Django's pool, each connection started with the options. Behind PgBouncer
+    (DATABASE_POOLER=pgbouncer, `make test-pgbouncer`): no pool of ours, and the same values come from the
+    server-side settings (ALTER ROLE/DATABASE ... SET: deploy/pgbouncer.py sets them on the test database)."""
     connection.ensure_connection()
-    assert connection.pool is not None
+    if settings.DATABASE_POOLER == "pgbouncer":
+        assert connection.pool is None
+    else:
+        assert connection.pool is not None
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
         assert cursor.fetchone()[0] == "30s"
         cursor.execute("SHOW idle_in_transaction_session_timeout")
         assert cursor.fetchone()[0] == "1min"
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
 
 
 @pytest.mark.redis

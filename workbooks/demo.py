@@ -53,7 +53,15 @@ from accounts.demo import DEMO_STAFF_USERNAME, ROLES, TOPICS, demo_people, seed_
 from accounts.models import Follow, User, ci
 from sigma_playground.progress import Progress
 from workbooks import demo_images, maintenance, services, thumbnails
-from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
+from workbooks.models import (
+    Favorite,
+    Tag,
+    Visibility,
+    Workbook,
+    WorkbookDailyStat,
+    WorkbookTag,
+    new_share_token,
+)
 from workbooks.trending import recompute_trending_scores, score
 
 # =========================================================================================================
@@ -809,6 +817,8 @@ def seed_gallery(*, users: int = 30, workbooks: int = DEMO_WORKBOOKS) -> dict[st
             description=p.description,
             sigma_embed_url=p.embed_url,
             visibility=p.visibility,
+            # bulk_create skips Workbook.save(), which gives an unlisted workbook its token.
+            share_token=new_share_token() if p.visibility == Visibility.UNLISTED else None,
             published_at=p.published_at,
             is_featured=p.is_featured,
             created_at=p.created_at,
@@ -1423,7 +1433,7 @@ class BulkLoader:
                 Workbook,
                 ("id", "author", "title", "slug", "description", "sigma_embed_url", "thumbnail", "thumbnail_width",
                  "thumbnail_height", "thumbnail_derivatives", "visibility", "published_at", "is_featured",
-                 "view_count", "favorite_count", "trending_score", "created_at", "updated_at")
+                 "view_count", "favorite_count", "trending_score", "created_at", "updated_at", "share_token")
                 + (("tag_names",) if HAS_TAG_NAMES else ()),
             ),
             "workbooktag": _TableSpec(WorkbookTag, ("id", "workbook", "tag")),
@@ -1557,6 +1567,8 @@ class BulkLoader:
                 bulk_embed_url(wid), "", None, None, "{}", visibility[self.wb_vis[i]], published,
                 bool(self.wb_featured[i]), self.wb_views[i], self.fav_count[i], self.wb_trending[i],
                 ts(created), ts(updated),
+                # An unlisted workbook is reached only through its token link (random: never from the seed).
+                new_share_token() if self.wb_vis[i] == 1 else None,
             )  # fmt: skip
             yield (*row, self.tagtext_pool[d][tagset]) if has_tag_names else row
         self.n_workbook_tags = tagset_total

@@ -236,8 +236,9 @@ def workbook_update(
     keeps the original publish date."""
     link_changed = workbook.sigma_embed_url != sigma_embed_url
     was_announced = workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC
+    if title != workbook.title:
+        workbook.slug = make_slug(title)  # unchanged otherwise: a slug staff set in admin stays
     workbook.title = title
-    workbook.slug = make_slug(title)
     workbook.description = description
     workbook.sigma_embed_url = sigma_embed_url
     workbook.visibility = visibility
@@ -261,6 +262,76 @@ def workbook_update(
     elif thumbnail is not None:
         EmbedCheck.objects.filter(workbook=workbook).update(preview_next_at=None)  # an upload: no previews
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[workbook.author.username])
+    if not was_announced and workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC:
+        _announce(workbook)
+    return workbook
+
+
+class StaffEditRefused(ValueError):
+    """An admin edit that cannot be applied; the message is for staff."""
+
+
+def staff_edit_problems(*, slug: str, published_at: dt.datetime | None) -> dict[str, str]:
+    """What makes an admin edit of these fields impossible, by field (empty: it can be applied)."""
+    problems = {}
+    if slug in RESERVED_SLUGS:
+        problems["slug"] = f"“{slug}” is the address of a page of every workbook; choose another slug."
+    if published_at is not None and published_at > timezone.now():
+        problems["published_at"] = (
+            "A workbook cannot be published in the future (there is no scheduled publishing): "
+            "use a date that has passed, or leave it empty for a draft."
+        )
+    return problems
+
+
+@transaction.atomic
+def workbook_staff_update(
+    *,
+    workbook_id: int,
+    author: User,
+    title: str,
+    slug: str,
+    description: str,
+    sigma_embed_url: str,
+    visibility: str,
+    published_at: dt.datetime | None,
+    is_featured: bool,
+) -> Workbook:
+    """Staff's edit in admin: every field its form shows, applied as given. Unlike the author's edit, the
+    slug and the publish date are staff's to set (a new date moves the workbook in "newest"; none makes it
+    a draft). Compared with the stored row, so a save that changes nothing invalidates nothing. A change
+    invalidates the workbook's namespace (its detail page under the old slug too: pages and CDN copies are
+    keyed by its id) and the old and the new author's pages."""
+    problems = staff_edit_problems(slug=slug, published_at=published_at)
+    if problems:
+        raise StaffEditRefused(" ".join(problems.values()))
+    workbook = Workbook.objects.select_for_update().select_related("author").get(pk=workbook_id)
+    old_author = workbook.author.username
+    was_announced = workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC
+    values = {
+        "author_id": author.pk,
+        "title": title,
+        "slug": slug,
+        "description": description,
+        "sigma_embed_url": sigma_embed_url,
+        "visibility": visibility,
+        "published_at": published_at,
+        "is_featured": is_featured,
+    }
+    changed = [field for field, value in values.items() if getattr(workbook, field) != value]
+    if not changed:
+        return workbook
+    for field in changed:
+        setattr(workbook, field, values[field])
+    if "author_id" in changed:
+        workbook.author = author
+    workbook.full_clean(exclude=["thumbnail"])
+    workbook.save()
+    if {"title", "description"} & set(changed):
+        search.add_search_lexemes(workbook_id=workbook.pk)
+    if "sigma_embed_url" in changed:
+        _embed_link_set(workbook)
+    invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames={old_author, author.username})
     if not was_announced and workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC:
         _announce(workbook)
     return workbook
@@ -339,11 +410,29 @@ def workbook_thumbnail_rendered(*, workbook_id: int) -> None:
 
 
 @transaction.atomic
-def tag_update(*, tag: Tag, name: str, colour: str) -> Tag:
-    renamed = tag.name != name
-    tag.name, tag.colour = name, colour.lower()
-    tag.full_clean(exclude=["slug"])
+def tag_create(*, name: str, slug: str, colour: str) -> Tag:
+    """A tag made by staff (authors' tags come from tags_resolve). It is on no workbook yet, so it shows
+    nowhere: nothing to invalidate."""
+    tag = Tag(name=name, slug=slug, colour=colour.lower())
+    tag.full_clean()
     tag.save()
+    return tag
+
+
+@transaction.atomic
+def tag_update(*, tag: Tag, name: str, colour: str) -> Tag:
+    """Rename or recolour a tag. Compared with the stored row, not with ``tag`` (a form may already have put
+    the new values on it): a rename rewrites ``tag_names`` of its workbooks (their search text), and a save
+    that changes nothing invalidates nothing."""
+    stored = Tag.objects.select_for_update().get(pk=tag.pk)
+    colour = colour.lower()
+    renamed = stored.name != name
+    if not renamed and stored.colour == colour:
+        tag.name, tag.colour = stored.name, stored.colour
+        return tag
+    tag.name, tag.colour = name, colour
+    tag.full_clean(exclude=["slug"])
+    tag.save(update_fields=["name", "colour"])
     if renamed:
         _refresh_tag_names(
             workbook_ids=WorkbookTag.objects.filter(tag=tag).values_list("workbook_id", flat=True)

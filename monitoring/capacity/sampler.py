@@ -141,6 +141,8 @@ def read_db_connections(sample: CapacitySample, previous: CapacitySample | None)
     sample.db_max_connections = data.server_max
     sample.db_pool_in_use = data.pool_in_use
     sample.db_pool_max = data.pool_max
+    if settings.DATABASE_POOLER == "pgbouncer":
+        return "pg_stat_activity; pool: PgBouncer's (DATABASE_POOLER=pgbouncer), none in this process"
     return f"pg_stat_activity; pool: the sampling process's (pid {os.getpid()})"
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -21,6 +20,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from monitoring.access import staff_page
 from monitoring.capacity import report as capacity_report
 from monitoring.capacity.report import DATE, OVER, STALE_AFTER, CapacityAnalysis, ResourceReport
 from monitoring.capacity.resources import SOON_DAYS
@@ -99,12 +99,8 @@ def with_latest_sample(analysis: CapacityAnalysis, sample: CapacitySample) -> No
 
 @require_GET
 @never_cache
+@staff_page
 def capacity(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    if not user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    if not (user.is_active and user.is_staff):
-        raise Http404
     wanted = request.GET.get("report", "")
     reports = CapacityReport.objects.order_by("-created_at")
     if wanted:

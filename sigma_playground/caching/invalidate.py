@@ -45,9 +45,18 @@ def follow_changed(*, follower_username: str, followed_username: str) -> None:
     _after_commit(keys.ns_user(follower_username), keys.ns_user(followed_username))
 
 
-def profile_changed(*, username: str) -> None:
-    """Name, bio or picture: shown on the profile and on every card and author box of theirs."""
-    _after_commit(keys.LISTS, keys.ns_user(username))
+def person_changed(*, usernames: Iterable[str]) -> None:
+    """A person's name, username, picture or active state changed. They show wherever the person does: cards
+    and detail pages' author boxes, other people's follower and following lists (all under ``lists``), the
+    directory and search's People block (``people``), and their own pages (``usernames``: the old and the
+    new name when it changed). A deactivation takes their workbooks out of every list as well."""
+    _after_commit(keys.LISTS, keys.PEOPLE, *(keys.ns_user(name) for name in usernames))
+
+
+def bio_changed(*, username: str, workbook_ids: Iterable[int]) -> None:
+    """The bio shows on the profile and in the author box of each of their workbooks' detail pages (the
+    directory and the cards do not show it)."""
+    _after_commit(keys.ns_user(username), *(keys.ns_workbook(pk) for pk in workbook_ids))
 
 
 def people_changed() -> None:

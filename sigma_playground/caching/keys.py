@@ -93,6 +93,11 @@ def changed(namespace: str) -> str:
     return f"{PREFIX}:changed:{namespace}"
 
 
+def changed_of_generation(generation_key: str) -> str:
+    """The change-time key beside a generation key (``generation(ns)`` -> ``changed(ns)``)."""
+    return changed(generation_key.removeprefix(f"{PREFIX}:gen:"))
+
+
 def _with_generations(generations: dict[str, int]) -> str:
     return ",".join(f"{ns}={generations[ns]}" for ns in sorted(generations))
 

@@ -44,6 +44,7 @@ from django.urls import Resolver404, ResolverMatch, get_urlconf, resolve
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.safestring import SafeString, mark_safe
 
+from sigma_playground import request_id as rid
 from sigma_playground.caching import keys, service
 
 # The cache's logger: rate-limited, so a database outage is a line every few seconds, not one per page.
@@ -366,6 +367,8 @@ class AnonymousPageCacheMiddleware:
         if lookup.hit:
             return self._serve(request, lookup, lookup.entry.value)
         setattr(request, CANDIDATE, True)
+        # A failed rebuild (a 5xx) is answered with the copy in hand, and only that answer is recorded.
+        setattr(request, rid.STALE_FALLBACK_ATTR, lookup.entry is not None)
         # The view sees only what the key holds (templates too: the search box reads request.GET.q).
         request.GET = lookup.spec.query.canonical(request.GET)
         gens = lookup.generations

@@ -18,6 +18,19 @@ Generations never go back: a generation key that is missing (evicted, or Redis r
 from Redis's clock in microseconds, a value no earlier generation of it can have had, whether a read or a bump
 finds it missing. So no entry stored under an old value can become current again.
 
+Writes while Redis is skipped (issue 17): a bump that cannot reach the durable Redis (its breaker is open, or
+the call failed) is not dropped. The process keeps the namespaces as owed bumps and replays them, one INCR of
+each, before anything else it sends to that Redis once it answers again: in the breaker's probe, and at the
+start of every later cache call (``_timed``), so this process never reads a page or a generation from the
+recovered Redis before its own writes are counted there. A replay that repeats a bump which did land (an
+answer lost to a timeout) costs one extra miss, never a stale page. Other processes cannot know what this one
+owes: they may serve a page stored before the write until the replay, and never longer than that page's
+freshness (``PAGE_CACHE_TTL``, or the view's own ``ttl``: pages are stored fresh for at most that, and a
+stale copy is only served while a rebuild is under way or has failed). That is the bound on how long a write
+made during an outage can stay hidden; a process that makes no more cache calls (an idle worker) leaves its
+pages to that bound. The CDN's purge is owed separately (sigma_playground.cdn.purge) and does not wait for
+this.
+
 Each bump also records when it happened (``keys.changed``, the newest time wins, kept ``CHANGED_SECONDS``).
 Read replicas need it (``changed_at``, sigma_playground/replicas): a page is built from a replica only if the
 replica has every write committed before the newest change of the namespaces the page shows, or the rebuild
@@ -132,9 +145,39 @@ class _Backend:
     is_redis = False
 
     def __init__(self) -> None:
-        self.breaker = Breaker(self.ping)
+        self.breaker = Breaker(self._probe)
+        # Generation keys whose bump could not reach this Redis: replayed before anything else it is sent.
+        self._owed: set[str] = set()
+        self._owed_lock = threading.Lock()
+
+    def _probe(self) -> None:
+        self.ping()
+        self.replay_owed()
 
     def ping(self) -> None: ...
+
+    def owe(self, names: Iterable[str]) -> None:
+        """Keep bumps that could not be sent, to replay when this Redis answers again."""
+        with self._owed_lock:
+            self._owed.update(names)
+
+    @property
+    def owes(self) -> bool:
+        return bool(self._owed)
+
+    def replay_owed(self) -> None:
+        """Send the bumps this process owes, one INCR of each; raises (keeping them owed) when Redis fails.
+        Holds the lock while it sends, so no other thread of the process reads generations behind it."""
+        if not self._owed:
+            return
+        with self._owed_lock:
+            owed = sorted(self._owed)
+            if not owed:
+                return
+            self.incr_generations(owed, [keys.changed_of_generation(name) for name in owed], time.time())
+            self._owed.clear()
+        RECENT_PAGES.clear()
+        logger.warning("cache: replayed %d generation bumps owed since an outage", len(owed))
 
     def get_many(self, names: list[str]) -> list[bytes | None]: ...
     def set(self, name: str, value: bytes, ttl: float) -> None: ...
@@ -340,6 +383,8 @@ def _timed(op: str, kind: str, fn: Callable[[], T], default: T, be: _Backend | N
         return default
     started = time.perf_counter()
     try:
+        if be.owes:  # bumps from an outage go first: nothing is read from this Redis behind them
+            be.replay_owed()
         result = fn()
     except Exception as exc:  # any client or connection error: fail open
         _failed(op, exc, be)
@@ -510,7 +555,9 @@ def generations(namespaces: Iterable[str]) -> dict[str, int]:
 
 def bump(*namespaces: str) -> None:
     """Invalidate every entry built under these namespaces: one INCR each (in one script), no scan; the
-    same script records the time (called after the write's commit, so the time follows the commit)."""
+    same script records the time (called after the write's commit, so the time follows the commit). When the
+    durable Redis can't be reached the bumps are owed and replayed as soon as it answers (module docstring),
+    stamped with the replay's time."""
     RECENT_PAGES.clear()
     ordered = sorted(set(namespaces))
     if ordered:
@@ -520,7 +567,9 @@ def bump(*namespaces: str) -> None:
             time.time(),
         )
         be = durable()
-        _timed("incr", keys.KIND_GENERATION, lambda: be.incr_generations(names, stamps, at), None, be)
+        sent = _timed("incr", keys.KIND_GENERATION, lambda: be.incr_generations(names, stamps, at), None, be)
+        if sent is None:
+            be.owe(names)
 
 
 def changed_at(namespaces: Iterable[str]) -> float | None:

@@ -127,14 +127,30 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         circuit = _breaker_of(self.alias)
         circuit.before_connect()
+        probing = circuit.is_open()
         try:
             connection = super().get_new_connection(conn_params)
+            if probing:
+                try:
+                    _probe(connection)
+                except Exception:
+                    connection.close()
+                    raise
         except Exception as exc:
             if is_outage(exc):
                 circuit.failed(exc)
             raise
         circuit.succeeded()
         return connection
+
+
+def _probe(connection) -> None:
+    """The probe's connection opened; a statement says whether the server is back. Behind PgBouncer
+    (DATABASE_POOLER=pgbouncer) the pooler accepts connections with PostgreSQL gone, so an open connection
+    alone would close the breaker for one request's worth of failures at a time."""
+    connection.execute("SELECT 1")
+    if not connection.autocommit:
+        connection.rollback()  # Django sets autocommit next, which needs an idle connection
 
 
 def _discard_pool(alias: str = DEFAULT_DB_ALIAS) -> None:

@@ -171,6 +171,32 @@ def test_edit_profile_with_an_image(logged_in, user):
     assert user.avatar.url in page
 
 
+def test_replacing_or_clearing_the_picture_deletes_the_old_file_and_keeps_the_new(
+    logged_in, user, settings, django_capture_on_commit_callbacks
+):
+    """Issue 17: the service read the old name after the form had put the upload's on the user, so the old
+    file stayed (still served, cached for 30 days) and a file named like the upload was deleted instead."""
+    from django.core.files.storage import default_storage
+
+    def post(data: dict):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = logged_in.submit(PROFILE_EDIT, {"full_name": "Ada", "bio": "", **data})
+        assert response.status_code == 302
+        user.refresh_from_db()
+        return user.avatar.name
+
+    first = post({"avatar": images.upload(images.image_bytes(), "one.png")})
+    assert first and default_storage.exists(first)
+    default_storage.save("two.png", io.BytesIO(b"someone else's file"))  # named like the next upload
+    second = post({"avatar": images.upload(images.image_bytes(color=(0, 0, 255)), "two.png")})
+    assert second != first and default_storage.exists(second)
+    assert not default_storage.exists(first)
+    assert logged_in.get(default_storage.url(first)).status_code == 404  # no longer served
+    assert default_storage.exists("two.png")
+    assert post({"avatar-clear": "on"}) == ""
+    assert not default_storage.exists(second)
+
+
 def test_exif_orientation_is_applied():
     from sigma_playground.images import process_upload
 

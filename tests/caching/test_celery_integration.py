@@ -59,7 +59,17 @@ def test_worker_and_beat_flush_views_and_warm_the_cache(tmp_path):
     assert counters.pending_views() == 30
 
     worker = start(
-        ["worker", "--pool=solo", "--purge", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+        # Every queue, as `make worker`: the flush is on `counters`, the warming on the default queue.
+        [
+            "worker",
+            "-Q",
+            ",".join(settings.WORKER_QUEUES),
+            "--pool=solo",
+            "--purge",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+        ],
         env,
         tmp_path / "worker.log",
     )

@@ -11,8 +11,15 @@ from django.urls import reverse
 
 from sigma_playground.caching import keys, pages, service
 from tests.caching.conftest import cache_hits
+from tests.monitoring.helpers import sample
 
-pytestmark = pytest.mark.django_db(transaction=True)
+
+def responses(status: str) -> float:
+    return sample("django_http_responses_total_by_status_total", {"status": status})
+
+
+# Freshness is wall-clock time: stopped, so seconds of freshness left cannot run out on a loaded machine.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("frozen_clock")]
 
 
 def stored_entry(url: str) -> tuple[str, service.Entry]:
@@ -149,12 +156,41 @@ def test_a_refresh_ahead_that_meets_a_database_outage_serves_the_stored_copy(wor
     key = near_expiry(url, seconds_left=5)
     BREAKER.failed(OperationalError("down"))
     connection.close()
+    before = {status: responses(status) for status in ("200", "503")}
     try:
         response = Client().get(url)
     finally:
         BREAKER.reset()
+    # One request, one response in the metrics: the 200 its client got, not also the failed rebuild's 503.
+    assert {status: responses(status) - before[status] for status in before} == {"200": 1, "503": 0}
     assert response.status_code == 200, response.status_code
     assert response.content == stored.content
     assert response["X-Cache"] == "hit"
     assert service.try_lock(key)  # released for the next request to try again
     service.unlock(key)
+
+
+@pytest.mark.postgres
+def test_an_expired_page_served_stale_during_an_outage_is_one_response_in_the_metrics(world, settings):
+    from django.db import OperationalError, connection
+
+    from sigma_playground.db_breaker import BREAKER
+
+    settings.PAGE_REFRESH_AHEAD_SECONDS = 0
+    settings.DB_BREAKER_SECONDS = 30
+    url = world["workbook"].get_absolute_url()
+    stored = Client().get(url)
+    key, entry = stored_entry(url)
+    # Past its freshness but still held (the grace period): the next reader rebuilds it.
+    service.set_entry(keys.KIND_PAGE, key, entry.value, -1, grace=60)
+    service.RECENT_PAGES.clear()
+    BREAKER.failed(OperationalError("down"))
+    connection.close()
+    before = {status: responses(status) for status in ("200", "503")}
+    try:
+        response = Client().get(url)
+    finally:
+        BREAKER.reset()
+    assert response.status_code == 200 and response["X-Cache"] == "stale"
+    assert response.content == stored.content
+    assert {status: responses(status) - before[status] for status in before} == {"200": 1, "503": 0}

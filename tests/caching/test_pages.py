@@ -434,3 +434,81 @@ def test_with_redis_down_every_page_answers_from_the_database(world, settings):
     finally:
         caches["default"].close()
         service.reset_backend()
+
+
+# --- Writes while the cache circuit is open (issue 17) -------------------------------------------------------
+
+
+def _separate_durable_role(settings) -> None:
+    """The durable role on its own client and breaker (another LOCATION naming the same server and database)."""
+    location = settings.CACHES["default"]["LOCATION"]
+    other = location.replace("127.0.0.1", "localhost") if "127.0.0.1" in location else location + "?"
+    assert other != location
+    settings.CACHES = {**settings.CACHES, "durable": {**settings.CACHES["durable"], "LOCATION": other}}
+    service.reset_backend()
+    assert not service.shares_server()
+
+
+@pytest.mark.parametrize("roles", ["one Redis", pytest.param("two Redis roles", marks=pytest.mark.redis)])
+def test_a_write_made_while_the_circuit_is_open_shows_once_redis_answers(world, settings, roles):
+    """The bump that could not reach Redis is owed and replayed before this process reads from it again: the
+    page stored before the write is never served as a hit after it."""
+    if roles == "two Redis roles":
+        _separate_durable_role(settings)
+    settings.CACHE_RETRY_SECONDS = 600  # the circuit stays open until the test closes it
+    urls = [reverse("workbooks:list"), world["author"].get_absolute_url()]
+    for url in urls:
+        html(anonymous(), url)
+        assert anonymous().get(url).get("X-Cache") == "hit"
+    breaker = service.durable().breaker
+    breaker.failed()  # as after a Redis error: Redis is skipped
+    publish(world["author"], "Written during the outage", n=11)
+    assert breaker.is_open()
+    breaker.succeeded()  # Redis answers again (what the breaker's probe does)
+    for url in urls:
+        response = anonymous().get(url)
+        assert response.get("X-Cache") is None, url
+        assert "Written during the outage" in response.content.decode(), url
+        assert anonymous().get(url).get("X-Cache") == "hit"  # and caching goes on
+
+
+def test_owed_bumps_are_replayed_by_the_probe_when_redis_comes_back(world, settings):
+    """The real path back: the open interval ends, one caller starts the probe (a PING), the probe replays."""
+    settings.CACHE_RETRY_SECONDS = 600
+    url = reverse("home")
+    html(anonymous(), url)
+    assert anonymous().get(url).get("X-Cache") == "hit"
+    be = service.durable()
+    be.breaker.failed()
+    publish(world["author"], "Another outage board", n=12)
+    assert be.owes
+    be.breaker._open_until = 0.0  # the open interval is over
+    assert not be.breaker.allow()  # this caller started the probe and carries on without the cache
+    deadline = time.monotonic() + 30
+    while be.breaker.is_open():
+        assert time.monotonic() < deadline, "the probe did not finish"
+        time.sleep(0.01)
+    assert not be.owes
+    assert "Another outage board" in html(anonymous(), url)
+
+
+def test_a_replay_that_fails_keeps_the_bumps_owed(world, settings, monkeypatch):
+    settings.CACHE_RETRY_SECONDS = 600
+    be = service.durable()
+    be.breaker.failed()
+    service.bump(keys.LISTS)
+    assert be.owes
+    be.breaker.succeeded()
+
+    def refused(names):
+        raise ConnectionError("still down")
+
+    monkeypatch.setattr(be, "incr_generations", refused)
+    assert service.generations([keys.LISTS]) == {}  # the replay failed first: nothing read behind it
+    assert be.owes and be.breaker.is_open()
+    monkeypatch.undo()
+    be.breaker.succeeded()
+    before = service.durable().get_many([keys.generation(keys.LISTS)])[0]
+    service.generations([keys.PEOPLE])  # any call replays first
+    assert not be.owes
+    assert int(service.durable().get_many([keys.generation(keys.LISTS)])[0]) == int(before) + 1

@@ -58,3 +58,27 @@ def test_a_failing_session_cache_trips_the_breaker_and_later_requests_skip_it(us
         assert response.status_code == 200 and response.context["user"] == user
     assert recording.calls == ["get"]
     service.reset_backend()
+
+
+def test_a_logout_while_the_breaker_is_open_never_lets_the_old_session_back(user, settings):
+    """The cached copy of a session deleted during an outage is deleted before the process uses the session
+    cache again: the old cookie does not log anyone in once Redis answers (cached_db reads the cache first)."""
+    settings.CACHE_RETRY_SECONDS = 60
+    alias = settings.SESSION_CACHE_ALIAS if settings.SESSION_CACHE_ALIAS in settings.CACHES else "default"
+    client = Client()
+    client.force_login(user)
+    assert client.get("/favorites/").status_code == 200  # the session is in the cache now
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    cache_key = sessions.SessionStore(cookie).cache_key
+    assert caches[alias].get(cache_key) is not None
+
+    service.backend().breaker.failed()  # Redis is being skipped
+    assert client.post("/accounts/logout/").status_code == 302
+    assert caches[alias].get(cache_key) is not None  # the copy could not be deleted meanwhile
+
+    service.reset_backend()  # Redis answers again
+    stolen = Client()
+    stolen.cookies[settings.SESSION_COOKIE_NAME] = cookie
+    response = stolen.get("/favorites/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert caches[alias].get(cache_key) is None

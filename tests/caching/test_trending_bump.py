@@ -13,7 +13,8 @@ from tests.factories import WorkbookFactory
 from workbooks import tasks
 from workbooks.models import WorkbookDailyStat
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the bump runs on commit, as in production
+# The bump runs on commit, as in production; trending reads the last days up to today: on the fixed clock.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clock")]
 
 
 def lists_generation() -> int:

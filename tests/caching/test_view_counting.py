@@ -3,8 +3,6 @@ workbook per window, and the warming task recognised by something a client canno
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -13,7 +11,8 @@ from sigma_playground.caching import keys, service
 from tests.factories import UserFactory, WorkbookFactory
 from workbooks import counters, warming
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test here counts in VIEW_DEDUP_SECONDS windows (and days): on the fixed clock, never across a boundary.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clock")]
 
 
 @pytest.fixture
@@ -64,11 +63,10 @@ def test_one_client_counts_once_per_window_however_many_requests(workbook):
     assert recorded(workbook) == 2
 
 
-def test_the_next_window_counts_again(workbook, settings, monkeypatch):
+def test_the_next_window_counts_again(workbook, settings, clock):
     settings.VIEW_DEDUP_SECONDS = 1800
     visit(workbook.get_absolute_url())
-    later = timezone.now() + dt.timedelta(seconds=1800)
-    monkeypatch.setattr(counters.timezone, "now", lambda: later)
+    clock.shift(1800)
     visit(workbook.get_absolute_url())
     visit(workbook.get_absolute_url())
     assert recorded(workbook) == 2

@@ -13,7 +13,13 @@ from tests.caching.conftest import publish
 from tests.factories import UserFactory
 from workbooks import services
 
-pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+# Keys fall due CDN_PURGE_DELAY_SECONDS after their commit, by the wall clock: stopped here, and moved on by
+# the tests, so "not due yet" cannot become due on a slow machine.
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("frozen_clock"),
+]
 
 
 @pytest.fixture
@@ -40,7 +46,7 @@ def run_task() -> int:
     return tasks.purge_pending()
 
 
-def test_a_burst_of_writes_schedules_one_task_and_sends_one_purge_per_key(queued):
+def test_a_burst_of_writes_schedules_one_task_and_sends_one_purge_per_key(queued, frozen_clock):
     fake, scheduled = queued
     author = UserFactory(username="ada")
     workbook = publish(author, "Burst board", n=1)
@@ -49,7 +55,7 @@ def test_a_burst_of_writes_schedules_one_task_and_sends_one_purge_per_key(queued
     publish(author, "Second burst board", n=2)
     assert len(scheduled) == 1 and scheduled[0]["countdown"] == pytest.approx(0.3)
     assert purge.pending_keys() == sorted(["lists", f"wb-{workbook.pk}", f"wb-{workbook.pk + 1}", "user-ada"])
-    time.sleep(0.35)
+    frozen_clock.shift(0.35)
     assert run_task() == 4
     [request] = fake.seen
     assert sorted(request.headers["xkey-purge"].split()) == sorted(
@@ -60,22 +66,22 @@ def test_a_burst_of_writes_schedules_one_task_and_sends_one_purge_per_key(queued
     assert len(scheduled) == 2
 
 
-def test_keys_are_sent_only_once_web_processes_dropped_the_old_page(queued):
+def test_keys_are_sent_only_once_web_processes_dropped_the_old_page(queued, frozen_clock):
     fake, scheduled = queued
     purge.purge_soon(["lists"])
     assert run_task() == 0 and fake.seen == []  # committed just now: not due
-    assert scheduled[-1]["countdown"] == pytest.approx(0.3, abs=0.05)  # rescheduled for when it is
-    time.sleep(0.31)
+    assert scheduled[-1]["countdown"] == pytest.approx(0.3)  # rescheduled for when it is
+    frozen_clock.shift(0.31)
     assert run_task() == 1 and fake.seen[0].headers["xkey-purge"] == "lists"
 
 
-def test_a_failed_purge_gives_its_keys_back_and_holds_new_writes_for_the_retry(queued):
+def test_a_failed_purge_gives_its_keys_back_and_holds_new_writes_for_the_retry(queued, frozen_clock):
     from sigma_playground.cdn.backends import PurgeError
 
     fake, scheduled = queued
     fake.status = 503
     purge.purge_soon(["lists", "wb-1"])
-    time.sleep(0.31)
+    frozen_clock.shift(0.31)
     with pytest.raises(PurgeError):  # called directly, Celery's retry re-raises; under a worker it retries
         run_task()
     assert purge.pending_keys() == ["lists", "wb-1"]
@@ -85,7 +91,7 @@ def test_a_failed_purge_gives_its_keys_back_and_holds_new_writes_for_the_retry(q
     purge.purge_soon(["user-ada"])
     assert len(scheduled) == count  # held for the retry, which takes them all
     fake.status = 200
-    time.sleep(0.31)
+    frozen_clock.shift(0.31)
     assert run_task() == 3 and purge.pending_keys() == []
 
 

@@ -27,6 +27,7 @@ import pytest
 from django.conf import settings
 
 from deploy import edge
+from tests import deselection
 from tests.monitoring.helpers import (
     free_port,
     services_env,
@@ -35,31 +36,14 @@ from tests.monitoring.helpers import (
     wait_until_serving,
 )
 
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 ROOT = Path(__file__).resolve().parents[2]
-_deselected = pytest.StashKey[list[str]]()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = edge.missing_packages()
-    if REQUIRE_SERVICES or not missing:
-        return
-    keep, drop = [], []
-    for item in items:
-        (drop if item.get_closest_marker("edge") else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-        config.stash[_deselected] = missing
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    missing = config.stash.get(_deselected, None)
-    if missing:
-        terminalreporter.write_line(
-            f"edge tests were not run: Debian packages missing: {' '.join(missing)} (`.ci/run` installs them).",
-            yellow=True,
-        )
+pytest_collection_modifyitems, pytest_terminal_summary = deselection.hooks(
+    missing=edge.missing_packages,
+    markers=lambda missing: ["edge"],
+    summary=lambda missing: (
+        f"edge tests were not run: Debian packages missing: {' '.join(missing)} (`.ci/run` installs them)."
+    ),
+)
 
 
 class PurgeRelay:
@@ -137,7 +121,7 @@ class PurgeRelay:
 
 @dataclass
 class EdgeStack:
-    gunicorn: str  # base URLs
+    gunicorns: list[str]  # base URLs, one per web instance (nginx spreads requests over them)
     nginx: edge.Server
     varnish: edge.Server
     relay: PurgeRelay
@@ -157,6 +141,10 @@ class EdgeStack:
             time.sleep(0.05)
 
     @property
+    def gunicorn(self) -> str:
+        return self.gunicorns[0]
+
+    @property
     def cdn(self) -> str:
         return self.varnish.url
 
@@ -174,6 +162,8 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
             "-A",
             "sigma_playground",
             "worker",
+            "-Q",
+            ",".join(settings.WORKER_QUEUES),  # every queue, as `make worker` and `make stack`
             "--pool=solo",
             "--without-gossip",
             "--without-mingle",
@@ -197,19 +187,25 @@ def _wait_for_worker(process: subprocess.Popen, log: Path, *, seconds: float = 6
 
 
 @pytest.fixture(scope="module")
-def edge_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
+def edge_instances() -> int:
+    """Web instances behind nginx in this module's stack (a module overrides it: tests/edge/test_instances.py)."""
+    return 1
+
+
+@pytest.fixture(scope="module")
+def edge_stack(django_db_setup, django_db_blocker, tmp_path_factory, edge_instances) -> Iterator[EdgeStack]:
     # Under pytest-xdist every worker's stack would share the Redis databases (page cache, owed purges,
     # broker): one stack at a time, whichever worker runs it.
     lock = (Path(tempfile.gettempdir()) / f"sigma-edge-{settings.REDIS_URL.replace('/', '_')}.lock").open("w")
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-        yield from _edge_stack(django_db_blocker, tmp_path_factory)
+        yield from _edge_stack(django_db_blocker, tmp_path_factory, instances=edge_instances)
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 
 
-def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
+def _edge_stack(django_db_blocker, tmp_path_factory, *, instances: int) -> Iterator[EdgeStack]:
     run = tmp_path_factory.mktemp("edge")
     static_root, media_root = run / "static", run / "media"
     media_root.mkdir()
@@ -228,7 +224,6 @@ def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "PYTHONUNBUFFERED": "1",
         }
-    (run / "prometheus-web").mkdir()
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
         cwd=ROOT,
@@ -237,18 +232,21 @@ def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
         timeout=300,
     )
     started: list = []
-    gunicorn_port = free_port()
-    gunicorn = start_gunicorn(env, port=gunicorn_port)
-    started.append(gunicorn)
+    web_ports = [free_port() for _ in range(instances)]
+    for index, web_port in enumerate(web_ports):
+        metrics_dir = run / f"prometheus-web-{index + 1}"  # each instance its own, as on its own machine
+        metrics_dir.mkdir()
+        started.append(start_gunicorn({**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, port=web_port))
     worker_log = run / "worker.log"
     worker_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(run / "prometheus-celery")}
     (run / "prometheus-celery").mkdir()
     worker = _start_worker(worker_env, worker_log)
     try:
-        wait_until_serving(f"http://127.0.0.1:{gunicorn_port}/healthz", gunicorn, "gunicorn")
+        for web_port, gunicorn in zip(web_ports, started, strict=True):
+            wait_until_serving(f"http://127.0.0.1:{web_port}/healthz", gunicorn, "gunicorn")
         nginx = edge.start_nginx(
             run / "nginx",
-            upstream=f"127.0.0.1:{gunicorn_port}",
+            upstream=[f"127.0.0.1:{web_port}" for web_port in web_ports],
             static_root=static_root,
             media_root=media_root,
             client_max_body_size=settings.IMAGE_UPLOAD_MAX_BYTES + 1024 * 1024,
@@ -260,7 +258,7 @@ def _edge_stack(django_db_blocker, tmp_path_factory) -> Iterator[EdgeStack]:
         started.append(varnish)
         _wait_for_worker(worker, worker_log)
         yield EdgeStack(
-            gunicorn=f"http://127.0.0.1:{gunicorn_port}",
+            gunicorns=[f"http://127.0.0.1:{web_port}" for web_port in web_ports],
             nginx=nginx,
             varnish=varnish,
             relay=relay,

@@ -32,19 +32,17 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 import psutil
 import pytest
+from django.conf import settings
 
 from tests.faults.servers import PostgresCluster, RedisServer
+from tests.http_browser import Answer, Browser
 from tests.monitoring.helpers import GUNICORN_CONFIG, ROOT, free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -73,62 +71,6 @@ def latency_bound(limit: float, baseline: list[float]) -> float:
     above 2 makes every request slower, fault or not). A request that waited a socket timeout (0.25 s) or the
     pool timeout would still break it. Printed with every figure."""
     return max(limit, 2 * p95(baseline))
-
-
-# --- A browser without a cookie jar policy: the site's cookies are Secure, and we speak plain http ---------
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-_CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: str
-    seconds: float
-
-
-@dataclass
-class Browser:
-    base: str
-    cookies: dict[str, str] = field(default_factory=dict)
-
-    def request(self, method: str, path: str, data: dict | None = None, timeout: float = 20) -> Answer:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        request = urllib.request.Request(self.base + path, data=body, headers=headers, method=method)
-        started = time.perf_counter()
-        try:
-            with _OPENER.open(request, timeout=timeout) as response:
-                status, head, content = response.status, response.headers, response.read()
-        except urllib.error.HTTPError as error:
-            status, head, content = error.code, error.headers, error.read()
-        elapsed = time.perf_counter() - started
-        for raw in head.get_all("Set-Cookie") or []:
-            cookie = SimpleCookie()
-            cookie.load(raw)
-            for name, morsel in cookie.items():
-                self.cookies[name] = morsel.value
-        return Answer(status, dict(head.items()), content.decode(errors="replace"), elapsed)
-
-    def get(self, path: str, **kwargs) -> Answer:
-        return self.request("GET", path, **kwargs)
-
-    def post_form(self, path: str, data: dict, *, page: Answer | None = None) -> Answer:
-        """POST ``data`` with the CSRF token of ``page`` (default: a GET of ``path``)."""
-        page = page or self.get(path)
-        token = _CSRF.search(page.body)
-        assert token, f"no CSRF token on the form page ({page.status})"
-        return self.request("POST", path, {**data, "csrfmiddlewaretoken": token.group(1)})
 
 
 # --- The stack -------------------------------------------------------------------------------------------
@@ -305,7 +247,9 @@ def stack():
             "tests.faults.worker_app",
             "worker",
             "-Q",
-            "celery,media",  # as `make worker`: renders go to the media queue (settings.CELERY_TASK_ROUTES)
+            # Every queue, as `make worker`: the view flush is on `counters`, renders on `media`, capacity
+            # samples on `reports` (settings.CELERY_TASK_ROUTES); nothing may be left unconsumed.
+            ",".join(settings.WORKER_QUEUES),
             "--pool=prefork",
             "--concurrency=1",
         ]

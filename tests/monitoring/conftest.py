@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
-from tests.monitoring.helpers import monitoring_stack
+from tests import deselection
+from tests.monitoring.helpers import FakePrometheus, monitoring_stack, serve_fake_prometheus
 
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") == "1"
 CHROMIUM = "/usr/bin/chromium"
 TOOLS = {
     "chromium": ("Debian's chromium at /usr/bin/chromium", lambda: os.access(CHROMIUM, os.X_OK)),
@@ -24,7 +25,6 @@ TOOLS = {
         lambda: not monitoring_stack().missing_binaries(),
     ),
 }
-_deselected = pytest.StashKey[list[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,27 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: needs {what}")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if REQUIRE_SERVICES:
-        return  # the tool fixtures below fail instead
-    missing = {name for name, (_, present) in TOOLS.items() if not present()}
-    keep, drop = [], []
-    for item in items:
-        (drop if any(item.get_closest_marker(name) for name in missing) else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-        config.stash[_deselected] = sorted(missing)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    missing = config.stash.get(_deselected, None)
-    if missing:
-        terminalreporter.write_line(
-            f"tests needing {', '.join(missing)} were not run: install them (`.ci/run` does) "
-            "and set REQUIRE_SERVICES=1 to make a missing tool a failure.",
-            yellow=True,
-        )
+pytest_collection_modifyitems, pytest_terminal_summary = deselection.hooks(
+    missing=lambda: sorted(name for name, (_, present) in TOOLS.items() if not present()),
+    markers=lambda missing: missing,  # the tool fixtures below fail instead with REQUIRE_SERVICES=1
+    summary=lambda missing: (
+        f"tests needing {', '.join(missing)} were not run: install them (`.ci/run` does) "
+        "and set REQUIRE_SERVICES=1 to make a missing tool a failure."
+    ),
+)
 
 
 def _require(name: str) -> None:
@@ -80,3 +67,11 @@ def chromium() -> str:
 @pytest.fixture
 def monitoring_binaries() -> None:
     _require("monitoring_stack")
+
+
+@pytest.fixture
+def fake_prometheus(settings) -> Iterator[FakePrometheus]:
+    """A fake Prometheus (tests.monitoring.helpers.FakePrometheus) that PROMETHEUS_URL points at."""
+    with serve_fake_prometheus() as fake:
+        settings.PROMETHEUS_URL = fake.url
+        yield fake

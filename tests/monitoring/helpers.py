@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,6 +43,19 @@ def free_port() -> int:
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+DASHBOARD = ROOT / "deploy" / "grafana" / "sigma-playground.json"
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_targets() -> list[tuple[int, str, str]]:
+    targets = []
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            targets.append((panel["id"], target["refId"], target["expr"]))
+    return targets
 
 
 def fetch(url: str, *, timeout: float = 5) -> str:
@@ -124,18 +141,21 @@ def gunicorn_serving(
 
 
 def services_env(*, redis_url: str, metrics_dir: Path) -> dict[str, str]:
-    """Environment for a gunicorn serving the test database and Redis: two workers, a small pool each."""
+    """Environment for a gunicorn serving the test database and Redis: two workers, a small pool each (none
+    behind PgBouncer, where production mode refuses pool sizes: `make test-pgbouncer`)."""
+    from django.conf import settings
     from django.db import connections
 
     db = connections["default"].settings_dict
-    return {
+    env = {
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_URL": redis_url,
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "DB_POOL_MIN_SIZE": "1",
-        "DB_POOL_MAX_SIZE": "2",
     }
+    if settings.DATABASE_POOLER != "pgbouncer":
+        env.update({"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "2"})
+    return env
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -150,3 +170,46 @@ def scrape(text: str) -> dict[str, list]:
         for s in family.samples:
             samples.setdefault(s.name, []).append(s)
     return samples
+
+
+@dataclass
+class FakePrometheus:
+    """Prometheus's instant-query API (``/api/v1/query``) on a free local port: a query gets the value of the
+    first ``answers`` key it contains, as a one-sample vector, or an empty vector. ``queries`` records what was
+    asked. Tests point PROMETHEUS_URL at ``url``."""
+
+    answers: dict[str, str] = field(default_factory=dict)
+    queries: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self, query: str) -> bytes:
+        self.queries.append(query)
+        value = next((v for key, v in self.answers.items() if key in query), None)
+        result = [] if value is None else [{"metric": {}, "value": [time.time(), value]}]
+        return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+
+
+@contextmanager
+def serve_fake_prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = fake.answer(parse_qs(urlsplit(self.path).query)["query"][0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

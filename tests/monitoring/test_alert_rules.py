@@ -27,6 +27,7 @@ OPERATOR = {
     "CacheHitRatioCollapsed": "<",
     "CeleryBeatHeartbeatMissing": ">",
     "CeleryQueueBacklogGrowing": ">",
+    "CeleryQueueUnconsumed": ">",
     "WebVitalsLCPHigh": ">",
     "CDNPurgeFailing": ">",
     "ReplicaLagHigh": ">",

@@ -22,7 +22,8 @@ from monitoring.models import CapacityHour, CapacityReport, CapacitySample
 from sigma_playground.charts import TONES
 from tests.monitoring.test_capacity_projection import exponential_disk, hourly_history, linear_cpu
 
-pytestmark = pytest.mark.django_db
+# Hours, days and "now" of histories and reports, from the test and from the code: on the fixed clock.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
 URL = "/monitoring/capacity/"
 SVG_NS = "{http://www.w3.org/2000/svg}"

@@ -114,7 +114,7 @@ def test_retention_periods_come_from_settings(settings):
     assert CapacityHour.objects.count() == 47
 
 
-def test_the_beat_task_runs_retention():
+def test_the_beat_task_runs_retention(clock):
     make_samples(timezone_now_hour() - timedelta(hours=3), timezone_now_hour())
     result = tasks.capacity_retention.delay().get()
     assert result["hours_rolled_up"] == 3 and CapacityHour.objects.count() == 3

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import psutil
 import pytest
@@ -19,7 +15,6 @@ from django.utils import timezone
 from monitoring import tasks
 from monitoring.capacity import sampler
 from monitoring.models import CapacitySample
-from tests.monitoring.helpers import free_port
 from tests.test_health import CLOSED_PORT_REDIS
 
 pytestmark = pytest.mark.django_db
@@ -163,38 +158,15 @@ def test_in_a_celery_worker_without_the_web_directory_requests_are_missing_with_
     assert "PROMETHEUS_WEB_MULTIPROC_DIR" in sample.notes["requests"]
 
 
-class FakePrometheus(BaseHTTPRequestHandler):
-    answers: dict[str, str] = {}
-
-    def do_GET(self):
-        query = parse_qs(urlsplit(self.path).query)["query"][0]
-        value = next((v for key, v in self.answers.items() if key in query), None)
-        result = [] if value is None else [{"metric": {}, "value": [time.time(), value]}]
-        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_requests_and_hit_ratio_from_prometheus_when_it_is_set(settings):
-    server = HTTPServer(("127.0.0.1", free_port()), FakePrometheus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    FakePrometheus.answers = {
+def test_requests_and_hit_ratio_from_prometheus_when_it_is_set(fake_prometheus):
+    fake_prometheus.answers = {
         "histogram_quantile(0.95": "0.75",
         'result="hit"': "900",
         'result="miss"': "100",
         'status=~"5.."': "0",
         "increase(django_http": "12000",
     }
-    settings.PROMETHEUS_URL = f"http://127.0.0.1:{server.server_port}"
-    try:
-        sample = sampler.take_sample()
-    finally:
-        server.shutdown()
+    sample = sampler.take_sample()
     assert sample.request_rate == pytest.approx(40.0) and sample.latency_p95_ms == pytest.approx(750.0)
     assert sample.notes["requests"].startswith("Prometheus at http://127.0.0.1")
     assert sample.cache_hit_ratio == pytest.approx(0.9)
@@ -205,7 +177,7 @@ def test_requests_and_hit_ratio_from_prometheus_when_it_is_set(settings):
 
 
 @pytest.mark.postgres
-def test_on_postgresql_the_sampler_reads_real_connection_counts_size_and_rows():
+def test_on_postgresql_the_sampler_reads_real_connection_counts_size_and_rows(settings):
     from tests.factories import WorkbookFactory
 
     WorkbookFactory.create_batch(5)
@@ -222,7 +194,11 @@ def test_on_postgresql_the_sampler_reads_real_connection_counts_size_and_rows():
     assert sample.db_connections >= 1 and abs(sample.db_connections - clients) <= 3
     assert sample.db_max_connections == int(max_connections)
     assert sample.db_connections_active >= 1  # the sampler's own statement
-    assert sample.db_pool_max is not None and sample.db_pool_in_use is not None
+    if settings.DATABASE_POOLER == "pgbouncer":  # `make test-pgbouncer`: no pool in this process
+        assert sample.db_pool_max is None and sample.db_pool_in_use is None
+        assert "PgBouncer" in sample.notes["db_connections"]
+    else:
+        assert sample.db_pool_max is not None and sample.db_pool_in_use is not None
     assert sample.db_size_bytes == pytest.approx(size, rel=0.1)
     assert sample.table_rows["workbooks_workbook"] == 5
     assert "pg_class.reltuples" in sample.notes["db_size"]

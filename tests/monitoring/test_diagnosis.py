@@ -4,11 +4,8 @@ and ``manage.py diagnose``."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.management import call_command
@@ -219,38 +216,8 @@ def test_without_prometheus_the_process_window_is_used_and_says_so(client, setti
     assert "this process's own metrics" in s.source and "set PROMETHEUS_URL" in s.source
 
 
-class FakePrometheus(BaseHTTPRequestHandler):
-    answers: dict[str, str] = {}
-    queries: list[str] = []
-
-    def do_GET(self):
-        query = parse_qs(urlsplit(self.path).query)["query"][0]
-        FakePrometheus.queries.append(query)
-        value = next((v for key, v in self.answers.items() if key in query), None)
-        result = [] if value is None else [{"metric": {}, "value": [time.time(), value]}]
-        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def fake_prometheus():
-    server = HTTPServer(("127.0.0.1", free_port()), FakePrometheus)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakePrometheus.queries = []
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
 def test_with_prometheus_the_fleet_numbers_come_from_its_http_api(settings, fake_prometheus):
-    settings.PROMETHEUS_URL = fake_prometheus
-    FakePrometheus.answers = {
+    fake_prometheus.answers = {
         "histogram_quantile(0.95": "0.75",
         'status=~"5.."': "0.002",
         "increase(": "12000",
@@ -262,21 +229,19 @@ def test_with_prometheus_the_fleet_numbers_come_from_its_http_api(settings, fake
     assert diagnosis.assess_errors(s, T["error_rate_percent"]).severity == "warning"
     assert any(
         "[5m]" in q and "django_http_requests_latency_seconds_by_view_method_bucket" in q
-        for q in FakePrometheus.queries
+        for q in fake_prometheus.queries
     )
 
 
 def test_prometheus_without_traffic_gives_no_numbers(settings, fake_prometheus):
-    settings.PROMETHEUS_URL = fake_prometheus
-    FakePrometheus.answers = {"histogram_quantile(0.95": "NaN"}
+    fake_prometheus.answers = {"histogram_quantile(0.95": "NaN"}
     s = diagnosis.request_stats()
     assert s.p95_ms is None and s.requests is None
     assert diagnosis.assess_latency(s, T["latency_p95_ms"]).severity == "info"
 
 
 def test_the_cache_hit_ratio_comes_from_prometheus_when_it_is_set(settings, fake_prometheus):
-    settings.PROMETHEUS_URL = fake_prometheus
-    FakePrometheus.answers = {'result="hit"': "900", 'result="miss"': "100"}
+    fake_prometheus.answers = {'result="hit"': "900", 'result="miss"': "100"}
     state = diagnosis.cache_state()
     assert (state.hits, state.misses) == (900.0, 100.0) and "from Prometheus" in state.source
     assert diagnosis.assess_cache(state, T["cache_hit_ratio"], 100).value == 0.9
@@ -338,8 +303,7 @@ def test_an_unreachable_prometheus_is_a_warning_not_an_info_line(settings):
 
 
 def test_a_prometheus_that_answers_is_ok(settings, fake_prometheus):
-    settings.PROMETHEUS_URL = fake_prometheus
-    FakePrometheus.answers = {"increase(django_http": "10"}
+    fake_prometheus.answers = {"increase(django_http": "10"}
     assert diagnosis.assess_prometheus(diagnosis.request_stats()).severity == "ok"
 
 
@@ -370,11 +334,10 @@ def test_cpu_is_utilisation_over_an_interval_and_load_is_shown_beside_it(setting
 
 
 def test_with_prometheus_cpu_is_the_node_exporter_utilisation_the_alert_uses(settings, fake_prometheus):
-    settings.PROMETHEUS_URL = fake_prometheus
-    FakePrometheus.answers = {"node_cpu_seconds_total": "83"}
+    fake_prometheus.answers = {"node_cpu_seconds_total": "83"}
     reading = diagnosis.cpu_utilisation()
     assert reading.percent == 83 and "node-exporter" in reading.source
-    query = next(q for q in FakePrometheus.queries if "node_cpu_seconds_total" in q)
+    query = next(q for q in fake_prometheus.queries if "node_cpu_seconds_total" in q)
     assert 'mode=~"idle|iowait"' in query and "[5m]" in query
 
 

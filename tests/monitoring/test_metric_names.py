@@ -16,9 +16,8 @@ import yaml
 from django.conf import settings
 
 from tests.factories import WorkbookFactory
-from tests.monitoring.helpers import scrape
+from tests.monitoring.helpers import dashboard, dashboard_targets, scrape
 
-DASHBOARD = Path(settings.BASE_DIR) / "deploy" / "grafana" / "sigma-playground.json"
 RULES = Path(settings.BASE_DIR) / "deploy" / "prometheus" / "alerts.yml"
 
 # Metrics published by the exporters (their documented default collectors), not by this app.
@@ -35,6 +34,8 @@ EXPORTER_METRICS = {
     "redis_keyspace_misses_total": "redis-exporter",
 }
 EXPORTER_PREFIXES = ("node_", "pg_", "redis_")
+# Published on each Celery worker's metrics port only (monitoring.exposition.worker_registry), not on /metrics.
+WORKER_METRICS = {"sigma_celery_worker_queue": "the queues each worker consumes"}
 # Counters that a few ordinary requests may not increment: the family must be declared (its # TYPE line on
 # /metrics); samples appear with the first event.
 # Read replicas (sigma_playground/replicas): their series exist only with DATABASE_REPLICA_URLS, which no test
@@ -92,18 +93,6 @@ def test_the_name_extractor():
         'histogram_quantile(0.95, sum by (le) (rate(x_bucket{a=~"5.."}[$__rate_interval]))) / on(job) y > 1e3'
         " and time() - max(z_total) > 180"
     ) == {"x_bucket", "y", "z_total"}
-
-
-def dashboard() -> dict:
-    return json.loads(DASHBOARD.read_text())
-
-
-def dashboard_targets() -> list[tuple[int, str, str]]:
-    targets = []
-    for panel in dashboard()["panels"]:
-        for target in panel.get("targets", []):
-            targets.append((panel["id"], target["refId"], target["expr"]))
-    return targets
 
 
 def rule_exprs() -> list[str]:
@@ -224,8 +213,13 @@ def some_traffic(db, client, monkeypatch):
 
 
 def test_every_metric_used_by_rules_and_dashboard_exists(some_traffic):
+    from prometheus_client import generate_latest
+
+    from monitoring.exposition import worker_registry
+
     text = some_traffic.get("/metrics").content.decode()
     samples = scrape(text)
+    worker_samples = scrape(generate_latest(worker_registry(queues=["celery"])).decode())
     declared = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
     used: dict[str, set[str]] = {}
     for expr in rule_exprs():
@@ -243,6 +237,9 @@ def test_every_metric_used_by_rules_and_dashboard_exists(some_traffic):
                 missing.append(f"{name} (used by {sorted(where)}) is not a known exporter metric")
         elif name in samples:
             continue
+        elif name in WORKER_METRICS:
+            if name not in worker_samples:
+                missing.append(f"{name} (used by {sorted(where)}) has no sample on a worker's metrics port")
         elif name in INCREMENTED_ELSEWHERE:
             if name not in declared:
                 missing.append(f"{name} is not declared on /metrics")

@@ -125,4 +125,10 @@ def test_responses_by_status_and_exceptions_are_exported(client, monkeypatch):
 def test_scrape_time_queue_collector_reports_the_broker(client):
     samples = scrape(client.get(URL).content.decode())
     assert samples["sigma_celery_broker_up"][0].value == 1
-    assert {s.labels["queue"] for s in samples["sigma_celery_queue_length"]} == {"celery", "media"}
+    # Every queue of settings.CELERY_TASK_ROUTES and the default one, whether or not a message was ever sent.
+    assert {s.labels["queue"] for s in samples["sigma_celery_queue_length"]} == {
+        "celery",
+        "counters",
+        "media",
+        "reports",
+    }

@@ -66,6 +66,7 @@ def test_alert_thresholds_reproduce_the_designs_alert_numbers():
         "CacheHitRatioCollapsed": 0.5,
         "CeleryBeatHeartbeatMissing": 180,
         "CeleryQueueBacklogGrowing": 100,
+        "CeleryQueueUnconsumed": 0,
         "WebVitalsLCPHigh": 2.5,
         "CDNPurgeFailing": 0,
         "ReplicaLagHigh": 5.0,  # REPLICA_MAX_LAG_SECONDS

@@ -25,13 +25,10 @@ def queue_of(task_name: str) -> str:
     return app.amqp.router.route({}, task_name)["queue"].name
 
 
-def test_renders_go_to_the_media_queue_and_everything_else_to_the_default_one():
+def test_renders_go_to_the_media_queue_and_the_view_flush_to_counters():
     assert queue_of("workbooks.tasks.render_thumbnail_derivatives") == "media"
-    for other in (
-        "workbooks.tasks.flush_views",
-        "monitoring.tasks.beat_heartbeat",
-        "workbooks.tasks.warm_cache",
-    ):
+    assert queue_of("workbooks.tasks.flush_views") == "counters"
+    for other in ("monitoring.tasks.beat_heartbeat", "workbooks.tasks.warm_cache"):
         assert queue_of(other) == "celery"
 
 
@@ -102,12 +99,12 @@ def test_image_uploads_are_limited_per_user_per_hour(settings):
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_the_view_flush_runs_while_renders_are_queued(tmp_path):
-    """A real worker on the default queue (as deployed: the media queue has its own worker, absent here)
+    """A real worker on the counters queue (as deployed: the media queue has its own worker, absent here)
     flushes views while 20 renders wait untouched on the media queue."""
     from tests.caching.test_celery_integration import start
 
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    broker.delete("media", "celery")
+    broker.delete("media", "counters")
     db = connection.settings_dict
     env = {
         **os.environ,
@@ -130,7 +127,15 @@ def test_the_view_flush_runs_while_renders_are_queued(tmp_path):
         app.conf.task_always_eager = True
     assert broker.llen("media") == 20
     worker = start(
-        ["worker", "-Q", "celery", "--pool=solo", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+        [
+            "worker",
+            "-Q",
+            "counters",
+            "--pool=solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+        ],
         env,
         tmp_path / "worker.log",
     )

@@ -17,7 +17,8 @@ from tests.factories import UserFactory, WorkbookFactory
 from workbooks import analytics
 from workbooks.models import Visibility, Workbook, WorkbookDailyStat
 
-pytestmark = pytest.mark.django_db
+# Days ending today, built by the test and by the page: on the fixed clock, never across midnight.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 MINE = reverse("workbooks:mine")
 
 
@@ -237,6 +238,7 @@ def five_years(db):
     at scale the window's days of the whole site far outnumber one author's five years."""
     authors = UserFactory.create_batch(30)
     prolific = authors[0]
+    now = timezone.now()  # the test's clock, not the database's
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -245,21 +247,21 @@ def five_years(db):
                 trending_score, tag_names, created_at, updated_at)
             SELECT CASE WHEN i < 40 THEN %s ELSE (%s::bigint[])[1 + i %% 29] END,
                    'Board ' || i, 'board-' || i, '', 'https://app.sigmacomputing.com/embed/1-s' || i, '', '{}',
-                   'public', now() - i * interval '1 hour', false, i, i %% 17,
-                   CASE WHEN i < 40 THEN 100 + i ELSE i %% 50 END::float8, '', now(), now()
+                   'public', %s::timestamptz - i * interval '1 hour', false, i, i %% 17,
+                   CASE WHEN i < 40 THEN 100 + i ELSE i %% 50 END::float8, '', %s, %s
             FROM generate_series(0, 4999) AS i
             """,
-            [prolific.pk, [a.pk for a in authors[1:]]],
+            [prolific.pk, [a.pk for a in authors[1:]], now, now, now],
         )
         cursor.execute(
             """
             INSERT INTO workbooks_workbookdailystat (workbook_id, date, views, favorites)
-            SELECT w.id, current_date - d, (w.id + d) %% 40, (w.id + d) %% 3
+            SELECT w.id, %s::date - d, (w.id + d) %% 40, (w.id + d) %% 3
             FROM workbooks_workbook w
             CROSS JOIN generate_series(0, %s - 1) AS d
             WHERE w.author_id = %s OR d < 60
             """,
-            [FIVE_YEARS, prolific.pk],
+            [now.date(), FIVE_YEARS, prolific.pk],
         )
         cursor.execute("ANALYZE workbooks_workbook")
         cursor.execute("ANALYZE workbooks_workbookdailystat")

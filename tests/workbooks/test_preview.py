@@ -32,7 +32,11 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def test_previews_are_off_in_the_embedded_defaults_and_on_in_production_with_chromium():
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ENV"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "DATABASE_POOLER", "REDIS_URL", "DJANGO_ENV"}
+    }
     code = "from django.conf import settings; print(settings.EMBED_PREVIEWS_ENABLED)"
     run = lambda extra: subprocess.run(  # noqa: E731
         [sys.executable, "-c", f"import django, os; django.setup(); {code}"],

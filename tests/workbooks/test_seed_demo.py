@@ -20,7 +20,8 @@ from workbooks import demo
 from workbooks.demo import HAS_TAG_NAMES, BulkLoader, Progress, demo_embed_url, tag_names_text
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
 
-pytestmark = pytest.mark.django_db
+# The demo is dated from today (30 days of statistics, reruns that must add nothing): on the fixed clock.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
 TABLES = [m._meta.db_table for m in (User, Workbook, WorkbookTag, Favorite, WorkbookDailyStat, Follow)]
 
@@ -69,6 +70,8 @@ def assert_rows_valid() -> None:
     assert not Favorite.objects.filter(workbook__visibility=Visibility.PRIVATE).exists()
     assert not Favorite.objects.filter(created_at__lt=F("workbook__published_at")).exists()
     assert not Workbook.objects.filter(published_at__gt=timezone.now()).exists()
+    # An unlisted workbook without a token could never be opened (its only link carries the token).
+    assert not Workbook.objects.filter(visibility=Visibility.UNLISTED, share_token__isnull=True).exists()
     embed = re.compile(r"^https://app\.sigmacomputing\.com/embed/1-[A-Za-z0-9]{22}$")
     assert all(embed.match(url) for url in Workbook.objects.values_list("sigma_embed_url", flat=True))
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in Tag.objects.values_list("colour", flat=True))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from html import unescape
 
 import pytest
 from django.db import connection
@@ -194,7 +196,7 @@ def test_cannot_favorite_a_private_workbook_of_someone_else(logged_in):
     assert not Favorite.objects.exists()
 
 
-def test_each_detail_view_counts_once_in_total_and_per_day(client):
+def test_each_detail_view_counts_once_in_total_and_per_day(clock, client):
     workbook = WorkbookFactory()
     for n in range(3):  # three visitors (one visitor counts once per VIEW_DEDUP_SECONDS)
         client.get(workbook.get_absolute_url(), REMOTE_ADDR=f"198.51.100.{n + 1}")
@@ -241,25 +243,36 @@ def test_search_and_tag_filters_combine(client):
     assert client.get(LIST, {"tag": "no-such-tag"}).context["total"].value == 0
 
 
+def _ids(response) -> list[int]:
+    return [w.pk for w in response.context["page"].object_list]
+
+
+def _link(response, rel: str) -> str:
+    """The page's own ``rel`` link, as a browser would follow it."""
+    match = re.search(rf'<a rel="{rel}" href="([^"]*)"', response.content.decode())
+    assert match, f"no {rel} link"
+    return LIST + unescape(match.group(1))
+
+
 def test_pagination_page_size_and_bad_cursors(client):
-    WorkbookFactory.create_batch(25)
+    WorkbookFactory.create_batch(45)
     first = client.get(LIST)
     assert len(first.context["page"].object_list) == 20
-    assert first.context["total"].value == 25
-    assert "25 workbooks" in first.content.decode()
+    assert first.context["total"].value == 45
+    assert "45 workbooks" in first.content.decode()
     assert len(client.get(LIST, {"per_page": 10}).context["page"].object_list) == 10
-    assert len(client.get(LIST, {"per_page": 1000}).context["page"].object_list) == 25  # capped at 100
-    second = client.get(LIST, {"cursor": first.context["page"].next_cursor})
-    assert len(second.context["page"].object_list) == 5
-    assert second.context["page"].number == 2 and not second.context["page"].has_next
-    back = (
-        client.get(LIST, {"cursor": second.context["page"].previous_cursor})
-        if second.context["page"].previous_cursor
-        else client.get(LIST)
-    )
-    assert [w.pk for w in back.context["page"].object_list] == [
-        w.pk for w in first.context["page"].object_list
-    ]
+    assert len(client.get(LIST, {"per_page": 1000}).context["page"].object_list) == 45  # capped at 100
+    second = client.get(_link(first, "next"))
+    third = client.get(_link(second, "next"))
+    assert [len(_ids(r)) for r in (second, third)] == [20, 5]
+    assert third.context["page"].number == 3 and not third.context["page"].has_next
+    assert len({*_ids(first), *_ids(second), *_ids(third)}) == 45  # no row twice, none skipped
+    # Back through the previous links: page 3's carries a cursor; page 2's is the plain first page.
+    assert third.context["page"].previous_cursor and second.context["page"].previous_cursor is None
+    back_to_second = client.get(_link(third, "prev"))
+    assert back_to_second.context["page"].number == 2 and _ids(back_to_second) == _ids(second)
+    assert "cursor" not in _link(back_to_second, "prev")
+    assert _ids(client.get(_link(back_to_second, "prev"))) == _ids(first)
     for bad in ("x", "!!!", "eyJ2IjpbXX0", "e30", "a" * 2000):
         response = client.get(LIST, {"cursor": bad, "sort": "oldest"}, follow=True)
         assert response.redirect_chain == [(LIST + "?sort=oldest", 302)], bad
