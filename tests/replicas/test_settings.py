@@ -17,6 +17,7 @@ print(json.dumps({
     "middleware": s.MIDDLEWARE, "databases": {k: {
         "ENGINE": v["ENGINE"], "HOST": v.get("HOST"), "PORT": v.get("PORT"), "NAME": v.get("NAME"),
         "OPTIONS": v.get("OPTIONS"), "TEST": v.get("TEST"), "CONN_MAX_AGE": v.get("CONN_MAX_AGE"),
+        "DISABLE_SERVER_SIDE_CURSORS": v.get("DISABLE_SERVER_SIDE_CURSORS", False),
     } for k, v in s.DATABASES.items()},
 }))
 """
@@ -24,6 +25,7 @@ PRIMARY = "postgres://app@db-primary.internal:5432/sigma"
 BASE = {
     "DATABASE_URL": "",
     "DATABASE_REPLICA_URLS": "",
+    "DATABASE_POOLER": "",
     "REDIS_URL": "",
     "REDIS_DURABLE_URL": "",
     "DJANGO_SETTINGS_MODULE": "sigma_playground.settings",
@@ -70,6 +72,23 @@ def test_each_replica_is_an_alias_with_the_primarys_engine_and_options():
     at = middleware.index("sigma_playground.replicas.middleware.ReplicaRoutingMiddleware")
     assert middleware[at - 1] == "sigma_playground.caching.pages.AnonymousPageCacheMiddleware"
     assert at < middleware.index("django.contrib.sessions.middleware.SessionMiddleware")
+
+
+def test_behind_pgbouncer_the_replicas_switch_with_the_primary():
+    """DATABASE_POOLER=pgbouncer (docs/operations.md, "PgBouncer") applies to every PostgreSQL alias: each
+    replica URL then names the PgBouncer in front of that replica."""
+    data = probe(
+        {
+            "DATABASE_URL": PRIMARY,
+            "DATABASE_POOLER": "pgbouncer",
+            "DATABASE_REPLICA_URLS": "postgres://app@pgbouncer-r1.internal:6432/sigma",
+        }
+    )
+    for alias in ("default", "replica_0"):
+        db = data["databases"][alias]
+        assert "pool" not in db["OPTIONS"] and "options" not in db["OPTIONS"], alias
+        assert db["OPTIONS"]["prepare_threshold"] is None and db["DISABLE_SERVER_SIDE_CURSORS"], alias
+    assert data["databases"]["replica_0"]["OPTIONS"]["application_name"] == "sigma_playground:replica_0"
 
 
 @pytest.mark.parametrize(
