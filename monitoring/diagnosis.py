@@ -28,6 +28,8 @@ from django.db import connections
 from monitoring import queues, slow_queries, web_metrics
 from monitoring.sla import Threshold, thresholds
 from monitoring.window import REQUESTS
+from sigma_playground.replicas.monitor import MONITOR as REPLICAS
+from sigma_playground.replicas.monitor import ReplicaState
 
 logger = logging.getLogger(__name__)
 
@@ -408,6 +410,45 @@ def assess_db_connections(data: DbConnections, t: Threshold) -> Finding:
     )
 
 
+def assess_replicas(states: list[ReplicaState], usable: dict[str, bool], t: Threshold) -> Finding:
+    """Each read replica's lag against REPLICA_MAX_LAG_SECONDS, and whether reads may go to it. A replica out of
+    the rotation is a warning, never worse: its reads go to the primary (the latency check shows the cost)."""
+    base = {
+        "check": "replicas",
+        "title": "Read replicas",
+        "unit": "s",
+        "threshold": t,
+        "source": "this process's measurements (pg_last_wal_replay_lsn, pg_last_xact_replay_timestamp)",
+    }
+    if not states:
+        return Finding(
+            **base,
+            severity="info",
+            summary="none configured (DATABASE_REPLICA_URLS): the primary takes every read",
+        )
+    parts, lags = [], []
+    for state in states:
+        note = "" if usable.get(state.alias) else ", out of the rotation: its reads go to the primary"
+        parts.append(f"{state.alias} {state.describe()}{note}")
+        if state.measured_at:
+            lags.append(state.lag())
+    out = [state.alias for state in states if not usable.get(state.alias)]
+    summary = "; ".join(parts) + f" (bound {t.warning:g} s)"
+    if len(out) == len(states):
+        summary += "; no replica is usable: the primary takes every read"
+    return Finding(
+        **base,
+        severity="warning" if out else "ok",
+        summary=summary,
+        value=round(max(lags), 2) if lags else None,
+        recommendations=[
+            "Check replication on the primary (pg_stat_replication: state, replay_lag) and the replica's log",
+            "Look for long queries or a full disk on the replica, or WAL the network cannot carry",
+            "A replica that will not catch up: rebuild it (pg_basebackup -R) and restart it",
+        ],
+    )
+
+
 # --- Host ---------------------------------------------------------------------------------------------------
 
 
@@ -722,6 +763,11 @@ def diagnose() -> Report:
         lengths, up = queues.queue_lengths()
         return assess_queue(lengths, up, t["queue_length"], in_memory=False)
 
+    def replicas() -> Finding:
+        states = REPLICAS.refresh(max_age=2 * settings.REPLICA_CHECK_SECONDS) if REPLICAS.aliases() else []
+        usable = {state.alias: REPLICAS.usable(state.alias) for state in states}
+        return assess_replicas(states, usable, t["replica_lag_s"])
+
     def durable_redis() -> Finding:
         from sigma_playground.caching import service
         from sigma_playground.health import durable_redis_warnings
@@ -741,6 +787,7 @@ def diagnose() -> Report:
             "Database connections",
             lambda: assess_db_connections(db_connections(), t["db_connections"]),
         ),
+        ("replicas", "Read replicas", replicas),
         ("memory", "Memory", memory),
         ("cpu", "CPU", cpu),
         ("disk", "Disk", disk),

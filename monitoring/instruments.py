@@ -87,6 +87,31 @@ DB_POOL_WAITING = metrics.gauge(
     "sigma_db_pool_requests_waiting", "Requests waiting for a pooled database connection."
 )
 
+# --- Read replicas (sigma_playground/replicas; series exist only with DATABASE_REPLICA_URLS) ----------------
+
+REPLICA_ALIASES = metrics.Capped(limit=16, pattern=r"^replica_\d{1,2}$")
+DB_REPLICA_LAG = metrics.gauge(
+    "sigma_db_replica_lag_seconds",
+    "How far each read replica is behind the primary, as this process last measured it plus the time since "
+    "(it keeps growing while the replica cannot be measured); 0 when it has replayed everything.",
+    {"replica": REPLICA_ALIASES},
+    multiprocess_mode="livemax",
+)
+DB_REPLICA_UP = metrics.gauge(
+    "sigma_db_replica_up",
+    "1 while public reads may go to the replica (reachable, a standby, within REPLICA_MAX_LAG_SECONDS), else 0.",
+    {"replica": REPLICA_ALIASES},
+    multiprocess_mode="livemax",
+)
+PUBLIC_READ_REASONS = ("replica", "pinned", "staff", "recent_write", "unavailable", "unknown")
+DB_PUBLIC_READS = metrics.counter(
+    "sigma_db_public_reads_total",
+    "Public page requests that read the database, by where their reads went (replica or primary) and why: "
+    "pinned (the client wrote recently), staff, recent_write (the page changed after what the replicas have), "
+    "unavailable (no replica reachable within the lag bound), unknown (change times unreadable).",
+    {"target": ("replica", "primary"), "reason": PUBLIC_READ_REASONS},
+)
+
 # --- Cache: declared here, incremented by the caching layer --------------------------------------------------
 
 CACHE_KINDS = metrics.Capped(limit=50)

@@ -147,6 +147,8 @@ def thresholds(sla: SLA | None = None) -> dict[str, Threshold]:
         "heartbeat_age_s": Threshold(
             ops["beat_heartbeat_max_age_s"], ops["beat_heartbeat_max_age_s"] * 5, unit="s"
         ),
+        # Beyond the bound a replica is out of the rotation (its reads go to the primary): a warning.
+        "replica_lag_s": Threshold(settings.REPLICA_MAX_LAG_SECONDS, unit="s"),
     }
 
 
@@ -171,6 +173,10 @@ def alert_thresholds(sla: SLA | None = None) -> dict[str, float]:
         # Any failed CDN purge in 10 minutes, with no successful one, for 5 more: purges are retried until
         # they land, so this is an outage of the CDN's API, not a blip (sigma_playground/cdn).
         "CDNPurgeFailing": 0,
+        # Read replicas (sigma_playground/replicas): the bound beyond which every process stops reading one.
+        "ReplicaLagHigh": settings.REPLICA_MAX_LAG_SECONDS,
+        # sigma_db_replica_up below 1 in every process: nobody reads from it.
+        "ReplicaUnavailable": 1,
     }
 
 

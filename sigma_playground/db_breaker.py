@@ -15,6 +15,11 @@ How it works, per process:
 - A request that fails that way gets a styled 503 page with ``Retry-After`` (``DatabaseUnavailableMiddleware``
   for errors in views, ``server_error`` for errors anywhere else), never the generic 500 page; cached pages
   keep being served from Redis, or from their stale copy (``caching.service.get_or_build``).
+
+One breaker per database alias (``breaker(alias)``): the primary's is ``BREAKER``; each read replica
+(``DATABASE_REPLICA_URLS``, sigma_playground/replicas) has its own, so a replica that went away only takes
+itself out of the replica rotation (its reads go to the primary) and never fails requests for the primary.
+Errors raised by the engine carry the alias they happened on (``alias_of``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.views import defaults
@@ -66,7 +71,8 @@ def is_outage(exc: BaseException | None) -> bool:
 
 
 class Breaker:
-    def __init__(self) -> None:
+    def __init__(self, alias: str = DEFAULT_DB_ALIAS) -> None:
+        self.alias = alias
         self.on_trip: list[Callable[[], None]] = []  # e.g. discard the connection pool
         self._lock = threading.Lock()
         self._tripped = False
@@ -88,7 +94,7 @@ class Breaker:
         if self._tripped:
             with self._lock:
                 self._tripped = self._probing = False
-            logger.warning("database reachable again: circuit closed")
+            logger.warning("database %s reachable again: circuit closed", self.alias)
 
     def failed(self, exc: BaseException | None = None) -> None:
         with self._lock:
@@ -99,7 +105,8 @@ class Breaker:
             hook()
         if first:
             logger.error(
-                "database unreachable, failing fast for %.0f s: %s",
+                "database %s unreachable, failing fast for %.0f s: %s",
+                self.alias,
                 settings.DB_BREAKER_SECONDS,
                 type(exc).__name__ if exc else "connection failed",
             )
@@ -117,7 +124,34 @@ class Breaker:
             self._open_until = 0.0
 
 
-BREAKER = Breaker()
+_BREAKERS: dict[str, Breaker] = {}
+_BREAKERS_LOCK = threading.Lock()
+
+
+def breaker(alias: str = DEFAULT_DB_ALIAS) -> Breaker:
+    """The circuit breaker of one database alias (created on first use)."""
+    found = _BREAKERS.get(alias)
+    if found is None:
+        with _BREAKERS_LOCK:
+            found = _BREAKERS.setdefault(alias, Breaker(alias))
+    return found
+
+
+def reset_all() -> None:
+    """Close every breaker (tests)."""
+    for each in list(_BREAKERS.values()):
+        each.reset()
+
+
+BREAKER = breaker(DEFAULT_DB_ALIAS)  # the primary's
+
+# Attribute the engine (sigma_playground.postgresql) sets on every database error it raises: the alias.
+ALIAS_ATTRIBUTE = "sigma_db_alias"
+
+
+def alias_of(exc: BaseException | None) -> str:
+    """The database alias an error happened on (the primary's when the engine did not say)."""
+    return getattr(exc, ALIAS_ATTRIBUTE, None) or DEFAULT_DB_ALIAS
 
 
 def unavailable_response(request: HttpRequest | None = None) -> HttpResponse:
@@ -133,7 +167,7 @@ def unavailable_response(request: HttpRequest | None = None) -> HttpResponse:
 def _note(exc: BaseException | None) -> bool:
     if is_outage(exc):
         if not isinstance(exc, DatabaseUnavailable):
-            BREAKER.failed(exc)
+            breaker(alias_of(exc)).failed(exc)
         return True
     return False
 

@@ -4,7 +4,9 @@
 503 naming whichever failed, so a load balancer stops sending traffic and an operator sees why; it answers
 within a second whatever the database does (the circuit breaker answers at once while it is open, and a
 connection is waited for at most READINESS_DB_WAIT_SECONDS). It also warns, without failing, when the durable
-Redis could drop what it holds: an evicting ``maxmemory-policy`` or memory near its limit.
+Redis could drop what it holds: an evicting ``maxmemory-policy`` or memory near its limit, and when a read
+replica is out of the rotation (lagging, unreachable: its reads go to the primary; from this process's last
+measurements, no query).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from sigma_playground.replicas.monitor import MONITOR as REPLICAS
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +138,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "status": status,
         "failing": failing,
         "checks": {r.name: {"ok": r.ok, "detail": r.detail, "ms": round(r.duration_ms, 1)} for r in results},
-        "warnings": durable_redis_warnings() if "cache" not in failing else [],
+        "warnings": (durable_redis_warnings() if "cache" not in failing else []) + REPLICAS.warnings(),
     }
     unready = status == "unavailable" or (status == "degraded" and settings.READINESS_REQUIRES_CACHE)
     return JsonResponse(body, status=503 if unready else 200)

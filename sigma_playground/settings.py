@@ -8,6 +8,7 @@ turns on production mode, which refuses to start without its secrets (see README
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import ipaddress
 import os
@@ -221,6 +222,57 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # After the database is found unreachable, each process fails requests that need it at once (a 503 with
 # Retry-After) for this long, then lets one request probe it (sigma_playground.db_breaker).
 DB_BREAKER_SECONDS = env_float("DB_BREAKER_SECONDS", 2.0)
+
+# --- Read replicas (sigma_playground/replicas, docs/scaling.md "Read replicas") ---------------------------
+# Streaming replicas of DATABASE_URL, comma-separated postgres:// URLs (empty: none, nothing changes). Each
+# becomes the alias replica_<n> with the primary's engine and options (pool, timeouts, breaker); reads of the
+# public gallery pages go to a healthy one, everything else (writes, transactions, staff, admin, a client that
+# wrote within REPLICA_PIN_SECONDS) to the primary.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+# A replica further behind the primary than this is skipped until it catches up (also the ReplicaLagHigh alert).
+REPLICA_MAX_LAG_SECONDS = env_float("REPLICA_MAX_LAG_SECONDS", 5.0)
+# Each process measures each replica's lag this often (a background thread; one query each on the primary and
+# the replica). Must be well under the bound, or a healthy replica would age past it between two measurements.
+REPLICA_CHECK_SECONDS = env_float("REPLICA_CHECK_SECONDS", 1.0)
+# After a request that wrote, the client reads from the primary for this long (a signed cookie). At least the
+# lag bound plus a second (the cookie's clock has whole seconds): by then any replica still in use has the write.
+REPLICA_PIN_SECONDS = env_int("REPLICA_PIN_SECONDS", 10)
+# How long a request waits for a replica connection before reading from the primary instead.
+REPLICA_CONNECT_WAIT_SECONDS = env_float("REPLICA_CONNECT_WAIT_SECONDS", 0.5)
+DATABASE_REPLICAS: list[str] = []  # the replicas' aliases, in order
+if DATABASE_REPLICA_URLS:
+    if not DATABASE_URL:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs DATABASE_URL (the primary) as well.")
+    if not 0 < REPLICA_CHECK_SECONDS * 2 <= REPLICA_MAX_LAG_SECONDS:
+        raise ImproperlyConfigured(
+            "REPLICA_CHECK_SECONDS must be positive and at most half of REPLICA_MAX_LAG_SECONDS."
+        )
+    if REPLICA_PIN_SECONDS < REPLICA_MAX_LAG_SECONDS + 1:
+        raise ImproperlyConfigured("REPLICA_PIN_SECONDS must be at least REPLICA_MAX_LAG_SECONDS + 1.")
+    for _index, _url in enumerate(DATABASE_REPLICA_URLS):
+        _replica = dj_database_url.parse(_url)
+        if _replica["ENGINE"] != "django.db.backends.postgresql":
+            raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: entry {_index + 1} is not a postgres:// URL.")
+        _alias = f"replica_{_index}"
+        _options = copy.deepcopy(DATABASES["default"]["OPTIONS"])
+        if "application_name" in _options:  # pg_stat_activity on the replica says which alias and process
+            _options["application_name"] = f"{_options['application_name']}:{_alias}"
+        DATABASES[_alias] = {
+            **copy.deepcopy(DATABASES["default"]),
+            **{key: _replica[key] for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},
+            "OPTIONS": _options,
+            # Tests never get a database of their own for a replica: it is the primary's test database.
+            "TEST": {"MIRROR": "default"},
+        }
+        DATABASE_REPLICAS.append(_alias)
+    DATABASE_ROUTERS = ["sigma_playground.replicas.router.ReplicaRouter"]
+    # Below the page cache (its hits never reach the database) and above the session middleware (its writes
+    # count as the request's): marks public page reads, pins clients that wrote.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("sigma_playground.caching.pages.AnonymousPageCacheMiddleware") + 1,
+        "sigma_playground.replicas.middleware.ReplicaRoutingMiddleware",
+    )
+# --- end of read replicas -----------------------------------------------------------------------------------
 
 # DATABASE_POOLER=pgbouncer: DATABASE_URL names PgBouncer in transaction mode (docs/operations.md, "PgBouncer"),
 # where consecutive transactions of one client may run on different server connections, so nothing may lean

@@ -175,11 +175,11 @@ def _not_a_celery_worker():
 
 @pytest.fixture(autouse=True)
 def _clear_caches():
+    from sigma_playground import db_breaker
     from sigma_playground.caching import service
-    from sigma_playground.db_breaker import BREAKER
     from workbooks import counters
 
-    BREAKER.reset()  # a test that made the database look unreachable must not fail the next ones
+    db_breaker.reset_all()  # a test that made a database look unreachable must not fail the next ones
     counters.discard_process_views()  # views a test left unsent must not land in the next test's Redis
     service.RECENT_PAGES.clear()
     yield

@@ -23,7 +23,6 @@ from django.db import OperationalError, connection
 
 from deploy import pgbouncer
 from sigma_playground import db_breaker
-from sigma_playground.db_breaker import BREAKER
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -146,7 +145,9 @@ def _query(port: int) -> tuple[float, BaseException | None]:
 def test_an_outage_behind_pgbouncer_trips_the_breaker_and_a_bad_query_does_not(bouncer, settings):
     server, relay = bouncer
     settings.DB_BREAKER_SECONDS = 0.5
-    BREAKER.reset()
+    # The wrapper's own alias has its own breaker (issue 20: one per database alias).
+    circuit = db_breaker.breaker("pgbouncer_test")
+    circuit.reset()
     assert _query(server.port) == (pytest.approx(0, abs=5), None)
 
     # A bad query through PgBouncer is not an outage.
@@ -161,7 +162,8 @@ def test_an_outage_behind_pgbouncer_trips_the_breaker_and_a_bad_query_does_not(b
     relay.cut()  # PostgreSQL is gone; PgBouncer still answers
     first, error = _query(server.port)
     assert error is not None and db_breaker.is_outage(error), error
-    BREAKER.failed(error)  # what DatabaseUnavailableMiddleware does with it
+    assert db_breaker.alias_of(error) == "pgbouncer_test"
+    circuit.failed(error)  # what DatabaseUnavailableMiddleware does with it
     probes = []
     for _ in range(3):
         with pytest.raises(db_breaker.DatabaseUnavailable):
@@ -171,7 +173,7 @@ def test_an_outage_behind_pgbouncer_trips_the_breaker_and_a_bad_query_does_not(b
         # been failing") and the breaker stays open: an open connection is not a server that is back.
         took, error = _query(server.port)
         assert error is not None and db_breaker.is_outage(error), error
-        assert BREAKER.is_open()
+        assert circuit.is_open()
         probes.append(took)
     print(
         f"behind PgBouncer, server gone: first query failed after {first:.2f} s "
@@ -189,4 +191,4 @@ def test_an_outage_behind_pgbouncer_trips_the_breaker_and_a_bad_query_does_not(b
         if error is None:
             break
         assert time.monotonic() < deadline, f"still failing after the server came back: {error}"
-    assert not BREAKER.is_open()  # the probe's success closed it
+    assert not circuit.is_open()  # the probe's success closed it

@@ -90,6 +90,17 @@ def generation(namespace: str) -> str:
     return f"{PREFIX}:gen:{namespace}"
 
 
+def changed(namespace: str) -> str:
+    """When the namespace was last bumped (time.time(), kept CHANGED_SECONDS), beside its generation: a page
+    may be built from a read replica only if the replica has everything up to then (sigma_playground.replicas)."""
+    return f"{PREFIX}:changed:{namespace}"
+
+
+def changed_of_generation(generation_key: str) -> str:
+    """The change-time key beside a generation key (``generation(ns)`` -> ``changed(ns)``)."""
+    return changed(generation_key.removeprefix(f"{PREFIX}:gen:"))
+
+
 def _with_generations(generations: dict[str, int]) -> str:
     return ",".join(f"{ns}={generations[ns]}" for ns in sorted(generations))
 

@@ -456,11 +456,13 @@ def cached_fragment(
     (the template is rendered without a request, so it cannot reach the user, the session or a CSRF token)."""
     if not settings.PAGE_CACHE_ENABLED:
         return mark_safe(render_to_string(template, context()))  # noqa: S308
+    namespaces = list(namespaces)
     gens = service.generations(namespaces)
     key = keys.fragment(name, variant, gens)
 
     def build() -> service.Built:
-        html = render_to_string(template, context())
+        with service.replica_reads_after(namespaces):
+            html = render_to_string(template, context())
         return service.Built(result=html, value=html)
 
     html = service.get_or_build(

@@ -31,6 +31,13 @@ made during an outage can stay hidden; a process that makes no more cache calls 
 pages to that bound. The CDN's purge is owed separately (sigma_playground.cdn.purge) and does not wait for
 this.
 
+Each bump also records when it happened (``keys.changed``, the newest time wins, kept ``CHANGED_SECONDS``).
+Read replicas need it (``changed_at``, sigma_playground/replicas): a page is built from a replica only if the
+replica has every write committed before the newest change of the namespaces the page shows, or the rebuild
+after a write would store the replica's older rows under the new generation. (A generation recreated after
+Redis lost it records no change: pages rebuilt then may be up to REPLICA_MAX_LAG_SECONDS behind, until their
+TTL or the next write.)
+
 Stampede control: entries carry a soft expiry inside a longer hard TTL. When a hot entry goes stale, the first
 request to take the rebuild lock (``SET NX PX``, via ``add``) rebuilds it; the others keep serving the stale
 copy. When an entry is missing altogether (first build, or just invalidated, when serving the old content
@@ -39,6 +46,7 @@ would be wrong), the others wait briefly for the builder and then build themselv
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -56,6 +64,7 @@ from monitoring import metrics
 from monitoring.instruments import CACHE_REQUESTS
 from sigma_playground.caching import keys
 from sigma_playground.caching.local import LocalLRUCache
+from sigma_playground.replicas import router as replica_router
 
 logger = logging.getLogger("sigma_playground.cache")
 DURABLE_ALIAS = "durable"  # settings.CACHES alias of the durable Redis (absent: the cache Redis)
@@ -165,7 +174,7 @@ class _Backend:
             owed = sorted(self._owed)
             if not owed:
                 return
-            self.incr_generations(owed)
+            self.incr_generations(owed, [keys.changed_of_generation(name) for name in owed], time.time())
             self._owed.clear()
         RECENT_PAGES.clear()
         logger.warning("cache: replayed %d generation bumps owed since an outage", len(owed))
@@ -174,20 +183,37 @@ class _Backend:
     def set(self, name: str, value: bytes, ttl: float) -> None: ...
     def add(self, name: str, value: bytes, ttl: float) -> bool: ...
     def delete(self, name: str) -> None: ...
-    def incr_generations(self, names: list[str]) -> list[int]: ...
+    def incr_generations(self, names: list[str], stamps: list[str], at: float) -> list[int]: ...
     def seed_generations(self, names: list[str]) -> list[int]: ...
+
+
+# How long a bump's time is kept (keys.changed): far longer than any lag a replica may have and stay in use.
+CHANGED_SECONDS = 3600
 
 
 # Generation keys: INCR when present; when missing, created from the server's clock in microseconds (never a
 # value used before, as long as a key is bumped less than a million times a second on average).
 _SEED = "local t = redis.call('TIME') local seed = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])) "
+# A bump's KEYS: n generation keys, then their n change-time keys; ARGV: the time (seconds), the change keys'
+# TTL (ms). A change time only moves forward (bumps of two processes may land out of order).
+_STAMP = """
+local function stamp(key)
+  local old = tonumber(redis.call('GET', key) or '0') or 0
+  if tonumber(ARGV[1]) > old then redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  else redis.call('PEXPIRE', key, ARGV[2]) end
+end
+local n = #KEYS / 2
+"""
 _BUMP_GENERATIONS = (
     _SEED
+    + _STAMP
     + """
 local out = {}
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   if redis.call('EXISTS', key) == 1 then out[i] = redis.call('INCR', key)
   else redis.call('SET', key, seed) out[i] = tonumber(seed) end
+  stamp(KEYS[n + i])
 end
 return out
 """
@@ -231,8 +257,8 @@ class _RedisBackend(_Backend):
     def delete(self, name):
         self.client.delete(name)
 
-    def incr_generations(self, names):
-        return [int(v) for v in self._bump(keys=names)]
+    def incr_generations(self, names, stamps, at):
+        return [int(v) for v in self._bump(keys=[*names, *stamps], args=[repr(at), CHANGED_SECONDS * 1000])]
 
     def seed_generations(self, names):
         return [int(v) for v in self._seed(keys=names)]
@@ -256,7 +282,7 @@ class _DjangoBackend(_Backend):
     def delete(self, name):
         django_cache.delete(name)
 
-    def incr_generations(self, names):
+    def incr_generations(self, names, stamps, at):
         out = []
         for name in names:
             if django_cache.add(name, _clock_seed(), None):
@@ -267,6 +293,8 @@ class _DjangoBackend(_Backend):
             except ValueError:  # evicted between add and incr
                 django_cache.add(name, _clock_seed(), None)
                 out.append(django_cache.get(name))
+        for stamp in stamps:
+            self._stamp(stamp, at)
         return out
 
     def seed_generations(self, names):
@@ -274,6 +302,10 @@ class _DjangoBackend(_Backend):
             django_cache.add(name, _clock_seed(), None)
         found = django_cache.get_many(names)
         return [int(found.get(name) or _clock_seed()) for name in names]
+
+    @staticmethod
+    def _stamp(name: str, at: float) -> None:
+        django_cache.set(name, max(at, float(django_cache.get(name) or 0.0)), CHANGED_SECONDS)
 
 
 _backend: _Backend | None = None
@@ -522,14 +554,47 @@ def generations(namespaces: Iterable[str]) -> dict[str, int]:
 
 
 def bump(*namespaces: str) -> None:
-    """Invalidate every entry built under these namespaces: one INCR each (in one script), no scan. When the
-    durable Redis can't be reached the bumps are owed and replayed as soon as it answers (module docstring)."""
+    """Invalidate every entry built under these namespaces: one INCR each (in one script), no scan; the
+    same script records the time (called after the write's commit, so the time follows the commit). When the
+    durable Redis can't be reached the bumps are owed and replayed as soon as it answers (module docstring),
+    stamped with the replay's time."""
     RECENT_PAGES.clear()
-    names = [keys.generation(ns) for ns in sorted(set(namespaces))]
-    if names:
+    ordered = sorted(set(namespaces))
+    if ordered:
+        names, stamps, at = (
+            [keys.generation(ns) for ns in ordered],
+            [keys.changed(ns) for ns in ordered],
+            time.time(),
+        )
         be = durable()
-        if _timed("incr", keys.KIND_GENERATION, lambda: be.incr_generations(names), None, be) is None:
+        sent = _timed("incr", keys.KIND_GENERATION, lambda: be.incr_generations(names, stamps, at), None, be)
+        if sent is None:
             be.owe(names)
+
+
+def changed_at(namespaces: Iterable[str]) -> float | None:
+    """The newest bump of any of these namespaces (time.time(); 0.0: none in the last CHANGED_SECONDS), or
+    None when the durable Redis could not be read (then nothing may be assumed about recent writes)."""
+    names = sorted(set(namespaces))
+    if not names:
+        return 0.0
+    be = durable()
+    raw = _timed("get", keys.KIND_GENERATION, lambda: be.get_many([keys.changed(n) for n in names]), None, be)
+    if raw is None:
+        return None
+    try:
+        return max((float(value) for value in raw if value is not None), default=0.0)
+    except (TypeError, ValueError):  # not ours: assume the worst
+        return None
+
+
+def replica_reads_after(namespaces: Iterable[str]) -> contextlib.AbstractContextManager[None]:
+    """Around the build of something stored under ``namespaces`` (a fragment, a cached result): inside a
+    public page whose reads may go to a replica, they go to one only if it has these namespaces' last change
+    too (sigma_playground.replicas). Costs one read of the durable Redis, and only there."""
+    if not replica_router.reading_replicas():
+        return contextlib.nullcontext()
+    return replica_router.reads_after(changed_at(namespaces))
 
 
 # --- Stampede control -----------------------------------------------------------------------------------
@@ -647,7 +712,8 @@ def cached(
             cache_key = keys.function(name, args_key)
 
             def build() -> Built:
-                value = fn(*args, **kwargs)
+                with replica_reads_after(namespaces(*args, **kwargs) if namespaces is not None else ()):
+                    value = fn(*args, **kwargs)
                 return Built(result=value, value=value)
 
             return get_or_build(keys.KIND_FUNCTION, cache_key, build, ttl=ttl)

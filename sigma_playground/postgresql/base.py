@@ -7,19 +7,25 @@
   busy is still waited for, up to the pool timeout. When the breaker trips, the pool is discarded (its
   reconnect attempts back off for minutes); the probe request builds a new one, whose first connection
   attempt says at once whether the server is back.
+
+Each alias (the primary ``default``, read replicas ``replica_0``...) has its own pool and its own breaker,
+and every database error raised through the wrapper carries its alias (``db_breaker.alias_of``), so an
+outage is charged to the database it happened on.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import contextmanager
 
 from django.db.backends.postgresql import base
-from django.db.utils import DEFAULT_DB_ALIAS
+from django.db.utils import DEFAULT_DB_ALIAS, DatabaseErrorWrapper
+from django.utils.functional import cached_property
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from sigma_playground.db_breaker import BREAKER, is_outage
+from sigma_playground.db_breaker import ALIAS_ATTRIBUTE, BREAKER, Breaker, breaker, is_outage
 
 _WAIT_SLICE = 0.1  # how often a waiting request looks for a failed connection attempt
 _RECENT_ERROR = 1.0  # a connection attempt that failed this recently means the server is unreachable
@@ -64,7 +70,40 @@ class _BreakerPool(ConnectionPool):
                     raise PoolTimeout(f"couldn't get a connection after {total:.2f} sec") from None
 
 
+class _AliasErrorWrapper(DatabaseErrorWrapper):
+    """Django's error translation, plus the alias on whatever leaves it."""
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        except Exception as exc:
+            setattr(exc, ALIAS_ATTRIBUTE, self.wrapper.alias)
+            raise
+        if isinstance(exc_value, Exception):  # not translated (our own DatabaseUnavailable): tag it as is
+            setattr(exc_value, ALIAS_ATTRIBUTE, self.wrapper.alias)
+
+
+_hooked: set[str] = set()
+_hooked_lock = threading.Lock()
+
+
+def _breaker_of(alias: str) -> Breaker:
+    """The alias's breaker, with the hook that discards the alias's pool when it trips."""
+    found = breaker(alias)
+    if alias not in _hooked:
+        with _hooked_lock:
+            if alias not in _hooked:
+                if alias != DEFAULT_DB_ALIAS:  # the primary's hook is added below, at import
+                    found.on_trip.append(functools.partial(_discard_pool, alias))
+                _hooked.add(alias)
+    return found
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    @cached_property
+    def wrap_database_errors(self) -> DatabaseErrorWrapper:
+        return _AliasErrorWrapper(self)
+
     @property
     def pool(self):
         """Django's pool property (5.2), building a _BreakerPool."""
@@ -86,8 +125,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return self._connection_pools[self.alias]
 
     def get_new_connection(self, conn_params):
-        BREAKER.before_connect()
-        probing = BREAKER.is_open()
+        circuit = _breaker_of(self.alias)
+        circuit.before_connect()
+        probing = circuit.is_open()
         try:
             connection = super().get_new_connection(conn_params)
             if probing:
@@ -98,9 +138,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
                     raise
         except Exception as exc:
             if is_outage(exc):
-                BREAKER.failed(exc)
+                circuit.failed(exc)
             raise
-        BREAKER.succeeded()
+        circuit.succeeded()
         return connection
 
 

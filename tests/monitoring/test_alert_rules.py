@@ -30,6 +30,8 @@ OPERATOR = {
     "CeleryQueueUnconsumed": ">",
     "WebVitalsLCPHigh": ">",
     "CDNPurgeFailing": ">",
+    "ReplicaLagHigh": ">",
+    "ReplicaUnavailable": "<",
 }
 # The duration ("for") of the design's five rules.
 FOR = {

@@ -175,6 +175,7 @@ def test_the_whole_diagnosis_runs_and_reports_every_check():
         "error_rate",
         "slow_queries",
         "db_connections",
+        "replicas",
         "memory",
         "cpu",
         "disk",

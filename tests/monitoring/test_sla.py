@@ -69,6 +69,8 @@ def test_alert_thresholds_reproduce_the_designs_alert_numbers():
         "CeleryQueueUnconsumed": 0,
         "WebVitalsLCPHigh": 2.5,
         "CDNPurgeFailing": 0,
+        "ReplicaLagHigh": 5.0,  # REPLICA_MAX_LAG_SECONDS
+        "ReplicaUnavailable": 1,
     }
 
 
