@@ -72,13 +72,17 @@ def render_nginx(
     workers: int | str = "auto",
     access_log: bool = True,
     forwarded_proto: str = "$scheme",
-    origin_max_in_flight: int = 12,
+    origin_max_in_flight: int = 0,
     retry_after: int = 2,
 ) -> str:
     """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream``: one host:port, or several
     (web instances: nginx spreads requests over them, round robin on its keep-alive connections).
 
-    ``origin_max_in_flight``: requests each instance answers at once before nginx answers 503. 12 is
+    ``origin_max_in_flight``: requests each instance answers at once before nginx answers 503; 0 (the
+    default, nginx's "no limit") leaves overload to the site's queue-time shedding. Off by default because a
+    concurrency limit refuses cheap requests as readily as costly ones: with 12 per nginx worker, 32 clients
+    of a cached page (0.3 ms each) got 93 % 503s in `make bench-web` (2026-11-29 15:52). The goals run's
+    overload figure (75 % within the SLA or a fast 503, against 11.7 % without) was measured with 12, which is
     deploy/gunicorn.conf.py's 5 workers x 2 threads here and a queue of 2: by Little's law the time in the
     origin is in-flight / throughput, and at the design flow's ~45 requests/s on these 2 cores 24 in flight
     meant 0.55 s on average (p95 1.15 s measured, docs/performance.md "The goals run"), over the SLA.
