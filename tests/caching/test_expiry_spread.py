@@ -22,6 +22,24 @@ def responses(status: str) -> float:
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("frozen_clock")]
 
 
+def get_during_outage(url: str):
+    """GET ``url`` as an anonymous reader while the database breaker is open. The request must count as one
+    response in the metrics: the 200 its client got, never also the failed rebuild's 503."""
+    from django.db import OperationalError, connection
+
+    from sigma_playground.db_breaker import BREAKER
+
+    BREAKER.failed(OperationalError("down"))
+    connection.close()
+    before = {status: responses(status) for status in ("200", "503")}
+    try:
+        response = Client().get(url)
+    finally:
+        BREAKER.reset()
+    assert {status: responses(status) - before[status] for status in before} == {"200": 1, "503": 0}
+    return response
+
+
 def stored_entry(url: str) -> tuple[str, service.Entry]:
     service.RECENT_PAGES.clear()
     lookup = pages.lookup_page(RequestFactory().get(url))
@@ -145,24 +163,12 @@ def test_the_refresh_window_is_at_most_a_quarter_of_a_short_lifetime(
 def test_a_refresh_ahead_that_meets_a_database_outage_serves_the_stored_copy(world, settings):
     """The request that takes the lock rebuilds; with the database down its rebuild is the 503 page. It used to
     return that 503 although a fresh copy was in hand (the fault suite's cached pages during an outage)."""
-    from django.db import OperationalError, connection
-
-    from sigma_playground.db_breaker import BREAKER
-
     settings.PAGE_REFRESH_AHEAD_SECONDS = 10
     settings.DB_BREAKER_SECONDS = 30
     url = world["workbook"].get_absolute_url()  # its rebuild reads the workbook from the database
     stored = Client().get(url)
     key = near_expiry(url, seconds_left=5)
-    BREAKER.failed(OperationalError("down"))
-    connection.close()
-    before = {status: responses(status) for status in ("200", "503")}
-    try:
-        response = Client().get(url)
-    finally:
-        BREAKER.reset()
-    # One request, one response in the metrics: the 200 its client got, not also the failed rebuild's 503.
-    assert {status: responses(status) - before[status] for status in before} == {"200": 1, "503": 0}
+    response = get_during_outage(url)
     assert response.status_code == 200, response.status_code
     assert response.content == stored.content
     assert response["X-Cache"] == "hit"
@@ -172,10 +178,6 @@ def test_a_refresh_ahead_that_meets_a_database_outage_serves_the_stored_copy(wor
 
 @pytest.mark.postgres
 def test_an_expired_page_served_stale_during_an_outage_is_one_response_in_the_metrics(world, settings):
-    from django.db import OperationalError, connection
-
-    from sigma_playground.db_breaker import BREAKER
-
     settings.PAGE_REFRESH_AHEAD_SECONDS = 0
     settings.DB_BREAKER_SECONDS = 30
     url = world["workbook"].get_absolute_url()
@@ -184,13 +186,6 @@ def test_an_expired_page_served_stale_during_an_outage_is_one_response_in_the_me
     # Past its freshness but still held (the grace period): the next reader rebuilds it.
     service.set_entry(keys.KIND_PAGE, key, entry.value, -1, grace=60)
     service.RECENT_PAGES.clear()
-    BREAKER.failed(OperationalError("down"))
-    connection.close()
-    before = {status: responses(status) for status in ("200", "503")}
-    try:
-        response = Client().get(url)
-    finally:
-        BREAKER.reset()
+    response = get_during_outage(url)
     assert response.status_code == 200 and response["X-Cache"] == "stale"
     assert response.content == stored.content
-    assert {status: responses(status) - before[status] for status in before} == {"200": 1, "503": 0}
