@@ -28,6 +28,7 @@ from django.db import connections
 from monitoring import queues, slow_queries, web_metrics
 from monitoring.sla import Threshold, thresholds
 from monitoring.window import REQUESTS
+from sigma_playground.caching import keys
 from sigma_playground.replicas.monitor import MONITOR as REPLICAS
 from sigma_playground.replicas.monitor import ReplicaState
 
@@ -662,9 +663,7 @@ def assess_queue(lengths: dict[str, int], up: bool, t: Threshold, in_memory: boo
 
 
 def heartbeat_age_s(now: float | None = None) -> float | None:
-    from monitoring.tasks import HEARTBEAT_CACHE_KEY
-
-    stamp = cache.get(HEARTBEAT_CACHE_KEY)
+    stamp = cache.get(keys.beat_heartbeat())
     if stamp is None:
         return None
     return max(0.0, (time.time() if now is None else now) - float(stamp))

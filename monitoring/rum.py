@@ -13,7 +13,6 @@ So a beacon can only ever add to series that already could exist.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -24,6 +23,7 @@ from django.core.cache import cache
 
 from monitoring import instruments
 from monitoring.routes import page_route_names
+from sigma_playground.caching import keys
 
 TIMING_MAX_MS = 120_000.0  # two minutes: later than that is a backgrounded tab, not a page load
 CLS_MAX = 10.0
@@ -117,8 +117,7 @@ def allow_beacon(client: str, now: float | None = None) -> bool:
     Fails open: with the cache unreachable the beacon is accepted (the metrics stay bounded either way).
     """
     minute = int((time.time() if now is None else now) // 60)
-    digest = hashlib.sha256(client.encode()).hexdigest()[:24]
-    key = f"rum:rate:{digest}:{minute}"
+    key = keys.rum_beacons(client, minute)
     try:
         if cache.add(key, 1, timeout=120):
             return True

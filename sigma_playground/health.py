@@ -24,6 +24,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from sigma_playground.caching import keys
 from sigma_playground.replicas.monitor import MONITOR as REPLICAS
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def check_cache() -> CheckResult:
             client.get_client(write=True).ping()
             detail = "redis"
         else:
-            key = f"readyz:{uuid.uuid4().hex}"
+            key = keys.readiness_probe(uuid.uuid4().hex)
             cache.set(key, "1", 5)
             if cache.get(key) != "1":
                 raise RuntimeError("cache round-trip lost the value")

@@ -138,7 +138,7 @@ def first_views(state: Counter[ViewKey]) -> Counts:
             fresh = [True] * len(visits)
     else:
         fresh = [
-            django_cache.add(f"{keys.views_seen(window, wid)}:{visitor}", 1, ttl) is not False
+            django_cache.add(keys.views_seen_visitor(window, wid, visitor), 1, ttl) is not False
             for wid, _day, window, visitor in visits
         ]
     for (workbook_id, day, _window, _visitor), new in zip(visits, fresh, strict=True):

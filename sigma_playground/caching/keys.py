@@ -166,6 +166,12 @@ def views_batches() -> str:
     return f"{PREFIX}:views:batches"
 
 
+def views_seen_visitor(window: int, workbook_id: int, visitor: str) -> str:
+    """One visitor already counted for one workbook in one window, on a cache without sets (the embedded
+    local-memory cache): the seen-set's key plus the visitor's digest."""
+    return f"{views_seen(window, workbook_id)}:{visitor}"
+
+
 # --- Embed link checker (workbooks.linkcheck) ---------------------------------------------------------------
 
 
@@ -184,9 +190,25 @@ def beat_lock() -> str:
     return f"{PREFIX}:beat:lock"
 
 
+def beat_heartbeat() -> str:
+    """The time of the last beat heartbeat task (monitoring.tasks), read by the health diagnosis."""
+    return f"{PREFIX}:beat:heartbeat"
+
+
+def readiness_probe(token: str) -> str:
+    """A throwaway key the readiness check writes, reads and deletes on a cache that is not Redis
+    (sigma_playground.health)."""
+    return f"{PREFIX}:readyz:{token}"
+
+
 # --- Rate limits (sigma_playground.ratelimit) ---------------------------------------------------------------
 
 
 def rate_limit(action: str, subject: str, window: int) -> str:
     """The counter of ``action`` by ``subject`` (a client address or a user id) in one fixed window."""
     return f"{PREFIX}:rate:{action}:{_digest(subject)}:{window}"
+
+
+def rum_beacons(client: str, minute: int) -> str:
+    """The count of RUM beacons from one client in one clock minute (monitoring.rum)."""
+    return f"{PREFIX}:rum:rate:{_digest(client)}:{minute}"
