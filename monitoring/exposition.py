@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 
+from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -22,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    """``PROMETHEUS_MULTIPROC_DIR`` as settings read it (prometheus_client reads the same variable itself)."""
+    return settings.PROMETHEUS_MULTIPROC_DIR or None
 
 
 def clean_multiprocess_dir(path: str, keep_pids: Iterable[int] = ()) -> int:
