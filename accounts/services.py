@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from importlib import import_module
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery
@@ -138,7 +140,7 @@ def user_delete(*, user: User) -> None:
     """Delete an account with everything that cascades from it (workbooks, favorites, follows).
 
     The people they followed lose a follower here. ``favorite_count`` of workbooks they favorited is put
-    right by the nightly recount (workbooks.maintenance.recount_counters; accounts do not write workbooks).
+    right by the nightly recount (workbooks.services.workbook_counters_recount: accounts do not write workbooks).
     """
     stored = User.objects.select_for_update().get(pk=user.pk)
     followed = list(Follow.objects.filter(follower=stored).values_list("followed_id", flat=True))
@@ -262,3 +264,8 @@ def recount_followers() -> int:
     updated = User.objects.update(follower_count=Coalesce(count, 0))
     invalidate.people_changed()
     return updated
+
+
+def sessions_clear_expired() -> None:
+    """Delete expired sessions (``manage.py clearsessions``); the daily beat task is the only caller."""
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
