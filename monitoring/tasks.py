@@ -9,6 +9,8 @@ from celery import shared_task
 from django.core.cache import cache
 
 from monitoring import instruments
+from monitoring.capacity import services as capacity_services
+from monitoring.models import CapacityReport
 from sigma_playground.caching import keys
 
 logger = logging.getLogger(__name__)
@@ -33,10 +35,8 @@ def capacity_sample() -> int | None:
     Never raises: a source that fails is recorded as missing by the sampler, and anything else (the
     database refusing the row, the time limit) is logged; the next run tries again.
     """
-    from monitoring.capacity import sampler
-
     try:
-        return sampler.take_sample().pk
+        return capacity_services.capacity_sample_take().pk
     except Exception:
         logger.exception("capacity: the sample could not be stored")
         return None
@@ -45,9 +45,7 @@ def capacity_sample() -> int | None:
 @shared_task(ignore_result=True, soft_time_limit=600)
 def capacity_retention() -> dict[str, int]:
     """Hourly: roll complete hours up into min/mean/max, delete samples and hours past retention."""
-    from monitoring.capacity import retention
-
-    result = retention.apply()
+    result = capacity_services.capacity_retention_apply()
     logger.info(
         "capacity retention: %d hours rolled up, %d samples and %d hours deleted",
         result.hours_rolled_up,
@@ -60,9 +58,7 @@ def capacity_retention() -> dict[str, int]:
 @shared_task(ignore_result=True, soft_time_limit=300)
 def capacity_report() -> int:
     """Daily: the capacity report, stored for staff (admin and /monitoring/capacity/)."""
-    from monitoring.capacity import report
-
-    stored = report.generate(trigger="schedule")
+    stored = capacity_services.capacity_report_generate(trigger=CapacityReport.Trigger.SCHEDULE)
     logger.info(
         "capacity report %s: %d recommendations, top priority %s",
         stored.pk,

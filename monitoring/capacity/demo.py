@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from monitoring.capacity import report as capacity_report
+from monitoring.capacity import services
 from monitoring.models import CapacityHour, CapacityReport, CapacitySample
 
 DEMO_HOST = "demo (seed_demo --capacity-history)"
@@ -121,5 +122,7 @@ def seed_history(now: datetime | None = None, days: int = DAYS, seed: int = 2026
             )
     stored = CapacityReport.objects.first()
     if new or wrote_sample or stored is None:
-        stored = capacity_report.store(capacity_report.build(now), CapacityReport.Trigger.COMMAND)
+        stored = services.capacity_report_store(
+            analysis=capacity_report.build(now), trigger=CapacityReport.Trigger.COMMAND
+        )
     return Seeded(hours=len(new), sample=wrote_sample, report=stored)

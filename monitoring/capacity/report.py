@@ -1,5 +1,5 @@
 """The capacity report: current values, projections at 1, 3, 6 and 12 months, threshold crossings and
-recommendations; as text, as JSON, stored, and drawn.
+recommendations; as text, as JSON, and drawn (stored by ``monitoring.capacity.services``).
 
 What is fitted. Each resource becomes one point per complete UTC day of the last CAPACITY_HISTORY_DAYS:
 the day's worst hour (the highest hourly mean; the lowest for the cache hit ratio, where lower is worse).
@@ -35,7 +35,7 @@ from monitoring.capacity.resources import (
     priority,
     thresholds,
 )
-from monitoring.models import CapacityHour, CapacityReport, CapacitySample
+from monitoring.models import CapacityHour, CapacitySample
 
 HORIZONS = ((1, 30), (3, 90), (6, 180), (12, 365))  # (months, days)
 CURRENT_WINDOW = timedelta(minutes=15)
@@ -621,23 +621,3 @@ def build(now: datetime | None = None) -> CapacityAnalysis:
     now = now or timezone.now()
     hours, recent = load(now)
     return analyse(hours, recent, now)
-
-
-def store(analysis: CapacityAnalysis, trigger: str = CapacityReport.Trigger.SCHEDULE) -> CapacityReport:
-    return CapacityReport.objects.create(
-        created_at=analysis.generated_at,
-        trigger=trigger,
-        meaningful=analysis.meaningful,
-        days_with_data=analysis.days_with_data,
-        top_priority=analysis.top_priority,
-        recommendations=len(analysis.recommendations),
-        data=analysis.as_dict(),
-        text=analysis.as_text(),
-    )
-
-
-def generate(trigger: str = CapacityReport.Trigger.SCHEDULE, now: datetime | None = None) -> CapacityReport:
-    """Roll up the hours not summarised yet, build the report and store it."""
-    now = now or timezone.now()
-    retention.rollup(now)
-    return store(build(now), trigger)

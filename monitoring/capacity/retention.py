@@ -1,5 +1,6 @@
 """Retention: every sample for CAPACITY_RAW_RETENTION_DAYS, hourly min/mean/max (and stored reports) for
-CAPACITY_HOURLY_RETENTION_DAYS (beat task ``capacity_retention``, hourly).
+CAPACITY_HOURLY_RETENTION_DAYS (beat task ``capacity_retention``, hourly, through
+``monitoring.capacity.services``: this module reads and summarises, the services write).
 
 The roll-up summarises every complete UTC hour that has samples and is not summarised yet; it also redoes
 the last summarised hour, so a sample that arrived late for it is counted. Raw samples are deleted only
@@ -12,12 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
-from django.db import transaction
 from django.db.models.functions import TruncHour
-from django.utils import timezone
 
-from monitoring.models import CapacityHour, CapacityReport, CapacitySample
+from monitoring.models import CapacityHour, CapacitySample
 
 ROWS_PREFIX = "rows:"
 
@@ -64,40 +62,11 @@ def pending_hours(now: datetime) -> list[datetime]:
     return sorted(set(hours))
 
 
-def _rows(hour: datetime) -> list[dict]:
+def hour_rows(hour: datetime) -> list[dict]:
+    """The metric fields and table rows of every sample taken in ``hour``."""
     fields = (*CapacitySample.metric_fields(), "table_rows")
     return list(
         CapacitySample.objects.filter(taken_at__gte=hour, taken_at__lt=hour + timedelta(hours=1))
         .order_by()
         .values(*fields)
     )
-
-
-def rollup(now: datetime | None = None) -> int:
-    """Summarise the complete hours not summarised yet; returns how many hours were written."""
-    now = now or timezone.now()
-    written = 0
-    for hour in pending_hours(now):
-        count, stats = summarise(_rows(hour))
-        with transaction.atomic():
-            CapacityHour.objects.update_or_create(hour=hour, defaults={"samples": count, "stats": stats})
-        written += 1
-    return written
-
-
-def prune(now: datetime | None = None) -> tuple[int, int]:
-    """Delete samples older than the raw retention, and hours and reports older than the hourly one."""
-    now = now or timezone.now()
-    raw_cutoff = min(now - timedelta(days=settings.CAPACITY_RAW_RETENTION_DAYS), hour_of(now))
-    samples, _ = CapacitySample.objects.filter(taken_at__lt=raw_cutoff).delete()
-    hour_cutoff = now - timedelta(days=settings.CAPACITY_HOURLY_RETENTION_DAYS)
-    hours, _ = CapacityHour.objects.filter(hour__lt=hour_cutoff).delete()
-    CapacityReport.objects.filter(created_at__lt=hour_cutoff).delete()
-    return samples, hours
-
-
-def apply(now: datetime | None = None) -> RetentionResult:
-    now = now or timezone.now()
-    rolled = rollup(now)
-    samples, hours = prune(now)
-    return RetentionResult(rolled, samples, hours)

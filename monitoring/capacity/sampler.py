@@ -353,9 +353,3 @@ def collect(now: datetime | None = None) -> CapacitySample:
                 sample.notes[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
                 logger.warning("capacity: source %s failed: %s", name, sample.notes[name])
     return sample
-
-
-def take_sample(now: datetime | None = None) -> CapacitySample:
-    sample = collect(now)
-    sample.save()
-    return sample

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from monitoring import tasks
 from monitoring.capacity import report
+from monitoring.capacity import services as capacity_services
 from monitoring.capacity.views import resource_chart
 from monitoring.models import CapacityHour, CapacityReport, CapacitySample
 from sigma_playground.charts import TONES
@@ -145,7 +146,7 @@ def test_with_no_history_the_command_says_the_projection_is_not_yet_meaningful(c
 
 def test_staff_see_reports_samples_and_hours_in_admin(client, staff_user):
     growing_history(timezone.now())
-    stored = report.generate(trigger="command")
+    stored = capacity_services.capacity_report_generate(trigger="command")
     client.force_login(staff_user)
     for name in ("capacityreport", "capacitysample", "capacityhour"):
         response = client.get(reverse(f"admin:monitoring_{name}_changelist"))
@@ -180,7 +181,7 @@ def test_the_page_is_refused_to_anyone_but_staff(client, user):
 def test_the_page_draws_a_chart_per_resource_with_threshold_projection_and_band(client, staff_user):
     now = timezone.now()
     growing_history(now)
-    report.generate(now=now)
+    capacity_services.capacity_report_generate(now=now)
     client.force_login(staff_user)
     response = client.get(URL)
     assert response.status_code == 200
@@ -206,7 +207,7 @@ def test_the_page_draws_a_chart_per_resource_with_threshold_projection_and_band(
 
 def test_the_page_obeys_the_csp_and_loads_nothing_from_elsewhere(client, staff_user):
     growing_history(timezone.now())
-    report.generate()
+    capacity_services.capacity_report_generate()
     client.force_login(staff_user)
     response = client.get(URL)
     html = response.content.decode()
@@ -231,9 +232,9 @@ def test_the_page_shows_too_little_history_and_computes_a_report_when_none_is_st
 
 def test_an_older_report_from_the_history(client, staff_user):
     now = timezone.now()
-    first = report.store(report.build(now - timedelta(days=1)))
+    first = capacity_services.capacity_report_store(analysis=report.build(now - timedelta(days=1)))
     growing_history(now)
-    latest = report.generate(now=now)
+    latest = capacity_services.capacity_report_generate(now=now)
     client.force_login(staff_user)
     html = client.get(URL).content.decode()
     assert f"?report={first.pk}" in html and f"?report={latest.pk}" in html
@@ -247,14 +248,14 @@ def test_the_page_runs_the_same_few_queries_whatever_the_history(client, staff_u
     client.force_login(staff_user)
     now = timezone.now()
     growing_history(now, days=10)
-    report.generate(now=now)
+    capacity_services.capacity_report_generate(now=now)
     client.get(URL)  # the session and user are cached after the first request
     with CaptureQueriesContext(connection) as small:
         assert client.get(URL).status_code == 200
     growing_history(now - timedelta(days=10), days=20)
     for i in range(40):
-        report.generate(now=now - timedelta(hours=i))
-    report.generate(now=now + timedelta(minutes=1))
+        capacity_services.capacity_report_generate(now=now - timedelta(hours=i))
+    capacity_services.capacity_report_generate(now=now + timedelta(minutes=1))
     CapacitySample.objects.bulk_create(
         CapacitySample(taken_at=now - timedelta(minutes=m)) for m in range(500)
     )
@@ -299,7 +300,7 @@ def test_current_values_come_from_the_latest_sample_and_projections_from_the_sto
 ):
     then = timezone.now() - timedelta(minutes=12)
     growing_history(then)  # samples at 30 % CPU
-    stored = report.generate(now=then)
+    stored = capacity_services.capacity_report_generate(now=then)
     now = timezone.now()  # twelve minutes on, CPU is busier
     CapacitySample.objects.create(taken_at=now, cpu_percent=55.5, memory_percent=41.0, disk_percent=10.0)
     client.force_login(staff_user)

@@ -8,6 +8,7 @@ import pytest
 
 from monitoring import tasks
 from monitoring.capacity import retention
+from monitoring.capacity import services as capacity_services
 from monitoring.models import CapacityHour, CapacityReport, CapacitySample
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +52,7 @@ def test_retention_rolls_up_complete_hours_and_deletes_exactly_what_is_past_rete
     old_report = CapacityReport.objects.create(created_at=NOW - timedelta(days=401))
     kept_report = CapacityReport.objects.create(created_at=NOW - timedelta(days=399))
 
-    result = retention.apply(NOW)
+    result = capacity_services.capacity_retention_apply(now=NOW)
 
     current_hour = NOW.replace(minute=0)
     complete = [s for s in samples if s.taken_at < current_hour]
@@ -82,23 +83,23 @@ def test_retention_rolls_up_complete_hours_and_deletes_exactly_what_is_past_rete
 
 def test_retention_is_idempotent_and_counts_late_samples():
     make_samples(NOW - timedelta(hours=5), NOW)
-    retention.apply(NOW)
+    capacity_services.capacity_retention_apply(now=NOW)
     before = {h.hour: (h.samples, h.stats) for h in CapacityHour.objects.all()}
-    again = retention.apply(NOW)
+    again = capacity_services.capacity_retention_apply(now=NOW)
     assert again.hours_rolled_up == 1 and again.samples_deleted == 0 and again.hours_deleted == 0
     assert {h.hour: (h.samples, h.stats) for h in CapacityHour.objects.all()} == before
 
     last_hour = max(before)
     CapacitySample.objects.create(taken_at=last_hour + timedelta(minutes=59), cpu_percent=99.0)
-    retention.apply(NOW)
+    capacity_services.capacity_retention_apply(now=NOW)
     assert CapacityHour.objects.get(hour=last_hour).samples == before[last_hour][0] + 1
     assert CapacityHour.objects.get(hour=last_hour).stats["cpu_percent"]["max"] == 99.0
 
 
 def test_the_current_hour_waits_for_the_next_run():
     make_samples(NOW.replace(minute=0), NOW)
-    assert retention.apply(NOW).hours_rolled_up == 0
-    assert retention.apply(NOW + timedelta(hours=1)).hours_rolled_up == 1
+    assert capacity_services.capacity_retention_apply(now=NOW).hours_rolled_up == 0
+    assert capacity_services.capacity_retention_apply(now=NOW + timedelta(hours=1)).hours_rolled_up == 1
     assert CapacityHour.objects.get().samples == 3
 
 
@@ -106,7 +107,7 @@ def test_retention_periods_come_from_settings(settings):
     settings.CAPACITY_RAW_RETENTION_DAYS = 1
     settings.CAPACITY_HOURLY_RETENTION_DAYS = 2
     make_samples(NOW - timedelta(days=3), NOW)
-    retention.apply(NOW)
+    capacity_services.capacity_retention_apply(now=NOW)
     assert CapacitySample.objects.filter(taken_at__lt=NOW - timedelta(days=1)).count() == 0
     assert CapacitySample.objects.filter(taken_at__gte=NOW - timedelta(days=1)).count() == 6 * 24
     assert not CapacityHour.objects.filter(hour__lt=NOW - timedelta(days=2)).exists()

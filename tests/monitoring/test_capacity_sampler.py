@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from monitoring import tasks
 from monitoring.capacity import sampler
+from monitoring.capacity import services as capacity_services
 from monitoring.models import CapacitySample
 from tests.test_health import CLOSED_PORT_REDIS
 
@@ -29,7 +30,7 @@ REDIS_FIELDS = (
 
 
 def test_a_sample_reads_every_source_and_says_how():
-    sample = sampler.take_sample()
+    sample = capacity_services.capacity_sample_take()
     stored = CapacitySample.objects.get(pk=sample.pk)
     for name in MACHINE:
         assert getattr(stored, name) is not None, name
@@ -46,14 +47,14 @@ def test_a_sample_reads_every_source_and_says_how():
 
 def test_the_next_sample_turns_counters_into_rates():
     now = timezone.now()
-    first = sampler.take_sample(now - timedelta(seconds=60))
+    first = capacity_services.capacity_sample_take(now=now - timedelta(seconds=60))
     assert first.net_in_bytes_per_s is None and "next sample" in first.notes["network"]
     # CPU times advance in clock ticks (10 ms): wait for the next tick, as a minute between samples would.
     start = sum(psutil.cpu_times())
     deadline = time.monotonic() + 5
     while sum(psutil.cpu_times()) <= start + 0.02 and time.monotonic() < deadline:
         time.sleep(0.01)
-    second = sampler.take_sample(now)
+    second = capacity_services.capacity_sample_take(now=now)
     assert second.net_in_bytes_per_s >= 0 and second.net_out_bytes_per_s >= 0
     assert second.notes["cpu"] == "psutil CPU times since the previous sample"
     assert "over the last 60 s" in second.notes["network"]
@@ -66,7 +67,7 @@ def test_counters_from_another_host_or_too_long_ago_make_no_rate(monkeypatch):
         host=sampler.socket.gethostname()[:100],
         counters={"net": {"recv": 0, "sent": 0}},
     )
-    sample = sampler.take_sample(now)
+    sample = capacity_services.capacity_sample_take(now=now)
     assert sample.net_in_bytes_per_s is None
     assert "no recent previous sample" in sample.notes["cpu"]
 
@@ -77,7 +78,7 @@ def test_a_failing_source_is_recorded_as_missing_and_the_rest_is_stored(monkeypa
 
     monkeypatch.setattr(psutil, "virtual_memory", broken)
     with caplog.at_level(logging.WARNING, logger="monitoring.capacity.sampler"):
-        sample = sampler.take_sample()
+        sample = capacity_services.capacity_sample_take()
     stored = CapacitySample.objects.get(pk=sample.pk)
     assert "memory" in stored.missing and stored.notes["memory"] == "RuntimeError: psutil exploded"
     assert stored.memory_percent is None and stored.memory_total_bytes is None
@@ -91,7 +92,7 @@ def test_a_source_failing_half_way_leaves_none_of_its_fields(monkeypatch):
         raise OSError("disk gone")
 
     monkeypatch.setitem(sampler.READERS, "db_size", half)
-    sample = sampler.take_sample()
+    sample = capacity_services.capacity_sample_take()
     assert sample.db_size_bytes is None and sample.table_rows == {} and "db_size" in sample.missing
 
 
@@ -99,7 +100,7 @@ def test_with_redis_down_the_sample_is_stored_with_the_redis_fields_missing(sett
     settings.CACHES = CLOSED_PORT_REDIS
     try:
         started = time.perf_counter()
-        sample = sampler.take_sample()
+        sample = capacity_services.capacity_sample_take()
         elapsed = time.perf_counter() - started
     finally:
         caches["default"].close()
@@ -132,12 +133,12 @@ def test_the_task_stores_a_sample_and_never_raises(monkeypatch, caplog):
 def test_requests_since_the_previous_sample_in_a_single_process_site(client, settings):
     settings.PROMETHEUS_URL = ""
     now = timezone.now()
-    first = sampler.take_sample(now - timedelta(seconds=60))
+    first = capacity_services.capacity_sample_take(now=now - timedelta(seconds=60))
     assert first.request_rate is None and "the rate starts with the next sample" in first.notes["requests"]
     for _ in range(3):
         client.get("/")
     client.get("/healthz")  # a probe: not traffic
-    sample = sampler.take_sample(now)
+    sample = capacity_services.capacity_sample_take(now=now)
     assert sample.request_rate == pytest.approx(3 / 60) and sample.latency_p95_ms is not None
     assert "single-process" in sample.notes["requests"] and "over the last 60 s" in sample.notes["requests"]
 
@@ -151,7 +152,7 @@ def test_in_a_celery_worker_without_the_web_directory_requests_are_missing_with_
     settings.PROMETHEUS_URL = ""
     monkeypatch.setattr(celery, "IN_WORKER", True)
     client.get("/")
-    sample = sampler.take_sample()
+    sample = capacity_services.capacity_sample_take()
     assert {"requests", "cache_hit_ratio"} <= set(sample.missing)
     assert sample.request_rate is None and sample.latency_p95_ms is None
     assert "no web metrics directory" in sample.notes["requests"]
@@ -166,7 +167,7 @@ def test_requests_and_hit_ratio_from_prometheus_when_it_is_set(fake_prometheus):
         'status=~"5.."': "0",
         "increase(django_http": "12000",
     }
-    sample = sampler.take_sample()
+    sample = capacity_services.capacity_sample_take()
     assert sample.request_rate == pytest.approx(40.0) and sample.latency_p95_ms == pytest.approx(750.0)
     assert sample.notes["requests"].startswith("Prometheus at http://127.0.0.1")
     assert sample.cache_hit_ratio == pytest.approx(0.9)
@@ -189,7 +190,7 @@ def test_on_postgresql_the_sampler_reads_real_connection_counts_size_and_rows(se
         (max_connections,) = cursor.fetchone()
         cursor.execute("SELECT pg_database_size(current_database())")
         (size,) = cursor.fetchone()
-    sample = sampler.take_sample()
+    sample = capacity_services.capacity_sample_take()
     assert "db_connections" not in sample.missing and "db_size" not in sample.missing
     assert sample.db_connections >= 1 and abs(sample.db_connections - clients) <= 3
     assert sample.db_max_connections == int(max_connections)
@@ -212,11 +213,11 @@ def test_on_redis_the_sampler_reads_used_memory_maxmemory_and_the_hit_ratio():
     info = client.info()
     expected_limit = int(info["maxmemory"]) or int(info["total_system_memory"])
     now = timezone.now()
-    sampler.take_sample(now - timedelta(seconds=60))
+    capacity_services.capacity_sample_take(now=now - timedelta(seconds=60))
     for _ in range(30):  # the caching layer's lookups, as the site's pages make them
         CACHE_REQUESTS.inc(kind="page", result="hit")
         CACHE_REQUESTS.inc(kind="page", result="miss")
-    sample = sampler.take_sample(now)
+    sample = capacity_services.capacity_sample_take(now=now)
     assert "redis" not in sample.missing and "cache_hit_ratio" not in sample.missing
     assert sample.redis_used_memory_bytes == pytest.approx(int(client.info("memory")["used_memory"]), rel=0.5)
     assert sample.redis_max_memory_bytes == expected_limit

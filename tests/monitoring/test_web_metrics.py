@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring import diagnosis, web_metrics
-from monitoring.capacity import sampler
+from monitoring.capacity import services as capacity_services
 from monitoring.web_metrics import WebCounters, histogram_quantile
 from tests.monitoring.helpers import fetch, gunicorn_serving
 
@@ -66,14 +66,14 @@ def test_a_worker_reads_the_web_processes_merged_counters(tmp_path, settings, mo
     with gunicorn_serving(env) as (base, _):
         for _ in range(4):
             get(base + "/no/such/page/")
-        first = sampler.take_sample(now - timedelta(seconds=30))
+        first = capacity_services.capacity_sample_take(now=now - timedelta(seconds=30))
         assert "merged from" in first.notes["requests"] and first.request_rate is None
         for _ in range(12):
             get(base + "/no/such/page/")
         for path in ("/healthz", "/metrics", "/healthz"):
             fetch(base + path)
         counters = web_metrics.read()
-        second = sampler.take_sample(now)
+        second = capacity_services.capacity_sample_take(now=now)
     assert counters.responses == 16 and counters.errors == 0
     assert second.request_rate == pytest.approx(12 / 30)
     assert second.latency_p95_ms is not None and second.latency_p95_ms > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from monitoring.capacity import report
+from monitoring.capacity import report, services
 from monitoring.models import CapacityReport
 
 
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         if options["no_store"]:
             analysis = report.build(timezone.now())
         else:
-            stored = report.generate(trigger=CapacityReport.Trigger.COMMAND)
+            stored = services.capacity_report_generate(trigger=CapacityReport.Trigger.COMMAND)
             analysis = report.CapacityAnalysis.from_dict(stored.data)
         if options["json"]:
             self.stdout.write(analysis.as_json())
