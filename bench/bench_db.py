@@ -700,13 +700,13 @@ def measure(*, label: str, results_path: Path, runs: int, naive_budget: float, n
     from django.db import connection, transaction
 
     from sigma_playground.pagination import EXACT_COUNT_LIMIT
-    from workbooks import search
+    from workbooks import search, services
 
     started = time.perf_counter()
     results = load_results(results_path)
     say(f"== Measuring at {label} ==")
     progress("refreshing the search lexeme table (the daily beat task) ...")
-    lexemes = search.refresh_search_lexemes()
+    lexemes = services.search_lexemes_refresh()
     progress("VACUUM ANALYZE ...")
     phase = time.perf_counter()
     with connection.cursor() as cursor:

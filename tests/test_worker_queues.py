@@ -21,7 +21,7 @@ from django.test import Client
 from sigma_playground.celery import app
 from tests.factories import UserFactory, WorkbookFactory
 from tests.monitoring.helpers import fetch, free_port, scrape
-from workbooks import counters, services, tasks
+from workbooks import counters, tasks
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -154,7 +154,7 @@ def test_a_flood_on_media_delays_nothing_on_counters(tmp_path):
         env.update({"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "1"})
     workbook = WorkbookFactory(author=UserFactory())
     for n in range(5):
-        services.workbook_record_view(workbook_id=workbook.pk, visitor=f"flood-test-{n}")
+        counters.record_view(workbook_id=workbook.pk, visitor=f"flood-test-{n}")
     counters.send_process_views()
 
     ports = {queue: free_port() for queue in settings.WORKER_QUEUES}

@@ -13,9 +13,9 @@ A beat task (``flush_views``, every VIEW_FLUSH_SECONDS) then, for each live day:
 
 1. claims the day's buffer atomically: ``RENAME views:<day> views:<day>:batch:<id>`` and ``SADD`` the batch to
    the set of open batches, in one MULTI. New views go to a fresh ``views:<day>`` from then on;
-2. applies the batch in one transaction: one ``UPDATE … FROM (VALUES …)`` for the totals, one
-   ``INSERT … ON CONFLICT DO UPDATE`` for the day's statistics, and a row in AppliedViewBatch with the batch
-   id (unique), all or nothing;
+2. applies the batch through ``services.workbook_views_apply``, in one transaction: one
+   ``UPDATE … FROM (VALUES …)`` for the totals, one ``INSERT … ON CONFLICT DO UPDATE`` for the day's
+   statistics, and a row in AppliedViewBatch with the batch id (unique), all or nothing;
 3. deletes the batch key and removes it from the open set.
 
 A flush that dies after 1 leaves its batch in the open set: the next flush applies it first. One that dies
@@ -49,14 +49,13 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 from django.core.cache import cache as django_cache
-from django.db import connection, connections, transaction
-from django.db.models import F
+from django.db import connections
 from django.utils import timezone
 
 from monitoring import metrics
 from sigma_playground.caching import keys, service
 from sigma_playground.process_buffer import ProcessBuffer
-from workbooks.models import AppliedViewBatch, Workbook, WorkbookDailyStat
+from workbooks import services
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +92,11 @@ def visitor_digest(visitor: str) -> str:
 
 
 def record_view(*, workbook_id: int, visitor: str | None = None) -> None:
-    """Count one view of ``workbook_id`` now; with ``visitor``, at most once per visitor per workbook per
-    VIEW_DEDUP_SECONDS window (the seen-sets in Redis decide when the batch is delivered)."""
+    """Count one view of ``workbook_id`` now (the one entry point for view counting, unless
+    VIEW_COUNTING_ENABLED is off); with ``visitor`` (a user id or client address), at most once per visitor
+    per workbook per VIEW_DEDUP_SECONDS window (the seen-sets in Redis decide when the batch is delivered)."""
+    if not settings.VIEW_COUNTING_ENABLED:
+        return
     if settings.VIEW_DEDUP_SECONDS <= 0:
         visitor = None  # 0 turns the once-per-visitor rule off: every counted request is a view
     now = timezone.now()
@@ -240,7 +242,7 @@ def _deliver(new: Counts) -> None:
                     _pending.append(batch)
                 continue
             try:
-                apply_views(batch.counts)
+                services.workbook_views_apply(counts=batch.counts)
                 VIEWS.inc(views, path="direct")
             except Exception:
                 logger.exception(
@@ -296,48 +298,6 @@ def discard_process_views() -> None:
         _pending.clear()
 
 
-def apply_views(counts: dict[tuple[int, dt.date], int], *, batch_id: str | None = None) -> bool:
-    """Add ``counts`` ((workbook id, day) -> views) to totals and daily statistics in one transaction.
-
-    With ``batch_id``, at most once: returns False (and writes nothing) when that batch was applied before.
-    """
-    counts = {k: v for k, v in counts.items() if v > 0}
-    with transaction.atomic():
-        if batch_id is not None:
-            _, created = AppliedViewBatch.objects.get_or_create(batch_id=batch_id)
-            if not created:
-                return False
-        if not counts:
-            return True
-        totals: dict[int, int] = {}
-        for (workbook_id, _day), n in counts.items():
-            totals[workbook_id] = totals.get(workbook_id, 0) + n
-        existing = set(Workbook.objects.filter(pk__in=list(totals)).values_list("pk", flat=True))
-        rows = [(pk, n) for pk, n in sorted(totals.items()) if pk in existing]  # deleted workbooks drop out
-        if not rows:
-            return True
-        table, stats = Workbook._meta.db_table, WorkbookDailyStat._meta.db_table
-        with connection.cursor() as cursor:
-            # Sorted ids: concurrent flushes lock rows in the same order and cannot deadlock.
-            if connection.vendor == "postgresql":
-                cursor.execute(
-                    f"UPDATE {table} SET view_count = {table}.view_count + v.n "  # noqa: S608 (our table names)
-                    f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n) WHERE {table}.id = v.id",
-                    [[pk for pk, _ in rows], [n for _, n in rows]],
-                )
-            else:  # the embedded SQLite default counts directly, a view at a time
-                for pk, n in rows:
-                    Workbook.objects.filter(pk=pk).update(view_count=F("view_count") + n)
-            stat_rows = [(pk, day, n) for (pk, day), n in sorted(counts.items()) if pk in existing]
-            cursor.execute(
-                f"INSERT INTO {stats} (workbook_id, date, views, favorites) VALUES "  # noqa: S608
-                + ", ".join(["(%s, %s, %s, 0)"] * len(stat_rows))
-                + f" ON CONFLICT (workbook_id, date) DO UPDATE SET views = {stats}.views + excluded.views",
-                [x for row in stat_rows for x in row],
-            )
-    return True
-
-
 def _parse(raw: dict[bytes, bytes], day: dt.date) -> dict[tuple[int, dt.date], int]:
     out: dict[tuple[int, dt.date], int] = {}
     for field, value in raw.items():
@@ -383,7 +343,7 @@ def finish_batch(client, day: str, batch_id: str) -> int:
     """Steps 2 and 3 for one claimed batch; returns the views it applied (0 if applied before)."""
     key = keys.views_claimed(day, batch_id)
     counts = _parse(client.hgetall(key), dt.date.fromisoformat(day))
-    applied = apply_views(counts, batch_id=batch_id)
+    applied = services.workbook_views_apply(counts=counts, batch_id=batch_id)
     pipe = client.pipeline(transaction=True)
     pipe.delete(key)
     pipe.srem(keys.views_batches(), f"{day}|{batch_id}")

@@ -62,7 +62,7 @@ from workbooks.models import (
     WorkbookTag,
     new_share_token,
 )
-from workbooks.trending import recompute_trending_scores, score
+from workbooks.trending import score
 
 # =========================================================================================================
 # Vocabulary
@@ -699,7 +699,7 @@ HAS_TAG_NAMES = any(f.name == "tag_names" for f in Workbook._meta.concrete_field
 
 
 def recompute_trending() -> int:
-    return recompute_trending_scores()
+    return services.trending_recompute().changed
 
 
 # =========================================================================================================

@@ -9,6 +9,7 @@ so neither can be shown to the public from a gallery.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.conf import settings
@@ -142,3 +143,13 @@ def canonical_embed_url(raw: str) -> str:
 def iframe_src(canonical_url: str) -> str:
     """The iframe ``src`` we render, rebuilt from the stored canonical link (never user text as-is)."""
     return canonical_embed_url(canonical_url)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One check of a stored link (workbooks.linkcheck), as ``services.embed_check_record`` records it."""
+
+    ok: bool
+    http_status: int | None
+    error: str
+    duration_ms: int

@@ -10,8 +10,9 @@ Every ``EMBED_CHECK_EVERY_SECONDS`` one run (a cache lock keeps runs from overla
 3. fetches the links with ``EMBED_CHECK_CONCURRENCY`` threads, at most ``EMBED_CHECK_HOST_RATE`` request
    starts per second per host, each with a ``EMBED_CHECK_TIMEOUT_SECONDS`` socket timeout and a
    ``User-Agent`` naming the site, reading at most a few kilobytes of the answer;
-4. records each outcome through ``services.embed_check_record``: a 2xx answer is a success, anything else
-   (4xx, 5xx, timeout, refused connection, DNS failure) a failure. ``EMBED_CHECK_FAILURES_TO_BREAK``
+4. records each outcome through ``services.embed_check_record`` (every write of a run goes through the
+   services: the discovered rows, the pushed-back ones, the outcomes): a 2xx answer is a success, anything
+   else (4xx, 5xx, timeout, refused connection, DNS failure) a failure. ``EMBED_CHECK_FAILURES_TO_BREAK``
    consecutive failures mark the link broken (the workbook leaves the lists, its author is told); the next
    success repairs it.
 
@@ -44,20 +45,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from sigma_playground.caching import keys
-from workbooks.embed import allowed_hosts
-from workbooks.models import EmbedCheck, Visibility, Workbook
+from workbooks import services
+from workbooks.embed import Outcome, allowed_hosts
+from workbooks.models import EmbedCheck, Visibility
 
 logger = logging.getLogger(__name__)
 
 READ_LIMIT = 16 * 1024
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    http_status: int | None
-    error: str
-    duration_ms: int
 
 
 class HostPacer:
@@ -113,46 +107,11 @@ def probe(url: str, *, timeout: float) -> Outcome:
     return Outcome(ok=ok, http_status=status, error=error[:200], duration_ms=duration_ms)
 
 
-def interval(ok: bool) -> dt.timedelta:
-    seconds = settings.EMBED_CHECK_INTERVAL_SECONDS if ok else settings.EMBED_CHECK_RETRY_SECONDS
-    return dt.timedelta(seconds=max(seconds, settings.EMBED_CHECK_MIN_INTERVAL_SECONDS))
-
-
 def eligible(workbook_filter: str = "") -> Q:
     """Workbooks whose links are shown to someone other than their author: published, not private."""
     return Q(**{f"{workbook_filter}published_at__isnull": False}) & ~Q(
         **{f"{workbook_filter}visibility": Visibility.PRIVATE}
     )
-
-
-def discover(*, limit: int) -> int:
-    """Create the missing check rows among the next ``limit`` workbooks after the remembered cursor (one
-    primary-key range); returns how many workbooks it looked at."""
-    cursor_key = keys.linkcheck_cursor()
-    after = cache.get(cursor_key) or 0
-    ids = list(
-        Workbook.objects.filter(pk__gt=after)
-        .order_by("pk")
-        .values_list("pk", "sigma_embed_url", "thumbnail", "thumbnail_source")[:limit]
-    )
-    if not ids:
-        cache.set(cursor_key, 0, timeout=None)  # wrap around: the next run starts again from the beginning
-        return 0
-    now = timezone.now()
-    EmbedCheck.objects.bulk_create(
-        [
-            EmbedCheck(
-                workbook_id=pk,
-                url=url,
-                next_check_at=now,
-                preview_next_at=now if not thumbnail or source == "embed" else None,
-            )
-            for pk, url, thumbnail, source in ids
-        ],
-        ignore_conflicts=True,
-    )
-    cache.set(cursor_key, ids[-1][0], timeout=None)
-    return len(ids)
 
 
 def due(*, limit: int, now: dt.datetime) -> list[EmbedCheck]:
@@ -195,11 +154,9 @@ class RunResult:
 
 def run(*, now: dt.datetime | None = None) -> RunResult:
     """One batch (see the module docstring). The caller holds the run lock."""
-    from workbooks import services
-
     started = time.monotonic()
     result = RunResult()
-    result.discovered = discover(limit=settings.EMBED_CHECK_DISCOVER)
+    result.discovered = services.embed_checks_discover(limit=settings.EMBED_CHECK_DISCOVER)
     now = now or timezone.now()
     rows = due(limit=settings.EMBED_CHECK_BATCH_SIZE, now=now)
     hosts = set(allowed_hosts())
@@ -214,7 +171,7 @@ def run(*, now: dt.datetime | None = None) -> RunResult:
         else:
             skip.append(row.workbook_id)
     if skip:
-        EmbedCheck.objects.filter(workbook_id__in=skip).update(next_check_at=now + interval(True))
+        services.embed_checks_postpone(workbook_ids=skip, now=now)
         result.skipped = len(skip)
     pacer = HostPacer(settings.EMBED_CHECK_HOST_RATE)
     timeout = settings.EMBED_CHECK_TIMEOUT_SECONDS

@@ -7,8 +7,8 @@ The last word also matches as a prefix, so ``reven`` finds "revenue" while someo
 tsquery prefix (``'reven':*``) would do it, but the planner cannot estimate one: it guesses a flat ~2% of
 rows, and for a rare prefix then walks the whole newest-first index looking for matches (seconds at a
 million rows). So the prefix is expanded instead, through ``SearchLexeme`` (every distinct word of the
-column, refreshed daily and on each publish), into the ``PREFIX_EXPANSION`` most common real words it
-starts: ``'reven'`` becomes ``'revenu' | 'revenant'``, exact GIN lookups the planner estimates from its
+column, refreshed daily and on each publish, by the services), into the ``PREFIX_EXPANSION`` most common
+real words it starts: ``'reven'`` becomes ``'revenu' | 'revenant'``, exact GIN lookups the planner estimates from its
 statistics.
 
 Relevance (``ts_rank_cd``) is computed only over a bounded candidate set, the ``SEARCH_CANDIDATES``
@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import BooleanField, FloatField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils.html import escape
@@ -187,37 +187,3 @@ def attach_headlines(workbooks: Sequence, query: str) -> None:
         title, desc = found.get(workbook.pk, (None, ""))
         workbook.headline_title = _marked(title) if title is not None else None
         workbook.headline_snippet = _marked(desc) if desc else ""
-
-
-# --- The lexeme table -----------------------------------------------------------------------------------
-
-_LISTED_VECTORS = (
-    "SELECT search_vector FROM workbooks_workbook WHERE visibility = ''public'' AND published_at IS NOT NULL"
-)
-
-
-def refresh_search_lexemes() -> int:
-    """Rebuild the lexeme table from every listed workbook (a full scan: a daily beat task)."""
-    if not is_postgres():
-        return 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {_LEXEME_TABLE}")  # noqa: S608
-        cursor.execute(
-            f"INSERT INTO {_LEXEME_TABLE} (word, documents) "  # noqa: S608
-            f"SELECT word, ndoc FROM ts_stat('{_LISTED_VECTORS}') WHERE length(word) BETWEEN 2 AND 100"
-        )
-        return cursor.rowcount
-
-
-def add_search_lexemes(*, workbook_id: int) -> None:
-    """Make a newly published or edited workbook's words prefix-searchable before the daily refresh."""
-    if not is_postgres():
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_LEXEME_TABLE} (word, documents) "  # noqa: S608
-            "SELECT lexeme, 1 FROM workbooks_workbook, unnest(search_vector) "
-            "WHERE id = %s AND length(lexeme) BETWEEN 2 AND 100 "
-            f"ON CONFLICT (word) DO UPDATE SET documents = {_LEXEME_TABLE}.documents + 1",
-            [workbook_id],
-        )

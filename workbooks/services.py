@@ -1,5 +1,11 @@
-"""Writes to the gallery. Views, admin actions and tasks call these and nothing else writes workbooks,
-tags, favorites or statistics; that makes this module the one place where cache invalidation goes."""
+"""Writes to the gallery. Views, admin actions, tasks and the view-count pipeline (workbooks.counters) call
+these and nothing else writes workbooks, tags, favorites, statistics, link checks or the search word list;
+that makes this module the one place where cache invalidation goes (tests/test_write_boundary.py checks it).
+
+Services queue Celery tasks (thumbnail renders, embed previews) after their transaction commits, by the
+tasks' registered names: ``workbooks.tasks`` calls these services, so it sits above this module and is never
+imported here.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,32 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
+from celery import current_app
 from django.conf import settings
+from django.core.cache import cache
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import User, ci
-from sigma_playground.caching import invalidate
+from sigma_playground.caching import invalidate, keys
 from sigma_playground.images import ProcessedImage
-from workbooks import counters, search, signals, thumbnails
+from workbooks import maintenance, search, signals, thumbnails, trending
+from workbooks.embed import Outcome
 from workbooks.models import (
+    AppliedViewBatch,
     EmbedCheck,
     EmbedStatus,
     Favorite,
+    SearchLexeme,
     Tag,
     Visibility,
     Workbook,
@@ -34,10 +47,19 @@ from workbooks.models import (
     new_share_token,
 )
 
-if TYPE_CHECKING:
-    from workbooks.linkcheck import Outcome
-
 logger = logging.getLogger(__name__)
+
+# The tasks these services queue, by registered name (see the module docstring); tests check each resolves.
+RENDER_THUMBNAIL_TASK = "workbooks.tasks.render_thumbnail_derivatives"
+CAPTURE_PREVIEW_TASK = "workbooks.tasks.capture_embed_preview"
+
+
+def _enqueue_on_commit(task_name: str, *args: object) -> None:
+    """Queue a task once the transaction commits. ``robust``: a broker outage must not turn a committed save
+    into an error page; the beat sweeps (``render_pending_thumbnails``, ``refresh_embed_previews``) pick up
+    what was not queued."""
+    transaction.on_commit(lambda: current_app.tasks[task_name].delay(*args), robust=True)
+
 
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 40
@@ -126,7 +148,7 @@ _saved_masters: ContextVar[list[str] | None] = ContextVar("saved_masters", defau
 def _removes_orphan_masters(fn: Callable[P, R]) -> Callable[P, R]:
     """A master saved inside a transaction that rolls back is an orphan file: delete it when the service's
     own transaction was the outermost one. (A caller's outer transaction that rolls back later is not seen
-    here; the daily sweep, thumbnails.sweep_orphan_masters, removes those.)"""
+    here; the daily sweep, thumbnail_orphans_sweep, removes those.)"""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -155,8 +177,15 @@ def _store_thumbnail(workbook: Workbook, image: ProcessedImage, *, source: str =
     workbook.thumbnail_source = source
     workbook.thumbnail_width, workbook.thumbnail_height = image.width, image.height
     workbook.thumbnail_derivatives = {}
-    thumbnails.enqueue_thumbnail_render(workbook.pk, name)
+    thumbnail_render_enqueue(workbook_id=workbook.pk, master_name=name)
     _delete_thumbnail_files_on_commit(*old)
+
+
+def thumbnail_render_enqueue(*, workbook_id: int, master_name: str) -> None:
+    """Render a new master's derivatives (``workbooks.tasks.render_thumbnail_derivatives``) once the
+    transaction that stored it has committed; nothing when it rolls back. The workbook shows its placeholder
+    until the derivatives are recorded (``workbook_thumbnail_rendered``)."""
+    _enqueue_on_commit(RENDER_THUMBNAIL_TASK, workbook_id, master_name)
 
 
 def _delete_thumbnail_files_on_commit(derivatives: dict, master: str) -> None:
@@ -202,7 +231,7 @@ def workbook_publish(
                 "thumbnail_derivatives",
             ]
         )
-    search.add_search_lexemes(workbook_id=workbook.pk)
+    _search_lexemes_add(workbook_id=workbook.pk)
     _embed_link_set(workbook)
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[author.username], created=True)
     if workbook.published_at is not None and workbook.visibility == Visibility.PUBLIC:
@@ -256,7 +285,7 @@ def workbook_update(
     workbook.full_clean(exclude=["thumbnail"])
     workbook.save()
     _set_tags(workbook, tags)
-    search.add_search_lexemes(workbook_id=workbook.pk)
+    _search_lexemes_add(workbook_id=workbook.pk)
     if link_changed:
         _embed_link_set(workbook)
     elif thumbnail is not None:
@@ -328,7 +357,7 @@ def workbook_staff_update(
     workbook.full_clean(exclude=["thumbnail"])
     workbook.save()
     if {"title", "description"} & set(changed):
-        search.add_search_lexemes(workbook_id=workbook.pk)
+        _search_lexemes_add(workbook_id=workbook.pk)
     if "sigma_embed_url" in changed:
         _embed_link_set(workbook)
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames={old_author, author.username})
@@ -402,11 +431,50 @@ def workbooks_set_featured(*, workbook_ids: Iterable[int], featured: bool) -> in
     return _bulk_change(workbook_ids, is_featured=featured)
 
 
-def workbook_thumbnail_rendered(*, workbook_id: int) -> None:
-    """Derivatives were recorded (workbooks.tasks): cards and the detail page can show the picture."""
+def workbook_thumbnail_rendered(
+    *, workbook_id: int, master_name: str, description: Mapping[str, Any]
+) -> bool:
+    """Record the derivatives rendered from ``master_name`` (by the task ``render_thumbnail_derivatives``);
+    True when they were recorded: cards and the detail page can then show the picture, and derivatives
+    recorded before (an older master's, or a previous run's under other names) are deleted. When the workbook
+    is gone or its thumbnail was replaced meanwhile, the files just rendered are deleted again."""
+    with transaction.atomic():
+        current = (
+            Workbook.objects.select_for_update()
+            .filter(pk=workbook_id, thumbnail=master_name)
+            .values("thumbnail_derivatives")
+            .first()
+        )
+        updated = current is not None and bool(
+            Workbook.objects.filter(pk=workbook_id, thumbnail=master_name).update(
+                thumbnail_derivatives=description
+            )
+        )
+    rendered = set(thumbnails.derivative_names(description))
+    if not updated:
+        thumbnails.delete_names(default_storage, rendered)
+        return False
     author = Workbook.objects.filter(pk=workbook_id).values_list("author__username", flat=True).first()
     if author is not None:
         invalidate.workbooks_changed(workbook_ids=[workbook_id], author_usernames=[author])
+    stale = set(thumbnails.derivative_names((current or {}).get("thumbnail_derivatives") or {})) - rendered
+    thumbnails.delete_names(default_storage, sorted(stale))
+    return True
+
+
+def thumbnail_orphans_sweep(*, older_than: float = thumbnails.ORPHAN_MIN_AGE_SECONDS) -> int:
+    """Delete masters (and their derivatives) that no workbook refers to: left by a transaction that rolled
+    back around the service that saved them, or by a process that died in between. Masters younger than
+    ``older_than`` seconds may belong to a transaction still running and stay. Returns how many went."""
+    removed = 0
+    for workbook_id, names in thumbnails.old_masters(older_than=older_than):
+        used = set(Workbook.objects.filter(pk=workbook_id).values_list("thumbnail", flat=True))
+        for name in names:
+            if name not in used:
+                logger.info("thumbnails: removing orphan master %s", name)
+                thumbnails.delete_files({"master": name})
+                removed += 1
+    return removed
 
 
 @transaction.atomic
@@ -500,16 +568,6 @@ def favorite_remove(*, user: User, workbook: Workbook) -> bool:
     return True
 
 
-# --- Views ------------------------------------------------------------------------------------------------
-
-
-def workbook_record_view(*, workbook_id: int, visitor: str | None = None) -> None:
-    """Count one view. The one entry point for view counting (workbooks.counters does the buffering); with
-    ``visitor`` (a user id or client address), at most once per visitor per VIEW_DEDUP_SECONDS window."""
-    if settings.VIEW_COUNTING_ENABLED:
-        counters.record_view(workbook_id=workbook_id, visitor=visitor)
-
-
 # --- Embed link checks (workbooks.linkcheck) --------------------------------------------------------------
 
 RECENT_CHECKS = 10
@@ -537,10 +595,53 @@ def _embed_link_set(workbook: Workbook) -> None:
         },
     )
     if wants_preview and settings.EMBED_PREVIEWS_ENABLED:
-        from workbooks import tasks
+        _enqueue_on_commit(CAPTURE_PREVIEW_TASK, workbook.pk)
 
-        workbook_id = workbook.pk
-        transaction.on_commit(lambda: tasks.capture_embed_preview.delay(workbook_id), robust=True)
+
+def embed_check_interval(*, ok: bool) -> dt.timedelta:
+    """When a link is checked next: after EMBED_CHECK_INTERVAL_SECONDS when healthy, EMBED_CHECK_RETRY_SECONDS
+    when failing, never sooner than EMBED_CHECK_MIN_INTERVAL_SECONDS."""
+    seconds = settings.EMBED_CHECK_INTERVAL_SECONDS if ok else settings.EMBED_CHECK_RETRY_SECONDS
+    return dt.timedelta(seconds=max(seconds, settings.EMBED_CHECK_MIN_INTERVAL_SECONDS))
+
+
+def embed_checks_discover(*, limit: int) -> int:
+    """Create the missing check rows among the next ``limit`` workbooks after the remembered cursor (one
+    primary-key range; rows bulk-loaded by COPY get theirs this way); returns how many workbooks it looked
+    at. The cursor wraps around to the beginning after the last workbook."""
+    cursor_key = keys.linkcheck_cursor()
+    after = cache.get(cursor_key) or 0
+    ids = list(
+        Workbook.objects.filter(pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "sigma_embed_url", "thumbnail", "thumbnail_source")[:limit]
+    )
+    if not ids:
+        cache.set(cursor_key, 0, timeout=None)
+        return 0
+    now = timezone.now()
+    EmbedCheck.objects.bulk_create(
+        [
+            EmbedCheck(
+                workbook_id=pk,
+                url=url,
+                next_check_at=now,
+                preview_next_at=now if not thumbnail or source == "embed" else None,
+            )
+            for pk, url, thumbnail, source in ids
+        ],
+        ignore_conflicts=True,
+    )
+    cache.set(cursor_key, ids[-1][0], timeout=None)
+    return len(ids)
+
+
+def embed_checks_postpone(*, workbook_ids: Sequence[int], now: dt.datetime) -> int:
+    """Push the checks of links nobody else sees (drafts, private workbooks) or on a host no longer allowed
+    back a full healthy interval, without a request; returns how many rows moved."""
+    return EmbedCheck.objects.filter(workbook_id__in=workbook_ids).update(
+        next_check_at=now + embed_check_interval(ok=True)
+    )
 
 
 def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) -> str | None:
@@ -548,8 +649,6 @@ def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) 
 
     ``EMBED_CHECK_FAILURES_TO_BREAK`` consecutive failures mark the workbook broken: it leaves the lists
     (``listed()``), its author's page keeps it, and its author is notified; a success clears it."""
-    from workbooks.linkcheck import interval
-
     with transaction.atomic():
         row = (
             EmbedCheck.objects.select_for_update()
@@ -569,7 +668,7 @@ def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) 
         row.status = (
             EmbedStatus.OK if outcome.ok else EmbedStatus.BROKEN if broken_now else EmbedStatus.FAILING
         )
-        row.next_check_at = at + interval(outcome.ok)
+        row.next_check_at = at + embed_check_interval(ok=outcome.ok)
         entry = [at.isoformat(timespec="seconds"), outcome.http_status, "ok" if outcome.ok else outcome.error]
         row.recent = [entry, *(row.recent or [])][:RECENT_CHECKS]
         change: str | None = None
@@ -643,3 +742,204 @@ def workbook_preview_failed(*, workbook_id: int, error: str, retry_at: dt.dateti
     EmbedCheck.objects.filter(workbook_id=workbook_id).update(
         preview_failures=F("preview_failures") + 1, preview_error=error[:200], preview_next_at=retry_at
     )
+
+
+def embed_previews_take_due(*, now: dt.datetime, limit: int) -> list[int]:
+    """The workbooks whose preview is due (new or changed links the web process could not queue, weekly
+    refreshes, failures whose backoff is over), ``limit`` at most, each pushed an hour ahead first so that a
+    slow queue is not fed the same workbook twice; the caller queues their captures."""
+    ids = list(
+        EmbedCheck.objects.filter(preview_next_at__lte=now)
+        .order_by("preview_next_at")
+        .values_list("workbook_id", flat=True)[:limit]
+    )
+    if ids:
+        EmbedCheck.objects.filter(workbook_id__in=ids).update(preview_next_at=now + dt.timedelta(hours=1))
+    return ids
+
+
+# --- View counts (the database end of workbooks.counters) ----------------------------------------------
+
+
+def workbook_views_apply(*, counts: Mapping[tuple[int, dt.date], int], batch_id: str | None = None) -> bool:
+    """Add ``counts`` ((workbook id, day) -> views) to totals and daily statistics in one transaction.
+
+    With ``batch_id``, at most once: returns False (and writes nothing) when that batch was applied before.
+    Counts only grow (non-positive ones are ignored); views of deleted workbooks are dropped. Nothing is
+    invalidated: list pages carry counters with a lag of at most PAGE_CACHE_TTL (caching/invalidate.py).
+    """
+    counts = {k: v for k, v in counts.items() if v > 0}
+    with transaction.atomic():
+        if batch_id is not None:
+            _, created = AppliedViewBatch.objects.get_or_create(batch_id=batch_id)
+            if not created:
+                return False
+        if not counts:
+            return True
+        totals: dict[int, int] = {}
+        for (workbook_id, _day), n in counts.items():
+            totals[workbook_id] = totals.get(workbook_id, 0) + n
+        existing = set(Workbook.objects.filter(pk__in=list(totals)).values_list("pk", flat=True))
+        rows = [(pk, n) for pk, n in sorted(totals.items()) if pk in existing]  # deleted workbooks drop out
+        if not rows:
+            return True
+        table, stats = Workbook._meta.db_table, WorkbookDailyStat._meta.db_table
+        with connection.cursor() as cursor:
+            # Sorted ids: concurrent flushes lock rows in the same order and cannot deadlock.
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"UPDATE {table} SET view_count = {table}.view_count + v.n "  # noqa: S608 (our table names)
+                    f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n) WHERE {table}.id = v.id",
+                    [[pk for pk, _ in rows], [n for _, n in rows]],
+                )
+            else:  # the embedded SQLite default counts directly, a view at a time
+                for pk, n in rows:
+                    Workbook.objects.filter(pk=pk).update(view_count=F("view_count") + n)
+            stat_rows = [(pk, day, n) for (pk, day), n in sorted(counts.items()) if pk in existing]
+            cursor.execute(
+                f"INSERT INTO {stats} (workbook_id, date, views, favorites) VALUES "  # noqa: S608
+                + ", ".join(["(%s, %s, %s, 0)"] * len(stat_rows))
+                + f" ON CONFLICT (workbook_id, date) DO UPDATE SET views = {stats}.views + excluded.views",
+                [x for row in stat_rows for x in row],
+            )
+    return True
+
+
+def workbook_counters_recount(*, chunk: int = maintenance.CHUNK) -> dict[str, int]:
+    """Nightly: recompute ``favorite_count`` (from Favorite rows) and ``view_count`` (from the daily
+    statistics) for every workbook, fix what drifted and export the drift (workbooks.maintenance). A
+    ``view_count`` is only ever raised: counts shown to people never go backwards (a total above its
+    statistics is reported, not lowered). Also forgets applied view batches older than a week."""
+    drift = dict.fromkeys(maintenance.COUNTERS, 0)
+    rows = dict.fromkeys(maintenance.COUNTERS, 0)
+    changed: list[int] = []
+    favorites, views = maintenance.favorite_rows_count(), maintenance.daily_views_sum()
+    last = 0
+    while True:
+        ids = list(Workbook.objects.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:chunk])
+        if not ids:
+            break
+        last = ids[-1]
+        with transaction.atomic():
+            actual = (
+                Workbook.objects.filter(pk__in=ids)
+                .select_for_update()
+                .annotate(
+                    real_favorites=Coalesce(favorites, 0),
+                    real_views=Coalesce(views, 0),
+                )
+                .values_list("pk", "favorite_count", "real_favorites", "view_count", "real_views")
+            )
+            for pk, favorite_count, real_favorites, view_count, real_views in actual:
+                if favorite_count != real_favorites:
+                    drift["favorite_count"] += abs(favorite_count - real_favorites)
+                    rows["favorite_count"] += 1
+                    Workbook.objects.filter(pk=pk).update(favorite_count=real_favorites)
+                    changed.append(pk)
+                if view_count != real_views:
+                    drift["view_count"] += abs(view_count - real_views)
+                    rows["view_count"] += 1
+                    if real_views > view_count:
+                        Workbook.objects.filter(pk=pk).update(view_count=real_views)
+                        changed.append(pk)
+    maintenance.export_drift(drift=drift, rows=rows)
+    if changed:
+        logger.warning("counter recount fixed %d workbooks: %s", len(set(changed)), drift)
+        with transaction.atomic():
+            invalidate.lists_changed()
+    AppliedViewBatch.objects.filter(applied_at__lt=timezone.now() - dt.timedelta(days=7)).delete()
+    return {**{f"{k}_drift": v for k, v in drift.items()}, **{f"{k}_rows": v for k, v in rows.items()}}
+
+
+# --- Trending (workbooks.trending) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrendingRecomputed:
+    changed: int  # workbooks whose score changed
+    order_changed: bool  # the first page of the trending order changed: ``lists`` was bumped
+
+
+def trending_recompute(*, today: dt.date | None = None) -> TrendingRecomputed:
+    """Store every trending score computed from the statistics (workbooks.trending), in one transaction:
+    workbooks with activity in the window get their new score, others that still carry one go back to 0.
+
+    Scores change on nearly every run (each view moves one), but no page shows a score: pages show the
+    order. The ``lists`` namespace, which every list and detail page depends on, is bumped only when the
+    order on the first page of the trending list (any page size, home's section included) changed, so that
+    a recompute is not a wave of rebuilds of every cached page (issue 15)."""
+    scores = trending.compute_scores(today=today or timezone.now().date())
+    with transaction.atomic():
+        before = trending.visible_ranking()
+        changed = (
+            Workbook.objects.filter(trending_score__gt=0)
+            .exclude(pk__in=list(scores))
+            .update(trending_score=0.0)
+        )
+        items = sorted(scores.items())
+        for i in range(0, len(items), 1000):
+            changed += _set_trending_scores(items[i : i + 1000])
+        order_changed = bool(changed) and trending.visible_ranking() != before
+        if order_changed:
+            invalidate.lists_changed()  # after the commit
+    return TrendingRecomputed(changed=changed, order_changed=order_changed)
+
+
+def _set_trending_scores(items: list[tuple[int, float]]) -> int:
+    """One batched UPDATE of (id, score) pairs that differ; returns how many rows changed."""
+    table = Workbook._meta.db_table
+    if connection.vendor == "postgresql":
+        ids = [pk for pk, _ in items]
+        values = [round(value, 6) for _, value in items]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS w SET trending_score = v.score "  # noqa: S608 (table name is ours)
+                "FROM unnest(%s::bigint[], %s::float8[]) AS v(id, score) "
+                "WHERE w.id = v.id AND w.trending_score IS DISTINCT FROM v.score",
+                [ids, values],
+            )
+            return cursor.rowcount
+    updated = 0
+    for pk, value in items:
+        updated += (
+            Workbook.objects.filter(pk=pk)
+            .exclude(trending_score=round(value, 6))
+            .update(trending_score=round(value, 6))
+        )
+    return updated
+
+
+# --- The prefix-search word list (workbooks.search) -------------------------------------------------------
+
+_LEXEME_TABLE = SearchLexeme._meta.db_table
+_LISTED_VECTORS = (
+    "SELECT search_vector FROM workbooks_workbook WHERE visibility = ''public'' AND published_at IS NOT NULL"
+)
+
+
+def search_lexemes_refresh() -> int:
+    """Rebuild the word list from every listed workbook (a full scan: a daily beat task, and after a bulk
+    load); returns how many words it holds. PostgreSQL only (SQLite searches without it)."""
+    if not search.is_postgres():
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_LEXEME_TABLE}")  # noqa: S608
+        cursor.execute(
+            f"INSERT INTO {_LEXEME_TABLE} (word, documents) "  # noqa: S608
+            f"SELECT word, ndoc FROM ts_stat('{_LISTED_VECTORS}') WHERE length(word) BETWEEN 2 AND 100"
+        )
+        return cursor.rowcount
+
+
+def _search_lexemes_add(*, workbook_id: int) -> None:
+    """Make a newly published or edited workbook's words prefix-searchable before the daily refresh."""
+    if not search.is_postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_LEXEME_TABLE} (word, documents) "  # noqa: S608
+            "SELECT lexeme, 1 FROM workbooks_workbook, unnest(search_vector) "
+            "WHERE id = %s AND length(lexeme) BETWEEN 2 AND 100 "
+            f"ON CONFLICT (word) DO UPDATE SET documents = {_LEXEME_TABLE}.documents + 1",
+            [workbook_id],
+        )

@@ -1,4 +1,8 @@
-"""Celery tasks of the gallery. Tasks are idempotent: with ``acks_late`` a task can run twice."""
+"""Celery tasks of the gallery. Tasks are idempotent: with ``acks_late`` a task can run twice.
+
+Tasks are thin, like views: every write they cause goes through ``workbooks.services`` (which queue some of
+these tasks by name, and never import this module).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,12 @@ from urllib.parse import urlsplit
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from workbooks import thumbnails
+from workbooks import counters, linkcheck, preview, services, thumbnails, warming
+from workbooks.embed import allowed_hosts
 from workbooks.models import Workbook
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,8 @@ logger = logging.getLogger(__name__)
     time_limit=settings.THUMBNAIL_RENDER_TIME_LIMIT + 30,
 )
 def render_thumbnail_derivatives(workbook_id: int, master_name: str, force: bool = False) -> bool:
-    """Render a master's derivatives and record them on the workbook; True when it did.
+    """Render a master's derivatives and record them on the workbook; True when it did (the record, and the
+    deletion of the files no longer needed, are ``services.workbook_thumbnail_rendered``'s).
 
     Does nothing when the workbook is gone or its thumbnail was replaced meanwhile (the files it rendered
     are deleted again), or when the derivatives are already recorded (a redelivered task) unless ``force``.
@@ -61,29 +65,9 @@ def render_thumbnail_derivatives(workbook_id: int, master_name: str, force: bool
             settings.THUMBNAIL_RENDER_TIME_LIMIT,
         )
         return False
-    with transaction.atomic():
-        current = (
-            Workbook.objects.select_for_update()
-            .filter(pk=workbook_id, thumbnail=master_name)
-            .values("thumbnail_derivatives")
-            .first()
-        )
-        updated = current is not None and bool(
-            Workbook.objects.filter(pk=workbook_id, thumbnail=master_name).update(
-                thumbnail_derivatives=description
-            )
-        )
-    rendered = set(thumbnails.derivative_names(description))
-    if not updated:
-        thumbnails.delete_names(default_storage, rendered)
-        return False
-    from workbooks import services
-
-    services.workbook_thumbnail_rendered(workbook_id=workbook_id)
-    # Derivatives recorded before (an older master's, or a previous run's under other names).
-    stale = set(thumbnails.derivative_names((current or {}).get("thumbnail_derivatives") or {})) - rendered
-    thumbnails.delete_names(default_storage, sorted(stale))
-    return True
+    return services.workbook_thumbnail_rendered(
+        workbook_id=workbook_id, master_name=master_name, description=description
+    )
 
 
 @shared_task(ignore_result=True)
@@ -106,8 +90,8 @@ def render_pending_thumbnails(limit: int = 200) -> int:
 
 @shared_task(ignore_result=True)
 def sweep_orphan_masters() -> int:
-    """Daily beat task: delete thumbnail masters no workbook refers to (workbooks.thumbnails)."""
-    return thumbnails.sweep_orphan_masters()
+    """Daily beat task: delete thumbnail masters no workbook refers to (services.thumbnail_orphans_sweep)."""
+    return services.thumbnail_orphans_sweep()
 
 
 # --- Counters and trending ------------------------------------------------------------------------------
@@ -116,24 +100,18 @@ def sweep_orphan_masters() -> int:
 @shared_task(ignore_result=True)
 def flush_views() -> int:
     """Beat task, every VIEW_FLUSH_SECONDS: write buffered view counts to the database (workbooks.counters)."""
-    from workbooks import counters
-
     return counters.flush_views()
 
 
 @shared_task(ignore_result=True)
 def recount_counters() -> dict[str, int]:
     """Nightly: recompute every denormalised counter from its rows, fix drift, export the drift found."""
-    from workbooks import maintenance
-
-    return maintenance.recount_counters()
+    return services.workbook_counters_recount()
 
 
 @shared_task(ignore_result=True)
 def warm_cache() -> dict[str, float]:
     """Beat task: render the most requested pages into the cache (workbooks.warming)."""
-    from workbooks import warming
-
     result = warming.warm()
     # One line for the whole warm: its requests write no access-log lines of their own.
     logger.info(
@@ -148,37 +126,25 @@ def warm_cache() -> dict[str, float]:
 
 @shared_task(ignore_result=True)
 def recompute_trending() -> int:
-    """Beat task: refresh ``trending_score`` from the last 7 days of statistics (see workbooks.trending).
+    """Beat task: refresh ``trending_score`` from the last 7 days of statistics (workbooks.trending), through
+    ``services.trending_recompute``; returns how many scores changed.
 
-    Scores change on nearly every run (each view moves one), but no page shows a score: pages show the
-    order. The ``lists`` namespace, which every list and detail page depends on, is bumped only when the
-    order on the first page of the trending list (any page size, home's section included) changed, and the
-    first pages are then warmed, so that a recompute is not a wave of rebuilds of every cached page in
-    request threads (issue 15). Deeper or filtered trending pages that moved without the top changing show
-    the new order when they next expire, within PAGE_CACHE_TTL.
+    When the order on the first page of the trending list changed (the service then bumped ``lists``), the
+    first pages are warmed, so that a recompute is not a wave of rebuilds of every cached page in request
+    threads (issue 15). Deeper or filtered trending pages that moved without the top changing show the new
+    order when they next expire, within PAGE_CACHE_TTL.
     """
-    from sigma_playground.caching import invalidate
-    from workbooks import warming
-    from workbooks.trending import recompute_trending_scores, visible_ranking
-
-    with transaction.atomic():
-        before = visible_ranking()
-        changed = recompute_trending_scores()
-        bumped = bool(changed) and visible_ranking() != before
-        if bumped:
-            invalidate.lists_changed()  # after the commit
-    if bumped:
+    recomputed = services.trending_recompute()
+    if recomputed.order_changed:
         result = warming.warm(paths=warming.first_pages())
         logger.info("trending order changed: lists bumped, %d first pages warmed", result.written)
-    return changed
+    return recomputed.changed
 
 
 @shared_task(ignore_result=True)
 def refresh_search_lexemes() -> int:
-    """Daily beat task: rebuild the prefix-search word list (see workbooks.search)."""
-    from workbooks import search
-
-    return search.refresh_search_lexemes()
+    """Daily beat task: rebuild the prefix-search word list (``services.search_lexemes_refresh``)."""
+    return services.search_lexemes_refresh()
 
 
 # --- Embed links ----------------------------------------------------------------------------------------
@@ -187,8 +153,6 @@ def refresh_search_lexemes() -> int:
 @shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
 def check_embed_links() -> dict[str, float] | None:
     """Beat task: one batch of the embed link checker (workbooks.linkcheck); None when a run is in progress."""
-    from workbooks import linkcheck
-
     result = linkcheck.run_locked()
     return result.as_dict() if result is not None else None
 
@@ -209,9 +173,6 @@ def capture_embed_preview(self, workbook_id: int) -> str:
     Refuses to run eagerly (in a web process) or when previews are off. A failure leaves the picture the
     workbook has and is retried EMBED_PREVIEW_RETRIES times with a doubling backoff; after that the beat task
     tries again once the preview is due (EMBED_PREVIEW_MAX_AGE_DAYS)."""
-    from workbooks import preview, services
-    from workbooks.embed import allowed_hosts
-
     if self.request.is_eager:
         logger.warning("previews: not taking workbook %s's preview in this process (eager task)", workbook_id)
         return "eager"
@@ -255,20 +216,11 @@ def capture_embed_preview(self, workbook_id: int) -> str:
 @shared_task(ignore_result=True)
 def refresh_embed_previews() -> int:
     """Beat task: queue the previews that are due (new or changed links the web process could not queue,
-    weekly refreshes, failures whose backoff is over), EMBED_PREVIEW_BATCH at a time. Each queued row is
-    pushed an hour ahead first, so a slow queue is not fed the same workbook twice."""
-    from workbooks.models import EmbedCheck
-
+    weekly refreshes, failures whose backoff is over), EMBED_PREVIEW_BATCH at a time (each pushed an hour
+    ahead first by ``services.embed_previews_take_due``, so a slow queue is not fed the same workbook twice)."""
     if not settings.EMBED_PREVIEWS_ENABLED:
         return 0
-    now = timezone.now()
-    ids = list(
-        EmbedCheck.objects.filter(preview_next_at__lte=now)
-        .order_by("preview_next_at")
-        .values_list("workbook_id", flat=True)[: settings.EMBED_PREVIEW_BATCH]
-    )
-    if ids:
-        EmbedCheck.objects.filter(workbook_id__in=ids).update(preview_next_at=now + dt.timedelta(hours=1))
+    ids = services.embed_previews_take_due(now=timezone.now(), limit=settings.EMBED_PREVIEW_BATCH)
     for workbook_id in ids:
         capture_embed_preview.delay(workbook_id)
     return len(ids)

@@ -1,11 +1,13 @@
-"""Workbook thumbnails: the validated master, its derivatives, the placeholder.
+"""Workbook thumbnails: the validated master, its derivatives, the placeholder. Image and file code only: the
+services (workbooks.services) decide when files are stored, rendered, recorded and deleted.
 
 An upload goes through ``sigma_playground.images`` (decoded, checked, oriented, stripped) and becomes a
 re-encoded WebP *master* in the private storage, which nothing serves. After the transaction commits a
-Celery task (``workbooks.tasks.render_thumbnail_derivatives``) renders the *derivatives* from the master,
+Celery task (``workbooks.tasks.render_thumbnail_derivatives``, queued by the services) renders the
+*derivatives* from the master,
 AVIF, WebP and JPEG at each width of ``THUMBNAIL_WIDTHS`` that is not wider than the master (a master
 narrower than the smallest width gets one derivative at its own width: never an upscale), into the default
-storage, and records them in ``Workbook.thumbnail_derivatives``:
+storage, and ``services.workbook_thumbnail_rendered`` records them in ``Workbook.thumbnail_derivatives``:
 
     {"master": "thumbnails/7/<token>.webp", "width": 1536, "height": 864,
      "sources": {"image/avif": [[320, 180, "thumbs/7/<token>-320.avif"], ...],
@@ -17,18 +19,19 @@ Pages only ever link derivatives; until they exist the template shows an inline 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import posixpath
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage, storages
-from django.db import transaction
+from django.utils import timezone
 from PIL import Image
 
 from sigma_playground.images import (
@@ -115,16 +118,6 @@ def save_master(*, workbook_id: int, image: ProcessedImage) -> str:
     """Store a master in the private storage and return its name."""
     name = f"{MASTER_DIR}/{workbook_id}/{uuid.uuid4().hex}.{image.extension}"
     return private_storage().save(name, ContentFile(image.content))
-
-
-def enqueue_thumbnail_render(workbook_id: int, master_name: str) -> None:
-    """Render the derivatives once the transaction that stored the master has committed.
-
-    ``robust``: a broker outage must not turn a committed save into an error page; the workbook keeps its
-    placeholder and ``render_pending_thumbnails`` picks it up later."""
-    from workbooks.tasks import render_thumbnail_derivatives
-
-    transaction.on_commit(lambda: render_thumbnail_derivatives.delay(workbook_id, master_name), robust=True)
 
 
 # --- Derivatives ----------------------------------------------------------------------------------------
@@ -237,33 +230,24 @@ def delete_files(description: Mapping[str, Any]) -> None:
 ORPHAN_MIN_AGE_SECONDS = 3600
 
 
-def sweep_orphan_masters(*, older_than: float = ORPHAN_MIN_AGE_SECONDS) -> int:
-    """Delete masters (and their derivatives) that no workbook refers to: left by a transaction that rolled
-    back around the service that saved them, or by a process that died in between. Returns how many."""
-    from django.utils import timezone
-
-    from workbooks.models import Workbook
-
+def old_masters(*, older_than: float = ORPHAN_MIN_AGE_SECONDS) -> Iterator[tuple[int, list[str]]]:
+    """The masters in the private storage last modified more than ``older_than`` seconds ago, one workbook
+    (folder) at a time: (workbook id, master names). ``services.thumbnail_orphans_sweep`` deletes those no
+    workbook refers to."""
     storage = private_storage()
     try:
         directories, _ = storage.listdir(MASTER_DIR)
     except (FileNotFoundError, NotImplementedError):
-        return 0
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than)
-    removed = 0
+        return
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than)
     for directory in sorted(directories):
         if not directory.isdigit():
             continue
         _, files = storage.listdir(f"{MASTER_DIR}/{directory}")
-        used = set(Workbook.objects.filter(pk=int(directory)).values_list("thumbnail", flat=True))
-        for file in files:
-            name = f"{MASTER_DIR}/{directory}/{file}"
-            if name in used or storage.get_modified_time(name) > cutoff:
-                continue
-            logger.info("thumbnails: removing orphan master %s", name)
-            delete_files({"master": name})
-            removed += 1
-    return removed
+        names = [f"{MASTER_DIR}/{directory}/{file}" for file in files]
+        old = [name for name in names if storage.get_modified_time(name) <= cutoff]
+        if old:
+            yield int(directory), old
 
 
 # --- Placeholder ----------------------------------------------------------------------------------------

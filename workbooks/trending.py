@@ -8,16 +8,17 @@ activity counts half as much every HALF_LIFE_DAYS days, so a burst this week bea
 ``view_count``; nothing older than 7 days counts at all.
 
 The score is stored on ``Workbook.trending_score`` so the trending list can be read in index order; a Celery
-beat task recomputes it every ``TRENDING_REFRESH_SECONDS`` (workbooks.tasks.recompute_trending).
+beat task recomputes it every ``TRENDING_REFRESH_SECONDS`` (workbooks.tasks.recompute_trending, which stores
+the scores through ``services.trending_recompute``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.conf import settings
 
+from workbooks import selectors
 from workbooks.models import Workbook, WorkbookDailyStat
 
 WINDOW_DAYS = 7
@@ -38,14 +39,9 @@ def score(stats: list[tuple[int, int, int]]) -> float:
     )
 
 
-def recompute_trending_scores(*, today: dt.date | None = None) -> int:
-    """Recompute every score from the statistics; returns the number of workbooks whose score changed.
-
-    Workbooks with activity in the window get their new score; others that still carry a score are reset
-    to 0. Computed in Python over the window's rows (a few per active workbook), written in one batched
-    UPDATE per chunk.
-    """
-    today = today or timezone.now().date()
+def compute_scores(*, today: dt.date) -> dict[int, float]:
+    """Every workbook with activity in the window ending ``today``, with its score: computed in Python over
+    the window's rows (a few per active workbook). ``services.trending_recompute`` stores them."""
     start = today - dt.timedelta(days=WINDOW_DAYS - 1)
     scores: dict[int, float] = {}
     rows = WorkbookDailyStat.objects.filter(date__gte=start, date__lte=today).values_list(
@@ -56,45 +52,11 @@ def recompute_trending_scores(*, today: dt.date | None = None) -> int:
         scores[workbook_id] = scores.get(workbook_id, 0.0) + (
             views + FAVORITE_WEIGHT * favorites
         ) * day_weight(age)
-    changed = 0
-    with transaction.atomic():
-        stale = Workbook.objects.filter(trending_score__gt=0).exclude(pk__in=list(scores))
-        changed += stale.update(trending_score=0.0)
-        items = sorted(scores.items())
-        for i in range(0, len(items), 1000):
-            changed += _bulk_set_scores(items[i : i + 1000])
-    return changed
+    return scores
 
 
 def visible_ranking(*, rows: int | None = None) -> list[int]:
     """The ids the trending order puts on the first page of any size (``MAX_PAGE_SIZE``), home's trending
     section included: what a recompute can change on the pages people actually look at."""
-    from django.conf import settings
-
-    from workbooks import selectors
-
     listed = Workbook.objects.listed().filter(trending_score__gt=0).order_by(*selectors.SORTS["trending"])
     return list(listed.values_list("pk", flat=True)[: rows or settings.MAX_PAGE_SIZE])
-
-
-def _bulk_set_scores(items: list[tuple[int, float]]) -> int:
-    table = Workbook._meta.db_table
-    if connection.vendor == "postgresql":
-        ids = [pk for pk, _ in items]
-        values = [round(value, 6) for _, value in items]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} AS w SET trending_score = v.score "  # noqa: S608 (table name is ours)
-                "FROM unnest(%s::bigint[], %s::float8[]) AS v(id, score) "
-                "WHERE w.id = v.id AND w.trending_score IS DISTINCT FROM v.score",
-                [ids, values],
-            )
-            return cursor.rowcount
-    updated = 0
-    for pk, value in items:
-        updated += (
-            Workbook.objects.filter(pk=pk)
-            .exclude(trending_score=round(value, 6))
-            .update(trending_score=round(value, 6))
-        )
-    return updated

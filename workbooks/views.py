@@ -47,7 +47,7 @@ from sigma_playground.pagination import (
     wants_list_fragment,
 )
 from sigma_playground.site import absolute
-from workbooks import analytics, search, selectors, services, sharing, warming
+from workbooks import analytics, counters, search, selectors, services, sharing, warming
 from workbooks.embed import iframe_src
 from workbooks.forms import WorkbookForm
 
@@ -208,7 +208,7 @@ def _count_view(request: HttpRequest, pk: int, slug: str = "", *, author_id: int
         visitor = f"user:{user.pk}"
     else:
         visitor = f"addr:{client_ip.client_address(request)}"
-    services.workbook_record_view(workbook_id=pk, visitor=visitor)
+    counters.record_view(workbook_id=pk, visitor=visitor)
 
 
 @cache_anonymous_page(

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from sigma_playground.caching import keys, service
 from tests.factories import UserFactory, WorkbookFactory
-from workbooks import counters, services
+from workbooks import counters
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def test_worker_and_beat_flush_views_and_warm_the_cache(tmp_path):
     }
     workbook = WorkbookFactory(author=UserFactory(), is_featured=True)
     for _ in range(30):
-        services.workbook_record_view(workbook_id=workbook.pk)
+        counters.record_view(workbook_id=workbook.pk)
     assert counters.pending_views() == 30
 
     worker = start(

@@ -11,7 +11,7 @@ from django.db import connections
 
 from sigma_playground.caching import keys
 from tests.factories import WorkbookFactory
-from workbooks import counters, services
+from workbooks import counters
 from workbooks.models import Workbook, WorkbookDailyStat
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -26,7 +26,7 @@ def count_in_threads(workbook_id: int, threads: int = 10, each: int = 100) -> No
     def work(thread: int) -> None:
         barrier.wait()
         for n in range(each):  # distinct visitors: each view passes the once-per-visitor filter
-            services.workbook_record_view(workbook_id=workbook_id, visitor=f"{run}-{thread}-{n}")
+            counters.record_view(workbook_id=workbook_id, visitor=f"{run}-{thread}-{n}")
         connections.close_all()
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -106,7 +106,7 @@ def test_a_view_costs_no_round_trip_and_the_batch_goes_in_one(settings, monkeypa
     real_send = counters._send
     monkeypatch.setattr(counters, "_send", lambda counts, *a: sends.append(counts) or real_send(counts, *a))
     for _ in range(100):
-        services.workbook_record_view(workbook_id=workbook.pk)
+        counters.record_view(workbook_id=workbook.pk)
     assert sends == [] and buffered_in_redis(workbook.pk) == 0
     assert counters.send_process_views() == 100
     assert len(sends) == 1 and sum(sends[0].values()) == 100
@@ -117,7 +117,7 @@ def test_the_sender_thread_delivers_within_the_interval(settings):
     settings.VIEW_PROCESS_FLUSH_SECONDS = 0.2
     workbook = WorkbookFactory()
     for _ in range(7):
-        services.workbook_record_view(workbook_id=workbook.pk)
+        counters.record_view(workbook_id=workbook.pk)
     deadline = time.monotonic() + 3
     while buffered_in_redis(workbook.pk) < 7:
         assert time.monotonic() < deadline, "the sender thread did not send the batch"
@@ -129,7 +129,7 @@ def test_a_batch_redis_refuses_is_written_to_the_database(settings, monkeypatch)
     settings.VIEW_PROCESS_FLUSH_SECONDS = 3600
     workbook = WorkbookFactory()
     for _ in range(5):
-        services.workbook_record_view(workbook_id=workbook.pk)
+        counters.record_view(workbook_id=workbook.pk)
 
     def refused(counts, batch_id=None):  # Redis went away before the send
         raise counters.SendFailed(maybe_applied=False)
@@ -167,7 +167,7 @@ def test_a_send_that_timed_out_after_redis_applied_it_is_not_counted_again(setti
     workbook = WorkbookFactory()
     client = counters._redis()
     for _ in range(100):
-        services.workbook_record_view(workbook_id=workbook.pk)
+        counters.record_view(workbook_id=workbook.pk)
     monkeypatch.setattr(
         counters, "_redis", lambda: _Stalling(client, redis.TimeoutError("Timeout reading from socket"))
     )
@@ -191,7 +191,7 @@ def test_a_send_that_timed_out_before_redis_ran_it_is_delivered_later(settings, 
     workbook = WorkbookFactory()
     client = counters._redis()
     for _ in range(40):
-        services.workbook_record_view(workbook_id=workbook.pk)
+        counters.record_view(workbook_id=workbook.pk)
     monkeypatch.setattr(
         counters,
         "_redis",
@@ -216,7 +216,7 @@ def test_a_batch_redis_refused_with_an_error_goes_to_the_database_once(settings,
     workbook = WorkbookFactory()
     client = counters._redis()
     for _ in range(25):
-        services.workbook_record_view(workbook_id=workbook.pk)
+        counters.record_view(workbook_id=workbook.pk)
     oom = redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
     monkeypatch.setattr(counters, "_redis", lambda: _Stalling(client, oom, apply=False))
     counters.send_process_views()

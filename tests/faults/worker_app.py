@@ -15,7 +15,7 @@ from sigma_playground.celery import app
 
 django.setup()
 
-from workbooks import counters, thumbnails  # noqa: E402
+from workbooks import services, thumbnails  # noqa: E402
 
 CONTROL = Path(os.environ["FAULT_CONTROL_DIR"])
 
@@ -26,14 +26,14 @@ def _hold(name: str) -> None:
         time.sleep(120)  # killed here
 
 
-_apply_views = counters.apply_views
+_apply_views = services.workbook_views_apply
 _render = thumbnails.render_derivatives
 
 
-def apply_views(counts, *, batch_id=None):
+def apply_views(*, counts, batch_id=None):
     if batch_id is not None:
         _hold("slow_flush")
-    return _apply_views(counts, batch_id=batch_id)
+    return _apply_views(counts=counts, batch_id=batch_id)
 
 
 def render_derivatives(master_name, *, workbook_id):
@@ -41,7 +41,7 @@ def render_derivatives(master_name, *, workbook_id):
     return _render(master_name, workbook_id=workbook_id)
 
 
-counters.apply_views = apply_views
+services.workbook_views_apply = apply_views
 thumbnails.render_derivatives = render_derivatives
 
 __all__ = ["app"]

@@ -15,7 +15,7 @@ from django.test import Client
 from sigma_playground.celery import app
 from tests.factories import UserFactory, WorkbookFactory
 from tests.images import image_bytes, upload
-from workbooks import counters, services, tasks
+from workbooks import counters, tasks
 from workbooks.models import Workbook
 
 EMBED = "https://app.sigmacomputing.com/embed/1-Limits"
@@ -116,7 +116,7 @@ def test_the_view_flush_runs_while_renders_are_queued(tmp_path):
     }
     workbook = WorkbookFactory(author=UserFactory())
     for n in range(5):
-        services.workbook_record_view(workbook_id=workbook.pk, visitor=f"queue-test-{n}")
+        counters.record_view(workbook_id=workbook.pk, visitor=f"queue-test-{n}")
     counters.send_process_views()
     app.conf.task_always_eager = False
     try:

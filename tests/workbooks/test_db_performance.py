@@ -16,7 +16,7 @@ from accounts import selectors as account_selectors
 from accounts.models import User, ci
 from sigma_playground.pagination import count_for_display, keyset_page
 from tests.factories import FollowFactory, TagFactory, UserFactory, WorkbookFactory
-from workbooks import search, selectors, services
+from workbooks import selectors, services
 from workbooks.models import Favorite, Visibility, Workbook
 
 # --- EXPLAIN: each query is served by its index -------------------------------------------------------------
@@ -100,7 +100,7 @@ def small_gallery(db):
     )
     for workbook in workbooks[:30]:
         services.favorite_add(user=me, workbook=workbook)
-    search.refresh_search_lexemes()
+    services.search_lexemes_refresh()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return {"me": me, "author": authors[0], "tag": tags[0]}
@@ -326,7 +326,7 @@ def corpus(db):
         "desc_only": WorkbookFactory(title="Board pack", description="Includes a revenue bridge."),
         "tagged": WorkbookFactory(title="Margins", description="Gross margin.", tags=[finance]),
     }
-    search.refresh_search_lexemes()
+    services.search_lexemes_refresh()
     return rows
 
 

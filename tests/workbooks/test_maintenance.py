@@ -1,7 +1,7 @@
 import pytest
 
 from tests.factories import WorkbookFactory
-from workbooks import maintenance, services
+from workbooks import services
 from workbooks.models import Favorite, Workbook, WorkbookDailyStat
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +14,7 @@ def test_nightly_recount_fixes_drift_and_exports_it():
     services.favorite_add(user=drifted.author, workbook=drifted)
     Workbook.objects.filter(pk=drifted.pk).update(favorite_count=7, view_count=0)
     WorkbookDailyStat.objects.create(workbook=drifted, date="2026-11-01", views=12)
-    result = maintenance.recount_counters(chunk=1)
+    result = services.workbook_counters_recount(chunk=1)
     drifted.refresh_from_db()
     good.refresh_from_db()
     assert (drifted.favorite_count, drifted.view_count) == (
@@ -24,4 +24,4 @@ def test_nightly_recount_fixes_drift_and_exports_it():
     assert (good.favorite_count, good.view_count) == (0, 0)
     assert result["favorite_count_drift"] == 6 and result["view_count_drift"] == 12
     assert REGISTRY.get_sample_value("sigma_counter_drift", {"counter": "favorite_count"}) == 6
-    assert maintenance.recount_counters()["favorite_count_drift"] == 0
+    assert services.workbook_counters_recount()["favorite_count_drift"] == 0

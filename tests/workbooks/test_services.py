@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import random
 import threading
+from pathlib import Path
 
 import pytest
 from django.db import connection, connections
@@ -29,10 +31,10 @@ def test_favorite_count_follows_rows():
 def test_views_only_grow():
     workbook = WorkbookFactory()
     today = timezone.now().date()
-    counters.apply_views({(workbook.pk, today): 5})
-    counters.apply_views({(workbook.pk, today): -3})  # ignored: counts never go back
-    counters.apply_views(
-        {(workbook.pk, today - dt.timedelta(days=1)): 2, (999999, today): 4}
+    services.workbook_views_apply(counts={(workbook.pk, today): 5})
+    services.workbook_views_apply(counts={(workbook.pk, today): -3})  # ignored: counts never go back
+    services.workbook_views_apply(
+        counts={(workbook.pk, today - dt.timedelta(days=1)): 2, (999999, today): 4}
     )  # a gone workbook
     workbook.refresh_from_db()
     assert workbook.view_count == 7
@@ -50,12 +52,12 @@ def test_view_counting_without_redis_writes_straight_to_the_database(settings):
     service.reset_backend()
     settings.VIEW_COUNTING_ENABLED = True
     workbook = WorkbookFactory()
-    services.workbook_record_view(workbook_id=workbook.pk)
-    services.workbook_record_view(workbook_id=workbook.pk)
+    counters.record_view(workbook_id=workbook.pk)
+    counters.record_view(workbook_id=workbook.pk)
     workbook.refresh_from_db()
     assert workbook.view_count == 2
     settings.VIEW_COUNTING_ENABLED = False
-    services.workbook_record_view(workbook_id=workbook.pk)
+    counters.record_view(workbook_id=workbook.pk)
     workbook.refresh_from_db()
     assert workbook.view_count == 2
     service.reset_backend()
@@ -75,7 +77,7 @@ def test_trending_formula_decays_and_ignores_old_days():
         [WorkbookDailyStat(workbook=w, date=d, views=v, favorites=f) for w, d, v, f in rows]
     )
     Workbook.objects.filter(pk=old.pk).update(trending_score=99)  # stale: must drop to 0
-    trending.recompute_trending_scores(today=today)
+    services.trending_recompute(today=today)
     scores = dict(Workbook.objects.values_list("pk", "trending_score"))
     assert scores[hot.pk] == pytest.approx(22.0)
     assert scores[steady.pk] == pytest.approx(1.0)
@@ -119,3 +121,35 @@ def test_concurrent_favorites_leave_one_row_per_pair_and_exact_counts():
         assert workbook.favorite_count == rows.count()
         assert rows.values("user").distinct().count() == rows.count()
     assert Workbook.objects.get(pk=workbooks[2].pk).favorite_count == 3
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at module level or inside a function (relative imports resolved
+    within workbooks)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = f"workbooks.{base}" if base else "workbooks"
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_services_queue_tasks_by_name_and_never_import_them():
+    """Tasks call services, so services sit below them: they queue a task by its registered name and import
+    no task module, not even inside a function (which would hide a cycle); thumbnails.py is image and file
+    code and imports neither."""
+    from sigma_playground.celery import app
+    from workbooks import tasks
+
+    root = Path(services.__file__).parent
+    for name in ("services.py", "thumbnails.py"):
+        imported = _imported_modules(root / name)
+        assert not {m for m in imported if m.startswith("workbooks.tasks")}, name
+    assert not {m for m in _imported_modules(root / "thumbnails.py") if m.startswith(("django.db", "celery"))}
+    assert app.tasks[services.RENDER_THUMBNAIL_TASK].name == tasks.render_thumbnail_derivatives.name
+    assert app.tasks[services.CAPTURE_PREVIEW_TASK].name == tasks.capture_embed_preview.name

@@ -14,7 +14,7 @@ from PIL import Image
 from sigma_playground.images import ImageRejected, ProcessedImage
 from tests import images
 from tests.factories import TagFactory, WorkbookFactory
-from workbooks import thumbnails
+from workbooks import services, thumbnails
 from workbooks.models import Workbook
 from workbooks.tasks import render_pending_thumbnails, render_thumbnail_derivatives
 
@@ -367,7 +367,7 @@ def test_enqueue_renders_only_after_commit():
     workbook = WorkbookFactory()
     with transaction.atomic():
         name = stored_master(workbook)
-        thumbnails.enqueue_thumbnail_render(workbook.pk, name)
+        services.thumbnail_render_enqueue(workbook_id=workbook.pk, master_name=name)
         assert derivative_files(workbook.pk) == []  # nothing before the commit
     assert Workbook.objects.get(pk=workbook.pk).thumbnail_derivatives["master"] == name
 
@@ -380,7 +380,9 @@ def test_enqueue_after_a_rollback_renders_nothing(django_capture_on_commit_callb
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         try:
             with transaction.atomic():
-                thumbnails.enqueue_thumbnail_render(workbook.pk, stored_master(workbook))
+                services.thumbnail_render_enqueue(
+                    workbook_id=workbook.pk, master_name=stored_master(workbook)
+                )
                 raise RuntimeError("rolled back")
         except RuntimeError:
             pass
@@ -525,12 +527,11 @@ def master_files(workbook_id: int) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 def test_a_publish_that_rolls_back_leaves_no_master_on_disk(monkeypatch):
     from tests.factories import UserFactory
-    from workbooks import search, services
 
     def failing(**kwargs):
         raise RuntimeError("something after the master was saved failed")
 
-    monkeypatch.setattr(search, "add_search_lexemes", failing)
+    monkeypatch.setattr(services, "_search_lexemes_add", failing)
     saved = []
     real_save = thumbnails.save_master
     monkeypatch.setattr(thumbnails, "save_master", lambda **kw: saved.append(real_save(**kw)) or saved[-1])
@@ -562,7 +563,7 @@ def test_the_sweep_removes_old_masters_no_workbook_uses_and_keeps_the_rest():
     old = time.time() - 2 * thumbnails.ORPHAN_MIN_AGE_SECONDS
     for name in (used, orphan):
         os.utime(storages["private"].path(name), (old, old))
-    assert thumbnails.sweep_orphan_masters() == 1
+    assert services.thumbnail_orphans_sweep() == 1
     private = storages["private"]
     assert private.exists(used) and private.exists(recent)  # in use; too young (a transaction may be open)
     assert not private.exists(orphan)

@@ -136,10 +136,10 @@ class Command(BaseCommand):
         and fresh cached pages."""
         from accounts import services as account_services
         from sigma_playground.caching import invalidate
-        from workbooks import search
+        from workbooks import services as workbook_services
 
         started = time.perf_counter()
-        words = search.refresh_search_lexemes()
+        words = workbook_services.search_lexemes_refresh()
         people = account_services.recount_followers()
         invalidate.lists_changed()
         self.stdout.write(
