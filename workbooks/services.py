@@ -32,7 +32,7 @@ from accounts.models import User, ci
 from sigma_playground.caching import invalidate, keys
 from sigma_playground.images import ProcessedImage
 from workbooks import maintenance, search, signals, thumbnails, trending
-from workbooks.embed import Outcome
+from workbooks.embed import Outcome, interval
 from workbooks.models import (
     AppliedViewBatch,
     EmbedCheck,
@@ -598,13 +598,6 @@ def _embed_link_set(workbook: Workbook) -> None:
         _enqueue_on_commit(CAPTURE_PREVIEW_TASK, workbook.pk)
 
 
-def embed_check_interval(*, ok: bool) -> dt.timedelta:
-    """When a link is checked next: after EMBED_CHECK_INTERVAL_SECONDS when healthy, EMBED_CHECK_RETRY_SECONDS
-    when failing, never sooner than EMBED_CHECK_MIN_INTERVAL_SECONDS."""
-    seconds = settings.EMBED_CHECK_INTERVAL_SECONDS if ok else settings.EMBED_CHECK_RETRY_SECONDS
-    return dt.timedelta(seconds=max(seconds, settings.EMBED_CHECK_MIN_INTERVAL_SECONDS))
-
-
 def embed_checks_discover(*, limit: int) -> int:
     """Create the missing check rows among the next ``limit`` workbooks after the remembered cursor (one
     primary-key range; rows bulk-loaded by COPY get theirs this way); returns how many workbooks it looked
@@ -639,9 +632,7 @@ def embed_checks_discover(*, limit: int) -> int:
 def embed_checks_postpone(*, workbook_ids: Sequence[int], now: dt.datetime) -> int:
     """Push the checks of links nobody else sees (drafts, private workbooks) or on a host no longer allowed
     back a full healthy interval, without a request; returns how many rows moved."""
-    return EmbedCheck.objects.filter(workbook_id__in=workbook_ids).update(
-        next_check_at=now + embed_check_interval(ok=True)
-    )
+    return EmbedCheck.objects.filter(workbook_id__in=workbook_ids).update(next_check_at=now + interval(True))
 
 
 def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) -> str | None:
@@ -668,7 +659,7 @@ def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) 
         row.status = (
             EmbedStatus.OK if outcome.ok else EmbedStatus.BROKEN if broken_now else EmbedStatus.FAILING
         )
-        row.next_check_at = at + embed_check_interval(ok=outcome.ok)
+        row.next_check_at = at + interval(outcome.ok)
         entry = [at.isoformat(timespec="seconds"), outcome.http_status, "ok" if outcome.ok else outcome.error]
         row.recent = [entry, *(row.recent or [])][:RECENT_CHECKS]
         change: str | None = None
