@@ -191,14 +191,8 @@ def beat_lock() -> str:
 
 
 def beat_heartbeat() -> str:
-    """The time of the last beat heartbeat task (monitoring.tasks), read by the health diagnosis."""
-    return f"{PREFIX}:beat:heartbeat"
-
-
-def readiness_probe(token: str) -> str:
-    """A throwaway key the readiness check writes, reads and deletes on a cache that is not Redis
-    (sigma_playground.health)."""
-    return f"{PREFIX}:readyz:{token}"
+    """When a worker last ran the beat heartbeat task (monitoring.tasks; read by the health diagnosis)."""
+    return "monitoring:beat-heartbeat"
 
 
 # --- Rate limits (sigma_playground.ratelimit) ---------------------------------------------------------------
@@ -207,6 +201,15 @@ def readiness_probe(token: str) -> str:
 def rate_limit(action: str, subject: str, window: int) -> str:
     """The counter of ``action`` by ``subject`` (a client address or a user id) in one fixed window."""
     return f"{PREFIX}:rate:{action}:{_digest(subject)}:{window}"
+
+
+# --- Health and real-user monitoring ------------------------------------------------------------------------
+
+
+def readiness_probe(token: str) -> str:
+    """A throwaway key the readiness check writes, reads and deletes on a cache that is not Redis
+    (sigma_playground.health)."""
+    return f"{PREFIX}:readyz:{token}"
 
 
 def rum_beacons(client: str, minute: int) -> str:
