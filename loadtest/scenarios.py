@@ -12,6 +12,8 @@ status, CSRF token found), and a timeout or a refused connection is an error lik
 - ``anonymous``: a visitor without an account reading three pages, each drawn by ``ANONYMOUS_WEIGHTS``
   (detail pages most, then lists in each sort, home, tags, profiles, search).
 - ``logged_in``: a member logging in and reading four pages (``LOGGED_IN_WEIGHTS``: personal pages included).
+- ``mixed``: each arrival is one of the three above, drawn by ``Options.mix`` (default
+  ``settings.LOAD_TEST["mix"]``, the gallery's mix of docs/scaling.md): the traffic the scaling model predicts.
 - ``hello``: one GET of ``/`` (point it at bench/hello_wsgi.py for the same tool's ceiling).
 """
 
@@ -26,6 +28,8 @@ from dataclasses import dataclass, field
 
 import gevent
 from locust import FastHttpUser
+
+from loadtest.mix import pick_flow
 
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 DETAIL_RE = re.compile(r'href="(/workbooks/\d+/[\w-]+/)"')
@@ -57,6 +61,9 @@ class Options:
     password: str = ""
     drafts: bool = False
     catalogue: Catalogue = field(default_factory=Catalogue)
+    mix: dict[str, float] = field(
+        default_factory=dict
+    )  # the `mixed` scenario's; python -m loadtest passes one
 
 
 class Visitor(FastHttpUser):
@@ -221,6 +228,13 @@ class LoggedInBrowsing(Visitor):
         return self.login() and all([self.browse(LOGGED_IN_WEIGHTS) for _ in range(4)])
 
 
+class Mixed(Visitor):
+    abstract = True
+
+    def flow(self) -> bool:
+        return MIXABLE[pick_flow(self.rng, self.options.mix)].flow(self)  # the flow, run by this arrival
+
+
 class Hello(Visitor):
     abstract = True
 
@@ -228,9 +242,9 @@ class Hello(Visitor):
         return self.fetch("hello", "/") is not None
 
 
-SCENARIOS: dict[str, type[Visitor]] = {
+MIXABLE: dict[str, type[Visitor]] = {
     "design": DesignFlow,
     "anonymous": AnonymousBrowsing,
     "logged_in": LoggedInBrowsing,
-    "hello": Hello,
 }
+SCENARIOS: dict[str, type[Visitor]] = {**MIXABLE, "mixed": Mixed, "hello": Hello}
