@@ -1,11 +1,38 @@
-"""The ``mixed`` scenario's weights: which flow an arrival runs (plain Python, importable without gevent)."""
+"""What the load test's flows draw: the pages each browsing flow picks, and which flow an arrival of the
+``mixed`` scenario runs. Plain Python, importable without gevent (the scaling model and its measured point
+use the same numbers: bench/scaling_model.py, bench/scaling_point.py)."""
 
 from __future__ import annotations
 
 import random
+import re
+from dataclasses import dataclass, field
 
 # The flows an arrival of the mix can run (loadtest/scenarios.py: MIXABLE).
 FLOWS = ("anonymous", "logged_in", "design")
+SORTS = ("newest", "popular", "trending", "favorites")
+SEARCH_WORDS = ("revenue", "churn", "pipeline", "cohort", "forecast", "sales", "marketing", "finance")
+# Each page a browsing flow views is of one of these kinds, drawn with these weights.
+ANONYMOUS_WEIGHTS = {"detail": 40, "list": 20, "home": 15, "tag": 10, "profile": 10, "search": 5}
+LOGGED_IN_WEIGHTS = {"detail": 30, "list": 20, "home": 15, "feed": 15, "favorites": 10, "profile": 10}
+# The pages the browsing flows pick from: the workbooks, tags and profiles linked from the site's own lists.
+CATALOGUE_LISTS = tuple(f"/workbooks/?sort={sort}&per_page=100" for sort in ("newest", "popular", "trending"))
+DETAIL_RE = re.compile(r'href="(/workbooks/\d+/[\w-]+/)"')
+TAG_RE = re.compile(r'href="(/tags/[\w-]+/)"')
+PROFILE_RE = re.compile(r'href="(/users/[\w-]+/)"')
+
+
+@dataclass
+class Catalogue:
+    """Real paths to browse, read once from the site's own lists (``CATALOGUE_LISTS``) before the run."""
+
+    details: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+
+    def add_from(self, html: str) -> None:
+        for pattern, bucket in ((DETAIL_RE, self.details), (TAG_RE, self.tags), (PROFILE_RE, self.profiles)):
+            bucket.extend(p for p in pattern.findall(html) if p not in bucket)
 
 
 def pick_flow(rng: random.Random, mix: dict[str, float]) -> str:

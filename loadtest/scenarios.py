@@ -29,30 +29,9 @@ from dataclasses import dataclass, field
 import gevent
 from locust import FastHttpUser
 
-from loadtest.mix import pick_flow
+from loadtest.mix import ANONYMOUS_WEIGHTS, LOGGED_IN_WEIGHTS, SEARCH_WORDS, SORTS, Catalogue, pick_flow
 
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-DETAIL_RE = re.compile(r'href="(/workbooks/\d+/[\w-]+/)"')
-TAG_RE = re.compile(r'href="(/tags/[\w-]+/)"')
-PROFILE_RE = re.compile(r'href="(/users/[\w-]+/)"')
-SORTS = ("newest", "popular", "trending", "favorites")
-SEARCH_WORDS = ("revenue", "churn", "pipeline", "cohort", "forecast", "sales", "marketing", "finance")
-
-ANONYMOUS_WEIGHTS = {"detail": 40, "list": 20, "home": 15, "tag": 10, "profile": 10, "search": 5}
-LOGGED_IN_WEIGHTS = {"detail": 30, "list": 20, "home": 15, "feed": 15, "favorites": 10, "profile": 10}
-
-
-@dataclass
-class Catalogue:
-    """Real paths to browse, read once from the site's own lists before the run (any base URL)."""
-
-    details: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    profiles: list[str] = field(default_factory=list)
-
-    def add_from(self, html: str) -> None:
-        for pattern, bucket in ((DETAIL_RE, self.details), (TAG_RE, self.tags), (PROFILE_RE, self.profiles)):
-            bucket.extend(p for p in pattern.findall(html) if p not in bucket)
 
 
 @dataclass
@@ -72,6 +51,7 @@ class Visitor(FastHttpUser):
 
     abstract = True
     host = "http://127.0.0.1:8000"
+    route_prefix = ""  # before each route name in the report (the mixed scenario names the flow)
     max_retries = 0
     insecure = True
     concurrency = 1
@@ -104,6 +84,7 @@ class Visitor(FastHttpUser):
         The client gives up after ``network_timeout`` seconds in all (a hard gevent timeout around the whole
         request: the socket timeouts alone bound each wait, not their sum), and that is an error sample with
         the time waited."""
+        name = self.route_prefix + name
         headers = {"Referer": self.host + path} if method == "POST" else None
         started, started_at = time.perf_counter(), time.time()
         try:
@@ -232,7 +213,9 @@ class Mixed(Visitor):
     abstract = True
 
     def flow(self) -> bool:
-        return MIXABLE[pick_flow(self.rng, self.options.mix)].flow(self)  # the flow, run by this arrival
+        flow = pick_flow(self.rng, self.options.mix)
+        self.route_prefix = f"{flow}: "  # "anonymous: detail", "design: login"...: the report splits them
+        return MIXABLE[flow].flow(self)
 
 
 class Hello(Visitor):

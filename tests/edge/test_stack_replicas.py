@@ -41,19 +41,6 @@ CALLER_ONLY = (
 SEARCH = "%search_vector @@%"
 
 
-def _two_free_ports() -> int:
-    """A free port whose next port is free too (the primary's and its one replica's)."""
-    for _ in range(50):
-        first = edge.free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", first + 1))
-            except OSError:
-                continue
-        return first
-    raise RuntimeError("no two consecutive free ports")
-
-
 def _searches(url: str) -> int:
     with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
         row = conn.execute(
@@ -90,9 +77,9 @@ def running_stack(tmp_path_factory) -> Iterator[RunningStack]:
     ports = {
         "STACK_CDN_PORT": edge.free_port(),
         "STACK_NGINX_PORT": edge.free_port(),
-        "STACK_GUNICORN_PORT": _two_free_ports(),
+        "STACK_GUNICORN_PORT": edge.free_ports(2),
         "CELERY_METRICS_PORT": edge.free_port(),
-        "STACK_PG_PORT": _two_free_ports(),
+        "STACK_PG_PORT": edge.free_ports(2),
     }
     env = {
         **{k: v for k, v in os.environ.items() if k not in CALLER_ONLY},
@@ -107,6 +94,8 @@ def running_stack(tmp_path_factory) -> Iterator[RunningStack]:
         "DB_POOL_MIN_SIZE": "1",
         "DB_POOL_MAX_SIZE": "3",
         "REPLICA_CHECK_SECONDS": "0.5",
+        "EMBED_CHECK_BATCH_SIZE": "0",  # the beat's link checker: no request to the demo's embed host
+        "EMBED_CHECK_DISCOVER": "0",
     }
     process = subprocess.Popen(
         [sys.executable, "deploy/stack.py"],
