@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
@@ -195,7 +196,7 @@ def popular_tags(*, limit: int = POPULAR_TAGS, exclude: Sequence[str] = ()) -> l
     return [tag for tag in tag_directory() if tag.slug not in exclude][:limit]
 
 
-def can_view(*, workbook: Workbook, user: User, share_token: str | None = None) -> bool:
+def can_view(*, workbook: Workbook, user: User | AnonymousUser, share_token: str | None = None) -> bool:
     """May ``user`` see ``workbook``? An unlisted one needs its share token, unless they are its author or
     staff (ids are sequential: the id alone must not be enough)."""
     is_author = user.is_authenticated and workbook.author_id == user.pk
@@ -211,7 +212,9 @@ def can_view(*, workbook: Workbook, user: User, share_token: str | None = None) 
     return workbook.author.is_active or is_author or user.is_staff
 
 
-def workbook_get_for_viewer(*, pk: int, user: User, share_token: str | None = None) -> Workbook:
+def workbook_get_for_viewer(
+    *, pk: int, user: User | AnonymousUser, share_token: str | None = None
+) -> Workbook:
     """The workbook if ``user`` may see it. Private, draft, unlisted (without its token) and missing
     workbooks are the same 404."""
     workbook = Workbook.objects.select_related("author").prefetch_related("tags").filter(pk=pk).first()
@@ -220,7 +223,7 @@ def workbook_get_for_viewer(*, pk: int, user: User, share_token: str | None = No
     return workbook
 
 
-def workbook_get_shared(*, token: str, user: User) -> Workbook:
+def workbook_get_shared(*, token: str, user: User | AnonymousUser) -> Workbook:
     """An unlisted workbook by its share link; anything else (another visibility, a draft, an unknown or
     revoked token, a deactivated author) is a 404."""
     workbook = (
@@ -289,7 +292,7 @@ def favorite_count(*, workbook_id: int) -> int:
     return Workbook.objects.filter(pk=workbook_id).values_list("favorite_count", flat=True).first() or 0
 
 
-def is_favorited(*, user: User, workbook: Workbook) -> bool:
+def is_favorited(*, user: User | AnonymousUser, workbook: Workbook) -> bool:
     if not user.is_authenticated:
         return False
     return Favorite.objects.filter(user=user, workbook=workbook).exists()
