@@ -143,6 +143,7 @@ class _Backend:
     """The few primitives we need, on the raw Redis client or on Django's cache (the embedded default)."""
 
     is_redis = False
+    client: Any  # the raw Redis client, on a Redis backend only (is_redis)
 
     def __init__(self) -> None:
         self.breaker = Breaker(self._probe)
@@ -179,12 +180,23 @@ class _Backend:
         RECENT_PAGES.clear()
         logger.warning("cache: replayed %d generation bumps owed since an outage", len(owed))
 
-    def get_many(self, names: list[str]) -> list[bytes | None]: ...
-    def set(self, name: str, value: bytes, ttl: float) -> None: ...
-    def add(self, name: str, value: bytes, ttl: float) -> bool: ...
-    def delete(self, name: str) -> None: ...
-    def incr_generations(self, names: list[str], stamps: list[str], at: float) -> list[int]: ...
-    def seed_generations(self, names: list[str]) -> list[int]: ...
+    def get_many(self, names: list[str]) -> list[bytes | None]:
+        raise NotImplementedError
+
+    def set(self, name: str, value: bytes, ttl: float) -> None:
+        raise NotImplementedError
+
+    def add(self, name: str, value: bytes, ttl: float) -> bool:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def incr_generations(self, names: list[str], stamps: list[str], at: float) -> list[int]:
+        raise NotImplementedError
+
+    def seed_generations(self, names: list[str]) -> list[int]:
+        raise NotImplementedError
 
 
 # How long a bump's time is kept (keys.changed): far longer than any lag a replica may have and stay in use.
