@@ -907,7 +907,7 @@ SLA = {
 # The design's load test, as data (loadtest/, `make loadtest`): phases of an open arrival model (each arrival
 # a new visitor doing its scenario's flow once), judged per phase against the SLA above. LOADTEST_TIME_SCALE
 # multiplies every duration (0.2: the 1/5 compression), never the rates.
-LOAD_TEST = {
+LOAD_TEST: dict[str, Any] = {
     "phases": [
         {"name": "Warm up", "duration_s": 60, "arrivals_per_s": 10},
         {"name": "Ramp up load", "duration_s": 120, "arrivals_per_s": 50},

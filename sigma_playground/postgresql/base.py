@@ -156,7 +156,7 @@ def _probe(connection) -> None:
 def _discard_pool(alias: str = DEFAULT_DB_ALIAS) -> None:
     """Drop the process's pool; connections out of it are closed when returned. Closed in a thread: closing
     joins the pool's workers, which may be inside a connection attempt."""
-    pool = base.DatabaseWrapper._connection_pools.pop(alias, None)
+    pool = base.DatabaseWrapper._connection_pools.pop(alias, None)  # type: ignore[attr-defined]  # private, not in django-stubs
     if pool is not None:
         threading.Thread(target=pool.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
