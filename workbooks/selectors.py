@@ -12,6 +12,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -103,7 +104,7 @@ def with_cards(qs: QuerySet[Workbook]) -> QuerySet[Workbook]:
 
 
 def _filtered(params: ListParams) -> QuerySet[Workbook]:
-    qs = Workbook.objects.listed()
+    qs: QuerySet[Workbook] = Workbook.objects.listed()
     if params.featured:
         qs = qs.filter(is_featured=True)
     if params.tags:
@@ -167,7 +168,7 @@ def tag_directory() -> list[Tag]:
     tags = []
     for row in rows:
         tag = Tag(id=row["id"], name=row["name"], slug=row["slug"], colour=row["colour"])
-        tag.workbook_total = row["workbook_total"]
+        tag.workbook_total = row["workbook_total"]  # type: ignore[attr-defined]  # as .annotate() would
         tags.append(tag)
     return tags
 
@@ -178,7 +179,7 @@ def tag_directory() -> list[Tag]:
     key=lambda: "",
     namespaces=lambda: [keys.TAG_DIRECTORY],
 )
-def _tag_directory() -> list[dict[str, object]]:
+def _tag_directory() -> list[dict[str, Any]]:
     """Every tag on at least one listed workbook, with ``workbook_total`` (listed workbooks only), most
     used first. One aggregate over the tag links of listed workbooks (at a million workbooks it reads every
     tag link), cached until a write that may hide or change a tag (caching/invalidate.py); a new workbook's

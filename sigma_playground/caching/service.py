@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
@@ -81,6 +81,7 @@ CACHE_ERRORS = metrics.counter(
 )
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 # --- Backends -------------------------------------------------------------------------------------------
@@ -701,20 +702,29 @@ def unlock(key: str) -> None:
 # --- The design's @Cache decorator ---------------------------------------------------------------------
 
 
+class CachedFunction(Protocol[T_co]):
+    """What ``@cached`` returns: the function through the cache, and ``uncached``, the function itself."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> T_co: ...
+
+    @property
+    def uncached(self) -> Callable[..., T_co]: ...
+
+
 def cached(
     name: str,
     *,
     ttl: float,
     key: Callable[..., str] | None = None,
     namespaces: Callable[..., Iterable[str]] | None = None,
-) -> Callable[[Callable[..., T]], Callable[..., T]]:
+) -> Callable[[Callable[..., T]], CachedFunction[T]]:
     """Cache a function's result for ``ttl`` seconds under ``keys.function(name, key(*args, **kwargs))``.
 
     ``namespaces(*args, **kwargs)`` names generations the result depends on, so that a write that bumps one
     of them invalidates it. Results must be JSON data (bytes allowed; see _dumps). Same metrics, fail-open and stampede control as pages.
     """
 
-    def decorator(fn: Callable[..., T]) -> Callable[..., T]:
+    def decorator(fn: Callable[..., T]) -> CachedFunction[T]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> T:
             args_key = key(*args, **kwargs) if key else repr((args, sorted(kwargs.items())))
@@ -731,6 +741,6 @@ def cached(
             return get_or_build(keys.KIND_FUNCTION, cache_key, build, ttl=ttl)
 
         wrapper.uncached = fn  # type: ignore[attr-defined]
-        return wrapper
+        return cast("CachedFunction[T]", wrapper)
 
     return decorator
