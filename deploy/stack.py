@@ -25,6 +25,9 @@ demo data. The clusters live in temporary folders, removed at the stop; their lo
 folder first.
 
 ``STACK_RUN_DIR`` replaces .run/stack (a test's own folder).
+
+nginx's admission control is on: ``ORIGIN_MAX_IN_FLIGHT`` costly requests per instance (default
+``edge.default_max_in_flight``: 1.5 per core shared by the instances, at least 2; 0 turns it off).
 """
 
 from __future__ import annotations
@@ -275,6 +278,10 @@ def main() -> int:
                 upstream=[f"127.0.0.1:{web_port}" for web_port in web_ports],
                 static_root=RUN / "static",
                 media_root=Path(os.environ.get("MEDIA_ROOT") or ROOT / "media"),
+                origin_max_in_flight=int(
+                    os.environ.get("ORIGIN_MAX_IN_FLIGHT")
+                    or edge.default_max_in_flight(instances=len(web_ports))
+                ),
             )
         )
         servers.append(edge.start_varnish(RUN / "varnish", port=cdn_port, origin_port=nginx_port))
