@@ -96,6 +96,9 @@ def test_the_beat_schedule_has_the_capacity_tasks():
 
     from sigma_playground.celery import app
 
+    # What a worker or beat does at start: import the task modules (autodiscovered apps' tasks.py and
+    # CELERY_IMPORTS), so the check does not depend on which test imported them first.
+    app.loader.import_default_modules()
     schedule = django_settings.CELERY_BEAT_SCHEDULE
     sample = schedule["capacity-sample"]
     assert sample["task"] == "monitoring.tasks.capacity_sample"

@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.demo import DEMO_STAFF_PASSWORD, DEMO_STAFF_USERNAME
+from sigma_playground.progress import command_stream
 
 DEFAULT_DEMO_USERS = 30
 
@@ -190,7 +191,7 @@ class Command(BaseCommand):
                 batch_size=batch_size,
                 seed=seed,
                 # Progress goes to stderr so stdout stays a clean summary (and can be redirected).
-                progress_stream=self.stderr if verbosity >= 1 else None,
+                progress_stream=command_stream(self.stderr) if verbosity >= 1 else None,
                 log=(lambda message: self.stderr.write(message)) if verbosity >= 2 else None,
             )
             result = loader.run()
