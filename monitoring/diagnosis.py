@@ -27,9 +27,9 @@ from django.db import connections
 
 from monitoring import queues, slow_queries, web_metrics
 from monitoring.sla import Threshold, thresholds
-from monitoring.window import REQUESTS
 from sigma_playground.replicas.monitor import MONITOR as REPLICAS
 from sigma_playground.replicas.monitor import ReplicaState
+from sigma_playground.telemetry.window import REQUESTS
 
 logger = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ ENVIRON_KEY = "sigma.request_id"
 # Requests the site makes to itself (the cache warmer, workbooks.warming) carry this environ key, which no
 # HTTP client can set (only headers become environ keys, as HTTP_*): they are not site traffic, so they write
 # no access-log line (warm_cache prints a summary instead) and record no request metrics
-# (monitoring.middleware).
+# (sigma_playground.request_metrics).
 UNTRACKED_ENVIRON = "sigma.untracked"
 # Request attribute: a stored copy of this page is in hand, and the page cache serves it (and records that
 # response) if the rebuild fails. The request metrics then skip the failed rebuild's 5xx: one request, one

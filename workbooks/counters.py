@@ -53,9 +53,9 @@ from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from monitoring import metrics
 from sigma_playground.caching import keys, service
-from sigma_playground.process_buffer import ProcessBuffer
+from sigma_playground.telemetry import metrics
+from sigma_playground.telemetry.process_buffer import ProcessBuffer
 from workbooks.models import AppliedViewBatch, Workbook, WorkbookDailyStat
 
 logger = logging.getLogger(__name__)

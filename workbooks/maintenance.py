@@ -10,8 +10,8 @@ from django.db.models import BigIntegerField, Count, IntegerField, OuterRef, Sub
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from monitoring import metrics
 from sigma_playground.caching import invalidate
+from sigma_playground.telemetry import metrics
 from workbooks.models import AppliedViewBatch, Favorite, Workbook, WorkbookDailyStat
 
 logger = logging.getLogger(__name__)

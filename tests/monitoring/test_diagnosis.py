@@ -13,7 +13,7 @@ from django.core.management import call_command
 from monitoring import diagnosis, slow_queries
 from monitoring.diagnosis import Finding, Report, RequestStats
 from monitoring.sla import thresholds
-from monitoring.window import RequestWindow
+from sigma_playground.telemetry.window import RequestWindow
 from tests.monitoring.helpers import free_port
 
 T = None
@@ -248,7 +248,7 @@ def test_the_cache_hit_ratio_comes_from_prometheus_when_it_is_set(settings, fake
 
 
 def test_without_prometheus_the_cache_hit_ratio_is_this_processs(settings):
-    from monitoring.instruments import CACHE_REQUESTS
+    from sigma_playground.telemetry.instruments import CACHE_REQUESTS
 
     settings.PROMETHEUS_URL = ""
     for _ in range(settings.MONITORING_THRESHOLDS["cache_min_lookups"]):
@@ -261,10 +261,10 @@ def test_without_prometheus_the_cache_hit_ratio_is_this_processs(settings):
 def test_in_a_celery_worker_without_the_web_directory_the_hit_ratio_is_missing_with_the_reason(
     settings, monkeypatch
 ):
-    from sigma_playground import celery
+    from sigma_playground.telemetry import process
 
     settings.PROMETHEUS_URL = ""
-    monkeypatch.setattr(celery, "IN_WORKER", True)
+    monkeypatch.setattr(process, "in_celery_worker", lambda: True)
     state = diagnosis.cache_state()
     assert state.hits is None and "no web metrics directory" in state.missing
     finding = diagnosis.assess_cache(state, T["cache_hit_ratio"], 100)
