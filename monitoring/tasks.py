@@ -9,10 +9,9 @@ from celery import shared_task
 from django.core.cache import cache
 
 from monitoring import instruments
+from sigma_playground.caching import keys
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_CACHE_KEY = "monitoring:beat-heartbeat"
 
 
 @shared_task(ignore_result=True)
@@ -22,7 +21,7 @@ def beat_heartbeat() -> float:
     Written to the cache (read by the health diagnosis) and to a gauge (read by the alert rules).
     """
     now = time.time()
-    cache.set(HEARTBEAT_CACHE_KEY, now, timeout=None)
+    cache.set(keys.beat_heartbeat(), now, timeout=None)
     instruments.BEAT_HEARTBEAT.set(now)
     return now
 

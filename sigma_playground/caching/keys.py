@@ -184,6 +184,11 @@ def beat_lock() -> str:
     return f"{PREFIX}:beat:lock"
 
 
+def beat_heartbeat() -> str:
+    """When a worker last ran the beat heartbeat task (monitoring.tasks; read by the health diagnosis)."""
+    return "monitoring:beat-heartbeat"
+
+
 # --- Rate limits (sigma_playground.ratelimit) ---------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from monitoring import tasks as monitoring_tasks
+from sigma_playground.caching import keys
 from tests.monitoring.helpers import fetch, free_port, sample, scrape, stop_gracefully, wait_until_serving
 
 ROOT = Path(settings.BASE_DIR)
@@ -56,7 +57,7 @@ def test_the_heartbeat_records_a_timestamp_in_the_cache_and_a_gauge():
         monitoring_tasks.beat_heartbeat.delay().result
     )  # EagerResult: .get() refuses in a process a worker test marked
     assert started <= stamp <= time.time()
-    assert cache.get(monitoring_tasks.HEARTBEAT_CACHE_KEY) == stamp
+    assert cache.get(keys.beat_heartbeat()) == stamp
     assert sample("sigma_celery_beat_heartbeat_timestamp_seconds") == stamp
 
 

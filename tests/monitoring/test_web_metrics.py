@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring import diagnosis, web_metrics
+from monitoring import web_metrics
 from monitoring.capacity import sampler
+from monitoring.diagnosis import readings
 from monitoring.web_metrics import WebCounters, histogram_quantile
 from tests.monitoring.helpers import fetch, gunicorn_serving
 
@@ -80,7 +81,7 @@ def test_a_worker_reads_the_web_processes_merged_counters(tmp_path, settings, mo
     assert f"merged from {metrics_dir}" in second.notes["requests"]
     assert "over the last 30 s" in second.notes["requests"]
     assert "requests" not in second.missing
-    state = diagnosis.cache_state()
+    state = readings.cache_state()
     assert "merged from" in state.source and state.missing == ""
 
 
