@@ -16,7 +16,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts import services as account_services
 from accounts.demo import DEMO_STAFF_PASSWORD, DEMO_STAFF_USERNAME
+from sigma_playground.caching import invalidate
+from workbooks import search
+from workbooks.demo import BulkError, BulkLoader, seed_gallery
 
 DEFAULT_DEMO_USERS = 30
 
@@ -127,17 +131,13 @@ class Command(BaseCommand):
             )
         self._finish()
         if capacity_history:
-            # By name: the monitoring app provides it (accounts does not import the monitoring layer).
+            # By name: the monitoring app provides it (workbooks does not import the monitoring layer).
             call_command("seed_capacity_history", stdout=self.stdout, stderr=self.stderr)
 
     def _finish(self) -> None:
         """What the seeded rows need before the site shows them: the prefix-search words (else ``?q=chur``
         finds nothing until the daily refresh), follower counts (the loaders write Follow rows directly),
         and fresh cached pages."""
-        from accounts import services as account_services
-        from sigma_playground.caching import invalidate
-        from workbooks import search
-
         started = time.perf_counter()
         words = search.refresh_search_lexemes()
         people = account_services.recount_followers()
@@ -148,8 +148,6 @@ class Command(BaseCommand):
         )
 
     def _demo(self, users: int) -> None:
-        from workbooks.demo import seed_gallery
-
         result = seed_gallery(users=users)
         self.stdout.write(
             f"Demo data: {result['users']} users and {result['follows']} follows created "
@@ -178,8 +176,6 @@ class Command(BaseCommand):
         seed: int,
         verbosity: int,
     ) -> None:
-        from workbooks.demo import BulkError, BulkLoader
-
         started = time.perf_counter()
         try:
             loader = BulkLoader(
