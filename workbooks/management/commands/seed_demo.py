@@ -20,7 +20,8 @@ from accounts import services as account_services
 from accounts.demo import DEMO_STAFF_PASSWORD, DEMO_STAFF_USERNAME
 from sigma_playground.caching import invalidate
 from workbooks import search
-from workbooks.demo import BulkError, BulkLoader, seed_gallery
+from workbooks.demo.bulk import BulkError, BulkLoader
+from workbooks.demo.gallery import seed_gallery
 
 DEFAULT_DEMO_USERS = 30
 
