@@ -8,7 +8,9 @@ so neither can be shown to the public from a gallery.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.conf import settings
@@ -142,3 +144,19 @@ def canonical_embed_url(raw: str) -> str:
 def iframe_src(canonical_url: str) -> str:
     """The iframe ``src`` we render, rebuilt from the stored canonical link (never user text as-is)."""
     return canonical_embed_url(canonical_url)
+
+
+# --- Link checks (workbooks.linkcheck): one outcome, and when a link is checked again --------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    http_status: int | None
+    error: str
+    duration_ms: int
+
+
+def interval(ok: bool) -> dt.timedelta:
+    seconds = settings.EMBED_CHECK_INTERVAL_SECONDS if ok else settings.EMBED_CHECK_RETRY_SECONDS
+    return dt.timedelta(seconds=max(seconds, settings.EMBED_CHECK_MIN_INTERVAL_SECONDS))

@@ -44,20 +44,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from sigma_playground.caching import keys
-from workbooks.embed import allowed_hosts
+from workbooks import services
+from workbooks.embed import Outcome, allowed_hosts, interval
 from workbooks.models import EmbedCheck, Visibility, Workbook
 
 logger = logging.getLogger(__name__)
 
 READ_LIMIT = 16 * 1024
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    http_status: int | None
-    error: str
-    duration_ms: int
 
 
 class HostPacer:
@@ -111,11 +104,6 @@ def probe(url: str, *, timeout: float) -> Outcome:
     duration_ms = int((time.monotonic() - started) * 1000)
     ok = status is not None and 200 <= status < 300
     return Outcome(ok=ok, http_status=status, error=error[:200], duration_ms=duration_ms)
-
-
-def interval(ok: bool) -> dt.timedelta:
-    seconds = settings.EMBED_CHECK_INTERVAL_SECONDS if ok else settings.EMBED_CHECK_RETRY_SECONDS
-    return dt.timedelta(seconds=max(seconds, settings.EMBED_CHECK_MIN_INTERVAL_SECONDS))
 
 
 def eligible(workbook_filter: str = "") -> Q:
@@ -195,8 +183,6 @@ class RunResult:
 
 def run(*, now: dt.datetime | None = None) -> RunResult:
     """One batch (see the module docstring). The caller holds the run lock."""
-    from workbooks import services
-
     started = time.monotonic()
     result = RunResult()
     result.discovered = discover(limit=settings.EMBED_CHECK_DISCOVER)

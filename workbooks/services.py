@@ -9,7 +9,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -22,6 +22,7 @@ from accounts.models import User, ci
 from sigma_playground.caching import invalidate
 from sigma_playground.images import ProcessedImage
 from workbooks import counters, search, signals, thumbnails
+from workbooks.embed import Outcome, interval
 from workbooks.models import (
     EmbedCheck,
     EmbedStatus,
@@ -33,9 +34,6 @@ from workbooks.models import (
     WorkbookTag,
     new_share_token,
 )
-
-if TYPE_CHECKING:
-    from workbooks.linkcheck import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -548,8 +546,6 @@ def embed_check_record(*, check: EmbedCheck, outcome: Outcome, at: dt.datetime) 
 
     ``EMBED_CHECK_FAILURES_TO_BREAK`` consecutive failures mark the workbook broken: it leaves the lists
     (``listed()``), its author's page keeps it, and its author is notified; a success clears it."""
-    from workbooks.linkcheck import interval
-
     with transaction.atomic():
         row = (
             EmbedCheck.objects.select_for_update()
