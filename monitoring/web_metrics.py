@@ -102,11 +102,6 @@ def this_process_serves_the_site() -> bool:
     return not multiprocess_dir() and not in_celery_worker()
 
 
-def _families(registries: Iterable) -> Iterable:
-    for registry in registries:
-        yield from registry.collect()
-
-
 def _sum(families: Iterable, source: str) -> WebCounters:
     counters = WebCounters(source=source)
     for family in families:
