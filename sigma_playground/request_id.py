@@ -2,7 +2,7 @@
 
 Every request gets an id: the client's (or the proxy's) ``X-Request-ID`` when it is sane, otherwise a new one.
 It is returned in the response header, attached to every log record made while the request runs, and
-carried to the Celery tasks the request starts (see ``sigma_playground/celery.py``). One access-log line per
+carried to the Celery tasks the request starts (see ``monitoring/celery_signals.py``). One access-log line per
 request records method, route name, status, duration and a hashed user id: never the raw user id, query
 string or form data.
 """
