@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-pgbouncer test-embedded venv lint importlint format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest loadtest-goals monitoring
+.PHONY: run test test-pgbouncer test-embedded venv lint importlint typecheck format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest loadtest-goals monitoring
 
 venv: $(STAMP)
 
@@ -39,6 +39,13 @@ lint: venv importlint
 # even inside a function, or a new cycle inside a package fails.
 importlint: venv
 	$(BIN)/lint-imports --no-cache
+
+# mypy with django-stubs over the app packages (pyproject.toml [tool.mypy]), at zero errors. Its Django plugin
+# imports the settings: on the embedded defaults, so the shell's DATABASE_URL or DJANGO_ENV do not matter.
+# Never from .mypy_cache (about 15 s instead of 1): the plugin does not tell mypy that what reads a setting
+# depends on settings.py, so a cached run can pass after a setting's type changed.
+typecheck: venv
+	env -u DJANGO_ENV -u DATABASE_URL -u REDIS_URL $(BIN)/mypy --no-incremental
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -109,7 +116,7 @@ monitoring: venv
 	$(BIN)/python deploy/monitoring_stack.py --web $(HOST):$(PORT) --celery 127.0.0.1:$${CELERY_METRICS_PORT:-9808}
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache
 
 # Database benchmark (not a test, ~15 minutes): a scratch PostgreSQL database (dropped first if it exists,
 # dropped again at the end), 100,000 then 1,000,000 workbooks with seed_demo, p50/p95 of every list, search,

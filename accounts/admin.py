@@ -11,7 +11,7 @@ from sigma_playground.pagination import EstimatedCountPaginator
 
 
 class UserAdminChangeForm(UserChangeForm):
-    class Meta(UserChangeForm.Meta):
+    class Meta(UserChangeForm.Meta):  # type: ignore[name-defined]  # django-stubs omits the forms' Meta
         model = User
         fields = "__all__"
 
@@ -25,7 +25,7 @@ class UserAdminChangeForm(UserChangeForm):
 
 
 class UserAdminCreationForm(AdminUserCreationForm):
-    class Meta(AdminUserCreationForm.Meta):
+    class Meta(AdminUserCreationForm.Meta):  # type: ignore[name-defined]  # as above
         model = User
         fields = ("username", "email")
 

@@ -32,7 +32,8 @@ class SignUpForm(BaseUserCreationForm):
 
     def _get_validation_exclusions(self) -> set[str]:
         """The email's unique constraint must not become a form error either (see above)."""
-        return {*super()._get_validation_exclusions(), "email"}
+        # Django's private hook, absent from django-stubs.
+        return {*super()._get_validation_exclusions(), "email"}  # type: ignore[misc]
 
 
 class EmailChangeForm(forms.Form):

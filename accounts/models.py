@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models.functions import Lower
@@ -25,10 +27,10 @@ def ci(value: str) -> Lower:
     return Lower(models.Value(value))
 
 
-class CaseInsensitiveUserManager(UserManager):
-    def get_by_natural_key(self, username: str) -> User:
+class CaseInsensitiveUserManager(UserManager["User"]):
+    def get_by_natural_key(self, username: str | None) -> User:
         # Log-in accepts "Alice" for "alice", matching the case-insensitive unique constraint.
-        return self.get(username__lower=ci(username))
+        return self.get(username__lower=ci(username or ""))
 
 
 class User(AbstractUser):
@@ -55,10 +57,10 @@ class User(AbstractUser):
     email_verified = models.BooleanField(default=False, db_default=False, editable=False)
 
     # AbstractUser's split first/last name does not fit people's names; full_name replaces them.
-    first_name = None
-    last_name = None
+    first_name = None  # type: ignore[assignment]  # None removes an inherited field (Django's way)
+    last_name = None  # type: ignore[assignment]
 
-    objects = CaseInsensitiveUserManager()
+    objects: ClassVar[CaseInsensitiveUserManager] = CaseInsensitiveUserManager()
 
     REQUIRED_FIELDS = ["email"]
 

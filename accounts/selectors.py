@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import BooleanField, Exists, OuterRef, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import Http404
@@ -64,7 +65,7 @@ def follow_counts(*, user: User) -> dict[str, int]:
     }
 
 
-def is_following(*, follower: User, followed: User) -> bool:
+def is_following(*, follower: User | AnonymousUser, followed: User) -> bool:
     if not follower.is_authenticated:
         return False
     return Follow.objects.filter(follower=follower, followed=followed).exists()

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services, throttling
 from accounts.forms import EmailChangeForm, ProfileForm, SignUpForm
+from accounts.http import AuthenticatedHttpRequest
 from accounts.tokens import email_verification_token
 from sigma_playground import ratelimit
 from sigma_playground.caching import keys
@@ -98,7 +99,7 @@ def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def email_change(request: HttpRequest) -> HttpResponse:
+def email_change(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Ask for a new address (with the password). The same answer whether or not another account has it
     (accounts.services.email_change_request)."""
     form = EmailChangeForm(request.POST or None, user=request.user)
@@ -118,7 +119,7 @@ def email_change(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @login_required
-def email_change_sent(request: HttpRequest) -> HttpResponse:
+def email_change_sent(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "accounts/email_change_sent.html")
 
 
@@ -148,7 +149,7 @@ def email_change_confirm(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def profile_edit(request: HttpRequest) -> HttpResponse:
+def profile_edit(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     form = ProfileForm(request.POST or None, request.FILES or None, instance=user)
     if request.method == "POST" and form.is_valid():
@@ -285,7 +286,7 @@ def _follow_answer(request: HttpRequest, target, *, message: str, is_following: 
 
 @login_required
 @require_POST
-def follow(request: HttpRequest, username: str) -> HttpResponse:
+def follow(request: AuthenticatedHttpRequest, username: str) -> HttpResponse:
     target = selectors.user_get_public(username=username)
     try:
         services.follow(follower=request.user, followed=target)
@@ -299,7 +300,7 @@ def follow(request: HttpRequest, username: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def unfollow(request: HttpRequest, username: str) -> HttpResponse:
+def unfollow(request: AuthenticatedHttpRequest, username: str) -> HttpResponse:
     target = selectors.user_get_public(username=username)
     services.unfollow(follower=request.user, followed=target)
     return _follow_answer(

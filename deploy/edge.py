@@ -58,6 +58,19 @@ def fill(template: str, values: dict[str, str]) -> str:
     return template
 
 
+def default_max_in_flight(cores: int | None = None, instances: int = 1) -> int:
+    """Costly requests in flight per web instance for nginx's admission control: 1.5 per core of the
+    machine, shared by the instances on it, at least 2.
+
+    Measured with the goals run's overload step (`python -m loadtest --goals --with-stack --only overload
+    --sustainable-rate 10`: the design flow at twice what this 2-core machine sustains, 2026-11-29 16:58 to
+    17:05 UTC, docs/performance.md): 12 in flight gave 75.0 % of responses within the SLA or a 503 in under
+    50 ms, 4 gave 98.3 % and 3 gave 100.0 % (1 slow success in 3,212), with more requests served than at 4
+    (2,586 against 1,559): past about 1.5 per core, requests only wait for each other on the CPU."""
+    cores = cores or os.cpu_count() or 1
+    return max(2, round(1.5 * cores / max(1, instances)))
+
+
 def render_nginx(
     *,
     run_dir: Path,
@@ -74,18 +87,17 @@ def render_nginx(
     forwarded_proto: str = "$scheme",
     origin_max_in_flight: int = 0,
     retry_after: int = 2,
+    session_cookie: str = "sessionid",
 ) -> str:
     """nginx.conf for a server on 127.0.0.1:``listen_port`` in front of ``upstream``: one host:port, or several
     (web instances: nginx spreads requests over them, round robin on its keep-alive connections).
 
-    ``origin_max_in_flight``: requests each instance answers at once before nginx answers 503; 0 (the
-    default, nginx's "no limit") leaves overload to the site's queue-time shedding. Off by default because a
-    concurrency limit refuses cheap requests as readily as costly ones: with 12 per nginx worker, 32 clients
-    of a cached page (0.3 ms each) got 93 % 503s in `make bench-web` (2026-11-29 15:52). The goals run's
-    overload figure (75 % within the SLA or a fast 503, against 11.7 % without) was measured with 12, which is
-    deploy/gunicorn.conf.py's 5 workers x 2 threads here and a queue of 2: by Little's law the time in the
-    origin is in-flight / throughput, and at the design flow's ~45 requests/s on these 2 cores 24 in flight
-    meant 0.55 s on average (p95 1.15 s measured, docs/performance.md "The goals run"), over the SLA.
+    ``origin_max_in_flight``: costly requests (anything but an anonymous GET or HEAD, i.e. without the
+    ``session_cookie``) each instance answers at once before nginx answers 503; 0 (nginx's "no limit") leaves
+    overload to the site's queue-time shedding. Anonymous reads are never limited here: mostly page-cache
+    hits of a fraction of a millisecond, and a concurrency limit refuses a cheap request as readily as a
+    costly one (12 in flight refused 93 % of 32 clients' cached pages in `make bench-web`, 2026-11-29).
+    :func:`default_max_in_flight` is the measured choice for a machine's cores.
     ``retry_after``: that 503's Retry-After (the site's OVERLOAD_RETRY_AFTER_SECONDS)."""
     servers = [upstream] if isinstance(upstream, str) else list(upstream)
     return fill(
@@ -104,7 +116,9 @@ def render_nginx(
             "UPSTREAM_SERVERS": "\n".join(
                 f"        server {server} max_fails=0 max_conns={origin_max_in_flight};" for server in servers
             ),
+            "READ_SERVERS": "\n".join(f"        server {server} max_fails=0;" for server in servers),
             "PROBE_SERVERS": "\n".join(f"        server {server} max_fails=0;" for server in servers),
+            "SESSION_COOKIE": session_cookie,
             "STATIC_MAX_AGE": str(static_max_age),
             "LISTEN": f"127.0.0.1:{listen_port}",
             "FORWARDED_PROTO": forwarded_proto,

@@ -13,6 +13,9 @@ CELERY_METRICS_PORT (9808).
 ``WEB_INSTANCES=N`` (default 1) runs N gunicorn masters, as N web machines would, on STACK_GUNICORN_PORT and
 the N - 1 ports after it, each with its own metrics folder, all behind nginx's upstream. They share nothing
 but PostgreSQL and Redis: sessions, CSRF tokens, page generations and purges work across them (docs/scaling.md).
+
+nginx's admission control is on: ``ORIGIN_MAX_IN_FLIGHT`` costly requests per instance (default
+``edge.default_max_in_flight``: 1.5 per core shared by the instances, at least 2; 0 turns it off).
 """
 
 from __future__ import annotations
@@ -176,6 +179,10 @@ def main() -> int:
                 upstream=[f"127.0.0.1:{web_port}" for web_port in web_ports],
                 static_root=RUN / "static",
                 media_root=Path(os.environ.get("MEDIA_ROOT") or ROOT / "media"),
+                origin_max_in_flight=int(
+                    os.environ.get("ORIGIN_MAX_IN_FLIGHT")
+                    or edge.default_max_in_flight(instances=len(web_ports))
+                ),
             )
         )
         servers.append(edge.start_varnish(RUN / "varnish", port=cdn_port, origin_port=nginx_port))

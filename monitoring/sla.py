@@ -157,11 +157,18 @@ def alert_thresholds(sla: SLA | None = None) -> dict[str, float]:
     sla = sla or current()
     ops = settings.MONITORING_THRESHOLDS
     t = thresholds(sla)
+
+    def critical(name: str) -> float:
+        level = t[name].critical
+        if level is None:
+            raise ValueError(f"the {name} threshold has no critical level for its alert")
+        return level
+
     return {
         "HighResponseTime": sla.api_ms.p95 / 1000,  # seconds
-        "HighErrorRate": round(t["error_rate_percent"].critical / 100, 6),  # a ratio, not a percentage
-        "HighCPUUsage": t["cpu_percent"].critical,
-        "HighMemoryUsage": t["memory_percent"].critical,
+        "HighErrorRate": round(critical("error_rate_percent") / 100, 6),  # a ratio, not a percentage
+        "HighCPUUsage": critical("cpu_percent"),
+        "HighMemoryUsage": critical("memory_percent"),
         "DiskSpaceHigh": sla.disk_percent,
         "DatabaseConnectionsHigh": t["db_connections"].warning,
         "CacheHitRatioCollapsed": ops["cache_hit_ratio_min"],

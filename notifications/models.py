@@ -92,7 +92,7 @@ class NotificationSettings(models.Model):
         return f"digest settings of {self.user_id}"
 
     def kinds(self) -> list[str]:
-        chosen = []
+        chosen: list[str] = []
         if self.digest_follower:
             chosen.append(Kind.FOLLOWER)
         if self.digest_favorite:

@@ -50,7 +50,7 @@ def notify_many(
         return 0
     at = at or timezone.now()
     row = "(%s, %s, %s, %s, %s, 1, %s, %s, NULL)"
-    params: list[object] = []
+    params: list[int | str | dt.datetime | None] = []
     for recipient_id in recipient_ids:
         params += [recipient_id, kind, group_key, actor_id, workbook_id, at, at]
     sql = _UPSERT.format(values=", ".join([row] * len(recipient_ids)))

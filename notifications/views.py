@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from accounts.http import AuthenticatedHttpRequest
 from notifications import selectors, services
 from notifications.forms import DigestForm
 
 
 @never_cache
 @login_required
-def notification_list(request: HttpRequest) -> HttpResponse:
+def notification_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The newest groups; the unread ones shown here are marked read (before the header's bell counts)."""
     items = selectors.recent(user=request.user)
     unread_ids = [n.pk for n in items if n.read_at is None]
@@ -26,7 +27,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def digest_settings(request: HttpRequest) -> HttpResponse:
+def digest_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
     current = selectors.settings_of(user=request.user)
     form = DigestForm(request.POST or None, instance=current)
     if request.method == "POST" and form.is_valid():

@@ -165,11 +165,11 @@ def time_series_svg(
             )
         )
     if threshold is not None:
-        y_t = _num(frame.y(threshold))
+        y_line = _num(frame.y(threshold))
         parts.append(
-            f'<line class="threshold" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y_t}" y2="{y_t}" '
+            f'<line class="threshold" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y_line}" y2="{y_line}" '
             f'stroke="{THRESHOLD_COLOUR}" stroke-width="1.5" stroke-dasharray="4 3"/>'
-            f'<text x="{LEFT + 4}" y="{y_t}" dy="-4" font-size="11" fill="{THRESHOLD_COLOUR}">'
+            f'<text x="{LEFT + 4}" y="{y_line}" dy="-4" font-size="11" fill="{THRESHOLD_COLOUR}">'
             f"{escape(threshold_label)}</text>"
         )
     parts.append(
@@ -269,10 +269,10 @@ def multi_series_svg(
         )
         offset += step
     for at, label in boundaries:
-        x = _num(frame.x(at))
+        x_at = _num(frame.x(at))
         parts.append(
-            f'<line class="boundary" x1="{x}" x2="{x}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#64748b" '
-            f'stroke-dasharray="3 3"/><text x="{x}" y="{TOP + 10}" dx="3" font-size="10" fill="#334155">'
+            f'<line class="boundary" x1="{x_at}" x2="{x_at}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#64748b" '
+            f'stroke-dasharray="3 3"/><text x="{x_at}" y="{TOP + 10}" dx="3" font-size="10" fill="#334155">'
             f"{escape(label)}</text>"
         )
     if threshold is not None:

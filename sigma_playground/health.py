@@ -46,7 +46,7 @@ def check_database() -> CheckResult:
         if connection.vendor == "postgresql":
             from sigma_playground.postgresql.base import connect_wait
 
-            wait = connect_wait(READINESS_DB_WAIT_SECONDS)
+            wait: contextlib.AbstractContextManager[None] = connect_wait(READINESS_DB_WAIT_SECONDS)
         else:
             wait = contextlib.nullcontext()
         with wait, connection.cursor() as cursor:

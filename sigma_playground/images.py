@@ -44,7 +44,8 @@ def read_limited(upload: IO[bytes], max_bytes: int) -> bytes:
     """Read at most ``max_bytes``; refuse anything larger without reading it all."""
     if hasattr(upload, "seek"):
         upload.seek(0)
-    if getattr(upload, "size", None) is not None and upload.size > max_bytes:
+    size = getattr(upload, "size", None)  # Django's uploaded files know theirs
+    if size is not None and size > max_bytes:
         raise ImageRejected(f"The image is larger than {max_bytes // (1024 * 1024)} MB.")
     data = upload.read(max_bytes + 1)
     if len(data) > max_bytes:

@@ -8,7 +8,8 @@ rules; this view keeps the rules true where it does not.
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils.cache import patch_cache_control
 from django.views.static import serve
 
@@ -31,10 +32,10 @@ def _plausible(path: str) -> bool:
     )
 
 
-def media(request: HttpRequest, path: str) -> HttpResponse:
+def media(request: HttpRequest, path: str) -> HttpResponseBase:
     if not _plausible(path):
         raise Http404("Not found.")
-    response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
     patch_cache_control(response, public=True, max_age=settings.MEDIA_CACHE_MAX_AGE, immutable=True)
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -63,7 +63,7 @@ class _Slots:
 SLOTS = _Slots()
 
 
-def _bounded(algorithm: str, fn, *args):
+def _bounded(algorithm: str | None, fn, *args):
     semaphore = SLOTS.semaphore()
     wait = settings.PASSWORD_HASH_WAIT_SECONDS
     acquired = semaphore.acquire(timeout=wait) if wait > 0 else semaphore.acquire(blocking=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import TextIO, cast
+
+from django.core.management.base import OutputWrapper
 
 
 def duration(seconds: float) -> str:
@@ -11,6 +13,16 @@ def duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def command_stream(wrapper: OutputWrapper) -> TextIO:
+    """The stream under a management command's ``self.stdout`` or ``self.stderr``, for a Progress.
+
+    ``OutputWrapper.write`` ends every write with a newline and colours stderr on a terminal, which breaks a
+    line redrawn in place with ``\r``.
+    """
+    # django-stubs types OutputWrapper's undeclared attributes as callables (its __getattr__).
+    return cast(TextIO, wrapper._out)
 
 
 class Progress:

@@ -105,7 +105,7 @@ def measure(environ: dict, *, now: float | None = None) -> float | None:
         return None
     waited = max(0.0, waited)
     environ[ENVIRON_KEY] = waited
-    BATCH.observe(QUEUE_SECONDS.prom, (), waited)
+    BATCH.observe(QUEUE_SECONDS.histogram, (), waited)
     return waited
 
 

@@ -96,7 +96,9 @@ def request_id_for(environ: dict) -> str:
     return environ.get(ENVIRON_KEY) or sane_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_request_id()
 
 
-def log_access(method: str, route: str | None, status: int, duration_ms: float, user: str | None) -> None:
+def log_access(
+    method: str | None, route: str | None, status: int, duration_ms: float, user: str | None
+) -> None:
     access_logger.info(
         "%s %s %s %.1fms",
         method,

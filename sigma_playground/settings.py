@@ -13,6 +13,7 @@ import datetime as dt
 import ipaddress
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
@@ -259,7 +260,11 @@ if DATABASE_REPLICA_URLS:
             _options["application_name"] = f"{_options['application_name']}:{_alias}"
         DATABASES[_alias] = {
             **copy.deepcopy(DATABASES["default"]),
-            **{key: _replica[key] for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},
+            "NAME": _replica["NAME"],
+            "USER": _replica["USER"],
+            "PASSWORD": _replica["PASSWORD"],
+            "HOST": _replica["HOST"],
+            "PORT": _replica["PORT"],
             "OPTIONS": _options,
             # Tests never get a database of their own for a replica: it is the primary's test database.
             "TEST": {"MIRROR": "default"},
@@ -306,14 +311,14 @@ if DATABASE_POOLER == "pgbouncer":
             "would do nothing: unset them and set the values on the role, e.g. ALTER ROLE <user> SET "
             "statement_timeout = '30s' (docs/operations.md, \"PgBouncer\")."
         )
-    for _alias in DATABASES.values():
-        if _alias["ENGINE"] == "sigma_playground.postgresql":
-            _alias["CONN_MAX_AGE"] = 0
-            _alias["DISABLE_SERVER_SIDE_CURSORS"] = True
-            _alias["OPTIONS"] = {
-                key: value for key, value in _alias["OPTIONS"].items() if key not in {"pool", "options"}
+    for _database in DATABASES.values():
+        if _database["ENGINE"] == "sigma_playground.postgresql":
+            _database["CONN_MAX_AGE"] = 0
+            _database["DISABLE_SERVER_SIDE_CURSORS"] = True
+            _database["OPTIONS"] = {
+                key: value for key, value in _database["OPTIONS"].items() if key not in {"pool", "options"}
             }
-            _alias["OPTIONS"]["prepare_threshold"] = None
+            _database["OPTIONS"]["prepare_threshold"] = None
 
 # --- Cache, sessions, Celery ----------------------------------------------------------------------------
 
@@ -345,7 +350,7 @@ if REDIS_URL:
     for _name, _url in (("REDIS_URL", REDIS_URL), ("REDIS_DURABLE_URL", REDIS_DURABLE_URL)):
         if urlsplit(_url).scheme not in {"redis", "rediss"}:
             raise ImproperlyConfigured(f"{_name} must be a redis:// or rediss:// URL.")
-    CACHES = {
+    CACHES: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
@@ -902,7 +907,7 @@ SLA = {
 # The design's load test, as data (loadtest/, `make loadtest`): phases of an open arrival model (each arrival
 # a new visitor doing its scenario's flow once), judged per phase against the SLA above. LOADTEST_TIME_SCALE
 # multiplies every duration (0.2: the 1/5 compression), never the rates.
-LOAD_TEST = {
+LOAD_TEST: dict[str, Any] = {
     "phases": [
         {"name": "Warm up", "duration_s": 60, "arrivals_per_s": 10},
         {"name": "Ramp up load", "duration_s": 120, "arrivals_per_s": 50},

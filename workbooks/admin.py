@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
@@ -11,6 +13,12 @@ from sigma_playground.pagination import EstimatedCountPaginator
 from workbooks import search, services
 from workbooks.models import EmbedCheck, Favorite, Tag, Visibility, Workbook
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _Usage(TypedDict):
+        usage_count: int  # TagAdmin.get_queryset's annotation
+
 
 class WorkbookAdminForm(forms.ModelForm):
     """Refuses in the form what the service would refuse (a reserved slug, a publish date in the future), so
@@ -18,7 +26,8 @@ class WorkbookAdminForm(forms.ModelForm):
     (The admin builds the form for its model and fields from this class.)"""
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         problems = services.staff_edit_problems(
             slug=data.get("slug", ""), published_at=data.get("published_at")
         )
@@ -184,7 +193,7 @@ class TagAdmin(admin.ModelAdmin):
             services.tag_delete(tag=tag)
 
     @admin.display(description="Workbooks", ordering="usage_count")
-    def usage(self, obj: Tag) -> int:
+    def usage(self, obj: WithAnnotations[Tag, _Usage]) -> int:
         return obj.usage_count
 
 

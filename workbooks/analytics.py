@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -176,7 +177,7 @@ def author_workbooks(*, user: User, sort: str, page: int, per_page: int = MINE_P
     return MinePage(sort=sort, page=page, rows=rows, has_next=has_next, totals=totals, daily=daily, end=end)
 
 
-def workbook_for_stats(*, pk: int, user: User) -> Workbook:
+def workbook_for_stats(*, pk: int, user: User | AnonymousUser) -> Workbook:
     """The workbook if ``user`` is its author or staff; the same 404 as a missing one for anyone else."""
     workbook = Workbook.objects.select_related("author").filter(pk=pk).first()
     if workbook is None or not user.is_authenticated:

@@ -36,6 +36,8 @@ import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.client import HTTPMessage
+from typing import IO
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -70,7 +72,15 @@ class HostPacer:
 
 
 class _NoRedirectToOtherHosts(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         if (urlsplit(newurl).hostname or "").lower() not in allowed_hosts():
             raise urllib.error.HTTPError(newurl, code, f"redirect to another host ({code})", headers, fp)
         return super().redirect_request(req, fp, code, msg, headers, newurl)

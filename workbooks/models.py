@@ -103,7 +103,9 @@ class Workbook(models.Model):
     # Tag names, space-separated, kept by workbooks.services so that the full-text column (PostgreSQL only,
     # a stored generated tsvector added in migration 0002; not a model field) can include them.
     tag_names = models.TextField(blank=True, default="", editable=False)
-    tags = models.ManyToManyField(Tag, through="WorkbookTag", related_name="workbooks", blank=True)
+    tags: models.ManyToManyField[Tag, WorkbookTag] = models.ManyToManyField(
+        Tag, through="WorkbookTag", related_name="workbooks", blank=True
+    )
     # Set by the embed link checker (workbooks.linkcheck) after EMBED_CHECK_FAILURES_TO_BREAK consecutive
     # failed checks, cleared by the next successful one. A broken workbook leaves every list (listed()).
     # db_default: rows written by raw SQL and COPY (seed_demo, tests) need no value.

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-VIEWPORT = {"width": 1280, "height": 720}
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
+VIEWPORT: ViewportSize = {"width": 1280, "height": 720}
 SETTLE_MAX_SECONDS = 8.0
 LAUNCH_TIMEOUT_MS = 30_000  # starting chromium has its own limit; the task's hard time limit covers both
 LAUNCH_ARGS = [

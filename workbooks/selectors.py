@@ -12,8 +12,10 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
@@ -102,7 +104,7 @@ def with_cards(qs: QuerySet[Workbook]) -> QuerySet[Workbook]:
 
 
 def _filtered(params: ListParams) -> QuerySet[Workbook]:
-    qs = Workbook.objects.listed()
+    qs: QuerySet[Workbook] = Workbook.objects.listed()
     if params.featured:
         qs = qs.filter(is_featured=True)
     if params.tags:
@@ -166,7 +168,7 @@ def tag_directory() -> list[Tag]:
     tags = []
     for row in rows:
         tag = Tag(id=row["id"], name=row["name"], slug=row["slug"], colour=row["colour"])
-        tag.workbook_total = row["workbook_total"]
+        tag.workbook_total = row["workbook_total"]  # type: ignore[attr-defined]  # as .annotate() would
         tags.append(tag)
     return tags
 
@@ -177,7 +179,7 @@ def tag_directory() -> list[Tag]:
     key=lambda: "",
     namespaces=lambda: [keys.TAG_DIRECTORY],
 )
-def _tag_directory() -> list[dict[str, object]]:
+def _tag_directory() -> list[dict[str, Any]]:
     """Every tag on at least one listed workbook, with ``workbook_total`` (listed workbooks only), most
     used first. One aggregate over the tag links of listed workbooks (at a million workbooks it reads every
     tag link), cached until a write that may hide or change a tag (caching/invalidate.py); a new workbook's
@@ -195,7 +197,7 @@ def popular_tags(*, limit: int = POPULAR_TAGS, exclude: Sequence[str] = ()) -> l
     return [tag for tag in tag_directory() if tag.slug not in exclude][:limit]
 
 
-def can_view(*, workbook: Workbook, user: User, share_token: str | None = None) -> bool:
+def can_view(*, workbook: Workbook, user: User | AnonymousUser, share_token: str | None = None) -> bool:
     """May ``user`` see ``workbook``? An unlisted one needs its share token, unless they are its author or
     staff (ids are sequential: the id alone must not be enough)."""
     is_author = user.is_authenticated and workbook.author_id == user.pk
@@ -211,7 +213,9 @@ def can_view(*, workbook: Workbook, user: User, share_token: str | None = None) 
     return workbook.author.is_active or is_author or user.is_staff
 
 
-def workbook_get_for_viewer(*, pk: int, user: User, share_token: str | None = None) -> Workbook:
+def workbook_get_for_viewer(
+    *, pk: int, user: User | AnonymousUser, share_token: str | None = None
+) -> Workbook:
     """The workbook if ``user`` may see it. Private, draft, unlisted (without its token) and missing
     workbooks are the same 404."""
     workbook = Workbook.objects.select_related("author").prefetch_related("tags").filter(pk=pk).first()
@@ -220,7 +224,7 @@ def workbook_get_for_viewer(*, pk: int, user: User, share_token: str | None = No
     return workbook
 
 
-def workbook_get_shared(*, token: str, user: User) -> Workbook:
+def workbook_get_shared(*, token: str, user: User | AnonymousUser) -> Workbook:
     """An unlisted workbook by its share link; anything else (another visibility, a draft, an unknown or
     revoked token, a deactivated author) is a 404."""
     workbook = (
@@ -289,7 +293,7 @@ def favorite_count(*, workbook_id: int) -> int:
     return Workbook.objects.filter(pk=workbook_id).values_list("favorite_count", flat=True).first() or 0
 
 
-def is_favorited(*, user: User, workbook: Workbook) -> bool:
+def is_favorited(*, user: User | AnonymousUser, workbook: Workbook) -> bool:
     if not user.is_authenticated:
         return False
     return Favorite.objects.filter(user=user, workbook=workbook).exists()

@@ -158,7 +158,8 @@ def sitemap_chunks() -> list[int]:
     Keyset-walked: each step is one probe for the lowest listed id at or after the next range's start, so
     the index costs a query per non-empty range (100 at a million workbooks), never a scan of every row.
     """
-    chunks, start = [], 0
+    chunks: list[int] = []
+    start = 0
     listed = Workbook.objects.listed()
     while True:
         first = listed.filter(pk__gte=start).order_by("pk").values_list("pk", flat=True).first()

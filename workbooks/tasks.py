@@ -196,7 +196,8 @@ def check_embed_links() -> dict[str, float] | None:
 # --- Previews from the embed (workbooks.preview) --------------------------------------------------------
 
 
-@shared_task(
+# Celery takes float time limits; celery-types' overloads say int.
+@shared_task(  # type: ignore[call-overload]
     bind=True,
     acks_late=True,
     ignore_result=True,

@@ -17,6 +17,7 @@ Pages only ever link derivatives; until they exist the template shows an inline 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import posixpath
@@ -249,7 +250,7 @@ def sweep_orphan_masters(*, older_than: float = ORPHAN_MIN_AGE_SECONDS) -> int:
         directories, _ = storage.listdir(MASTER_DIR)
     except (FileNotFoundError, NotImplementedError):
         return 0
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than)
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than)
     removed = 0
     for directory in sorted(directories):
         if not directory.isdigit():

@@ -21,6 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors as account_selectors
+from accounts.http import AuthenticatedHttpRequest
 from sigma_playground import client_ip
 from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
@@ -271,7 +272,7 @@ def _detail_page(request: HttpRequest, workbook) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def workbook_create(request: HttpRequest) -> HttpResponse:
+def workbook_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = WorkbookForm(request.POST or None, request.FILES or None, uploader_id=request.user.pk)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -295,7 +296,7 @@ def workbook_create(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def workbook_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def workbook_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     workbook = selectors.workbook_get_for_author(pk=pk, user=request.user)
     form = WorkbookForm(
         request.POST or None, request.FILES or None, instance=workbook, uploader_id=request.user.pk
@@ -321,7 +322,7 @@ def workbook_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def workbook_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def workbook_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """GET: a page that names the workbook and asks; POST (from that page): delete."""
     workbook = selectors.workbook_get_for_author(pk=pk, user=request.user)
     if request.method == "GET":
@@ -359,7 +360,7 @@ def _favorite_answer(request: HttpRequest, workbook, *, is_favorited: bool) -> H
 
 @login_required
 @require_POST
-def favorite(request: HttpRequest, pk: int) -> HttpResponse:
+def favorite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     workbook = selectors.workbook_get_for_viewer(
         pk=pk, user=request.user, share_token=request.POST.get("token")
     )
@@ -369,7 +370,7 @@ def favorite(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
+def unfavorite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     workbook = selectors.workbook_get_for_viewer(
         pk=pk, user=request.user, share_token=request.POST.get("token")
     )
@@ -379,7 +380,7 @@ def unfavorite(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @cursor_fallback
-def feed(request: HttpRequest) -> HttpResponse:
+def feed(request: AuthenticatedHttpRequest) -> HttpResponse:
     listing = selectors.feed_for(user=request.user)
     page = keyset_page_from_request(
         request,
@@ -393,7 +394,7 @@ def feed(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @cursor_fallback
-def favorites(request: HttpRequest) -> HttpResponse:
+def favorites(request: AuthenticatedHttpRequest) -> HttpResponse:
     listing = selectors.favorites_of(user=request.user)
     page = keyset_page_from_request(
         request, listing.queryset, ordering=listing.ordering, per_page=page_size(request)
@@ -420,7 +421,7 @@ def _sparks(series: analytics.Series) -> dict[str, Any]:
 
 @never_cache
 @login_required
-def my_workbooks(request: HttpRequest) -> HttpResponse:
+def my_workbooks(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The author's own workbooks with their 30-day numbers. Personal: never in a shared cache."""
     sort, number = analytics.parse_mine_params(sort=request.GET.get("sort"), page=request.GET.get("page"))
     mine = analytics.author_workbooks(user=request.user, sort=sort, page=number)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count
@@ -86,10 +87,9 @@ def warm(*, paths: list[str] | None = None, progress: Callable[[int, int], None]
     host = next((h for h in settings.ALLOWED_HOSTS if h and not h.startswith(".") and h != "*"), "localhost")
     client = Client(HTTP_HOST=host, raise_request_exception=False)
     paths = warm_paths() if paths is None else paths
+    environ: dict[str, Any] = {WARMING_ENVIRON: True, UNTRACKED_ENVIRON: True}  # Client.get's **extra
     for done, path in enumerate(paths, start=1):
-        response = client.get(
-            path, secure=settings.SECURE_SSL_REDIRECT, **{WARMING_ENVIRON: True, UNTRACKED_ENVIRON: True}
-        )
+        response = client.get(path, secure=settings.SECURE_SSL_REDIRECT, **environ)
         if response.status_code != 200:
             result.failed += 1
             result.failures.append(f"{path}: {response.status_code}")

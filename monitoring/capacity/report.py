@@ -15,6 +15,7 @@ minute does not read as the new normal.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -93,10 +94,10 @@ class ProjectionPoint:
 @dataclass(frozen=True)
 class Crossing:
     status: str
-    date: date | None = None
+    date: date | None = None  # the field shadows the type below: dt.date there
     days: float | None = None
-    earliest: date | None = None  # where the band's bad edge crosses
-    latest: date | None = None  # where its good edge crosses (None: not within a year)
+    earliest: dt.date | None = None  # where the band's bad edge crosses
+    latest: dt.date | None = None  # where its good edge crosses (None: not within a year)
 
     def describe(self) -> str:
         if self.status == OVER:

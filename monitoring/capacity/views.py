@@ -118,7 +118,7 @@ def capacity(request: HttpRequest) -> HttpResponse:
     history = list(reports.defer("data", "text")[:HISTORY_ROWS])
     latest_sample = CapacitySample.objects.first()
     live = stored is not None and not wanted and latest_sample is not None
-    if live:
+    if live and latest_sample is not None:  # (live says so; the type checker needs it spelled out)
         with_latest_sample(analysis, latest_sample)
     charts = [
         (r, resource_chart(analysis, r)) for r in analysis.resources if r.series or r.current is not None

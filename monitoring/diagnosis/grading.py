@@ -71,6 +71,38 @@ class Finding:
         return {"min": 0, "max": top, "low": t.warning, "high": high, "optimum": 0, "value": self.value}
 
 
+@dataclass(frozen=True)
+class FindingBase:
+    """What every finding of one check shares, whatever its outcome; ``finding`` adds the outcome."""
+
+    check: str
+    title: str
+    unit: str = ""
+    threshold: Threshold | None = None
+    source: str = ""
+
+    def finding(
+        self,
+        *,
+        severity: str,
+        summary: str,
+        value: float | None = None,
+        recommendations: list[str] | None = None,
+        source: str | None = None,
+    ) -> Finding:
+        return Finding(
+            check=self.check,
+            title=self.title,
+            severity=severity,
+            summary=summary,
+            value=value,
+            unit=self.unit,
+            threshold=self.threshold,
+            recommendations=recommendations or [],
+            source=self.source if source is None else source,
+        )
+
+
 @dataclass
 class Report:
     findings: list[Finding]
@@ -125,11 +157,10 @@ class Report:
 def assess_prometheus(stats: RequestStats) -> Finding:
     """Only when PROMETHEUS_URL is set: a Prometheus that does not answer is a warning (the site-wide
     numbers above fell back to one process's), not an information line."""
-    base = {"check": "prometheus", "title": "Prometheus", "source": settings.PROMETHEUS_URL}
+    base = FindingBase(check="prometheus", title="Prometheus", source=settings.PROMETHEUS_URL)
     if not stats.prometheus_error:
-        return Finding(**base, severity="ok", summary="answered the site-wide queries")
-    return Finding(
-        **base,
+        return base.finding(severity="ok", summary="answered the site-wide queries")
+    return base.finding(
         severity="warning",
         summary=f"PROMETHEUS_URL did not answer ({stats.prometheus_error}): request latency and errors "
         "are this process's only",
@@ -141,15 +172,15 @@ def assess_prometheus(stats: RequestStats) -> Finding:
 
 
 def assess_latency(stats: RequestStats, t: Threshold) -> Finding:
-    base = {
-        "check": "latency",
-        "title": "Request latency p95",
-        "unit": "ms",
-        "threshold": t,
-        "source": stats.source,
-    }
+    base = FindingBase(
+        check="latency",
+        title="Request latency p95",
+        unit="ms",
+        threshold=t,
+        source=stats.source,
+    )
     if stats.p95_ms is None or not stats.requests:
-        return Finding(**base, severity="info", summary=f"no requests in the last {WINDOW}")
+        return base.finding(severity="info", summary=f"no requests in the last {WINDOW}")
     severity = t.grade(stats.p95_ms)
     summary = f"p95 {stats.p95_ms:.0f} ms over {stats.requests:.0f} requests (SLA p95 {t.warning:.0f} ms"
     summary += f", p99 {t.critical:.0f} ms)"
@@ -159,21 +190,21 @@ def assess_latency(stats: RequestStats, t: Threshold) -> Finding:
         "Profile a slow page with ?profile=1 (staff)",
         "Consider scaling up: more gunicorn workers or a bigger machine",
     ]
-    return Finding(
-        **base, severity=severity, summary=summary, value=round(stats.p95_ms, 1), recommendations=recs
+    return base.finding(
+        severity=severity, summary=summary, value=round(stats.p95_ms, 1), recommendations=recs
     )
 
 
 def assess_errors(stats: RequestStats, t: Threshold) -> Finding:
-    base = {
-        "check": "error_rate",
-        "title": "5xx error rate",
-        "unit": "%",
-        "threshold": t,
-        "source": stats.source,
-    }
+    base = FindingBase(
+        check="error_rate",
+        title="5xx error rate",
+        unit="%",
+        threshold=t,
+        source=stats.source,
+    )
     if stats.error_ratio is None or not stats.requests:
-        return Finding(**base, severity="info", summary=f"no requests in the last {WINDOW}")
+        return base.finding(severity="info", summary=f"no requests in the last {WINDOW}")
     percent = stats.error_ratio * 100
     summary = f"{percent:.2f}% of {stats.requests:.0f} requests answered 5xx (SLA {t.warning}%)"
     recs = [
@@ -181,19 +212,19 @@ def assess_errors(stats: RequestStats, t: Threshold) -> Finding:
         "Review error handling of the failing routes",
         "Check external dependencies: database, Redis, Sigma embeds",
     ]
-    return Finding(
-        **base, severity=t.grade(percent), summary=summary, value=round(percent, 3), recommendations=recs
+    return base.finding(
+        severity=t.grade(percent), summary=summary, value=round(percent, 3), recommendations=recs
     )
 
 
 def assess_slow_queries(
     threshold_ms: float, t: Threshold, source: Callable[[float], list] | None = None
 ) -> Finding:
-    base = {"check": "slow_queries", "title": "Slow queries", "threshold": t}
+    base = FindingBase(check="slow_queries", title="Slow queries", threshold=t)
     try:
         found = (source or slow_queries.source())(threshold_ms)
     except slow_queries.Unavailable as exc:
-        return Finding(**base, severity="info", summary=str(exc), source="slow query source")
+        return base.finding(severity="info", summary=str(exc), source="slow query source")
     count = len(found)
     worst = ", ".join(f"{q.mean_ms:.0f} ms x{q.calls}: {q.query[:80]}" for q in found[:3])
     summary = f"{count} distinct statements slower than {threshold_ms:.0f} ms" + (
@@ -204,8 +235,7 @@ def assess_slow_queries(
         "Check that an index serves each list query",
         "Consider caching the results of expensive queries",
     ]
-    return Finding(
-        **base,
+    return base.finding(
         severity=t.grade(count),
         summary=summary,
         value=count,
@@ -215,10 +245,9 @@ def assess_slow_queries(
 
 
 def assess_db_connections(data: DbConnections, t: Threshold) -> Finding:
-    base = {"check": "db_connections", "title": "Database connections", "threshold": t}
+    base = FindingBase(check="db_connections", title="Database connections", threshold=t)
     if data.vendor != "postgresql":
-        return Finding(
-            **base,
+        return base.finding(
             severity="info",
             summary=f"{data.vendor}: one local file, no pool or server connections to count",
         )
@@ -245,8 +274,7 @@ def assess_db_connections(data: DbConnections, t: Threshold) -> Finding:
         "Lower DB_POOL_MAX_SIZE x processes below max_connections, or add PgBouncer",
         "Check for connection leaks in tasks and management commands",
     ]
-    return Finding(
-        **base,
+    return base.finding(
         severity=severity,
         summary="; ".join(parts),
         value=data.server_total,
@@ -258,16 +286,15 @@ def assess_db_connections(data: DbConnections, t: Threshold) -> Finding:
 def assess_replicas(states: list[ReplicaState], usable: dict[str, bool], t: Threshold) -> Finding:
     """Each read replica's lag against REPLICA_MAX_LAG_SECONDS, and whether reads may go to it. A replica out of
     the rotation is a warning, never worse: its reads go to the primary (the latency check shows the cost)."""
-    base = {
-        "check": "replicas",
-        "title": "Read replicas",
-        "unit": "s",
-        "threshold": t,
-        "source": "this process's measurements (pg_last_wal_replay_lsn, pg_last_xact_replay_timestamp)",
-    }
+    base = FindingBase(
+        check="replicas",
+        title="Read replicas",
+        unit="s",
+        threshold=t,
+        source="this process's measurements (pg_last_wal_replay_lsn, pg_last_xact_replay_timestamp)",
+    )
     if not states:
-        return Finding(
-            **base,
+        return base.finding(
             severity="info",
             summary="none configured (DATABASE_REPLICA_URLS): the primary takes every read",
         )
@@ -281,8 +308,7 @@ def assess_replicas(states: list[ReplicaState], usable: dict[str, bool], t: Thre
     summary = "; ".join(parts) + f" (bound {t.warning:g} s)"
     if len(out) == len(states):
         summary += "; no replica is usable: the primary takes every read"
-    return Finding(
-        **base,
+    return base.finding(
         severity="warning" if out else "ok",
         summary=summary,
         value=round(max(lags), 2) if lags else None,
@@ -345,11 +371,10 @@ def assess_disk(percent: float, path: str, t: Threshold) -> Finding:
     )
 
 
-def assess_cache(state: CacheState, t: Threshold, min_lookups: int) -> Finding:
-    base = {"check": "cache", "title": "Cache", "threshold": t, "source": state.source}
+def assess_cache(state: CacheState, t: Threshold, min_lookups: float) -> Finding:
+    base = FindingBase(check="cache", title="Cache", threshold=t, source=state.source)
     if not state.reachable:
-        return Finding(
-            **base,
+        return base.finding(
             severity="critical",
             summary=f"{state.backend} unreachable ({state.error}): pages are built from the database and "
             "the Celery broker is down",
@@ -359,19 +384,17 @@ def assess_cache(state: CacheState, t: Threshold, min_lookups: int) -> Finding:
             ],
         )
     if state.missing:
-        return Finding(
-            **base, severity="info", summary=f"{state.backend} reachable; hit ratio unknown: {state.missing}"
+        return base.finding(
+            severity="info", summary=f"{state.backend} reachable; hit ratio unknown: {state.missing}"
         )
     lookups = (state.hits or 0) + (state.misses or 0)
     if lookups < min_lookups:
-        return Finding(
-            **base,
+        return base.finding(
             severity="ok",
             summary=f"{state.backend} reachable; too few lookups ({lookups:.0f}) for a hit ratio",
         )
     ratio = (state.hits or 0) / lookups
-    return Finding(
-        **base,
+    return base.finding(
         severity=t.grade(ratio),
         summary=f"{state.backend} reachable; hit ratio {ratio:.0%} over {lookups:.0f} lookups "
         f"(minimum {t.warning:.0%})",
@@ -385,22 +408,18 @@ def assess_cache(state: CacheState, t: Threshold, min_lookups: int) -> Finding:
 
 
 def assess_queue(lengths: dict[str, int], up: bool, t: Threshold, in_memory: bool) -> Finding:
-    base = {"check": "celery_queue", "title": "Celery queue", "threshold": t, "source": "broker"}
+    base = FindingBase(check="celery_queue", title="Celery queue", threshold=t, source="broker")
     if in_memory:
-        return Finding(
-            **base, severity="info", summary="in-memory broker: tasks run in-process, nothing queues"
-        )
+        return base.finding(severity="info", summary="in-memory broker: tasks run in-process, nothing queues")
     if not up:
-        return Finding(
-            **base,
+        return base.finding(
             severity="critical",
             summary="the broker did not answer: tasks cannot be queued",
             recommendations=["Check Redis (the broker is its database 1)", "Check CELERY_BROKER_URL"],
         )
     longest = max(lengths.values(), default=0)
     detail = ", ".join(f"{name}: {n}" for name, n in sorted(lengths.items())) or "no queues"
-    return Finding(
-        **base,
+    return base.finding(
         severity=t.grade(longest),
         summary=f"{longest} messages waiting ({detail}); backlog threshold {t.warning:.0f}",
         value=longest,
@@ -413,7 +432,7 @@ def assess_queue(lengths: dict[str, int], up: bool, t: Threshold, in_memory: boo
 
 
 def assess_heartbeat(age_s: float | None, t: Threshold, in_memory: bool) -> Finding:
-    base = {"check": "beat_heartbeat", "title": "Celery beat heartbeat", "unit": "s", "threshold": t}
+    base = FindingBase(check="beat_heartbeat", title="Celery beat heartbeat", unit="s", threshold=t)
     recs = [
         "Check that celery beat is running (make beat) and that exactly one instance runs",
         "Check that a worker consumes the default queue",
@@ -421,17 +440,13 @@ def assess_heartbeat(age_s: float | None, t: Threshold, in_memory: bool) -> Find
     ]
     if age_s is None:
         if in_memory:
-            return Finding(
-                **base, severity="info", summary="in-memory broker: no beat scheduler in this mode"
-            )
-        return Finding(
-            **base,
+            return base.finding(severity="info", summary="in-memory broker: no beat scheduler in this mode")
+        return base.finding(
             severity="warning",
             summary="no heartbeat recorded (beat or worker not running?)",
             recommendations=recs,
         )
-    return Finding(
-        **base,
+    return base.finding(
         severity=t.grade(age_s),
         summary=f"last heartbeat {age_s:.0f} s ago (expected every 60 s; stale after {t.warning:.0f} s)",
         value=round(age_s),
@@ -442,12 +457,11 @@ def assess_heartbeat(age_s: float | None, t: Threshold, in_memory: bool) -> Find
 
 def assess_durable_redis(warnings: list[str], is_redis: bool) -> Finding:
     """The durable Redis (broker, view buffers, generation keys, beat lock) must not evict, nor fill up."""
-    base = {"check": "durable_redis", "title": "Durable Redis", "source": "Redis INFO memory"}
+    base = FindingBase(check="durable_redis", title="Durable Redis", source="Redis INFO memory")
     if not is_redis:
-        return Finding(**base, severity="info", summary="no Redis: embedded defaults")
+        return base.finding(severity="info", summary="no Redis: embedded defaults")
     if warnings:
-        return Finding(
-            **base,
+        return base.finding(
             severity="warning",
             summary="; ".join(warnings),
             recommendations=[
@@ -456,4 +470,4 @@ def assess_durable_redis(warnings: list[str], is_redis: bool) -> Finding:
                 "Raise its maxmemory, or find what fills it (redis-cli --bigkeys)",
             ],
         )
-    return Finding(**base, severity="ok", summary="noeviction, memory below its limit")
+    return base.finding(severity="ok", summary="noeviction, memory below its limit")

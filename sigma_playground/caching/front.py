@@ -113,7 +113,7 @@ def _shed(environ: dict, waited: float, start_response: StartResponse) -> Iterab
     m = Metrics.get_instance()
     BATCH.record(
         [
-            (queue_time.SHED.prom, (), 1),
+            (queue_time.SHED.counter, (), 1),
             (m.requests_total, (), 1),
             (m.responses_total, (), 1),
             (m.responses_by_status, ("503",), 1),

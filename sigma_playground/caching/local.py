@@ -47,12 +47,12 @@ class LocalLRUCache:
     def get(self, key: str, default: Any = None) -> Any:
         now = time.monotonic()
         with self._lock:
-            item = self._data.get(key, _MISSING)
-            if item is not _MISSING and item[0] > now:
+            item = self._data.get(key)  # (expires, value): never None
+            if item is not None and item[0] > now:
                 self._data.move_to_end(key)
                 LOCAL_REQUESTS.inc(cache=self.name, result="hit")
                 return item[1]
-            if item is not _MISSING:
+            if item is not None:
                 del self._data[key]  # expired
         LOCAL_REQUESTS.inc(cache=self.name, result="miss")
         return default

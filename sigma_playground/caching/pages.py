@@ -194,8 +194,9 @@ def cache_anonymous_page(
             response = view(request, *args, **kwargs)
             if getattr(request, CANDIDATE, False):
                 if response.status_code == 200:
-                    response.sigma_cache_class = PUBLIC
-                    response.sigma_shared_max_age = spec.shared_max_age
+                    # Marks on the response, read back with getattr here and by CacheControlMiddleware.
+                    response.sigma_cache_class = PUBLIC  # type: ignore[attr-defined]
+                    response.sigma_shared_max_age = spec.shared_max_age  # type: ignore[attr-defined]
                     surrogate = keys.surrogate_keys(namespaces(request, *args, **kwargs))
                     response[SURROGATE_KEY_HEADER] = " ".join(surrogate)
                     if settings.CDN_PURGE_BACKEND == "cloudflare":
@@ -262,7 +263,7 @@ def lookup_page(request: HttpRequest) -> PageLookup | None:
         service.count_request(keys.KIND_PAGE, recent)
         return lookup
     entry = lookup.refetch()
-    if lookup.hit:
+    if entry is not None and lookup.hit:
         _refresh_ahead(request, lookup)
         service.count_request(keys.KIND_PAGE, None if lookup.refresh else entry)
         keep = min(settings.PAGE_LOCAL_SECONDS, entry.fresh_until - time.time())
@@ -359,18 +360,18 @@ class AnonymousPageCacheMiddleware:
         self.request_metrics = PrometheusAfterMiddleware(get_response)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        lookup = request.META.pop(LOOKUP_ENVIRON, _NOT_LOOKED_UP)
-        if lookup is _NOT_LOOKED_UP:
-            lookup = lookup_page(request)
+        found = request.META.pop(LOOKUP_ENVIRON, _NOT_LOOKED_UP)
+        lookup: PageLookup | None = lookup_page(request) if found is _NOT_LOOKED_UP else found
         if lookup is None:
             return self.get_response(request)
-        if lookup.hit:
+        if lookup.entry is not None and lookup.hit:
             return self._serve(request, lookup, lookup.entry.value)
         setattr(request, CANDIDATE, True)
         # A failed rebuild (a 5xx) is answered with the copy in hand, and only that answer is recorded.
         setattr(request, rid.STALE_FALLBACK_ATTR, lookup.entry is not None)
         # The view sees only what the key holds (templates too: the search box reads request.GET.q).
-        request.GET = lookup.spec.query.canonical(request.GET)
+        # An immutable QueryDict (canonical sets _mutable); the stubs' _ImmutableQueryDict exists only in them.
+        request.GET = lookup.spec.query.canonical(request.GET)  # type: ignore[assignment]
         gens = lookup.generations
         ttl = jittered_ttl(lookup.spec.ttl or settings.PAGE_CACHE_TTL)
 
@@ -386,7 +387,7 @@ class AnonymousPageCacheMiddleware:
             )
             return service.Built(
                 result=response,
-                value=_stored(response, gens) if storable else None,
+                value=_stored(response, gens) if storable and gens is not None else None,
                 store=storable,
                 # A rebuild that failed (the database is down: a 503) serves the stale copy in hand, if any.
                 failed=response.status_code >= 500,
@@ -428,7 +429,8 @@ class AnonymousPageCacheMiddleware:
         # "stale": a copy past its freshness, served because its rebuild failed or is under way elsewhere.
         stale = lookup.entry is not None and value is lookup.entry.value and not lookup.entry.fresh
         response["X-Cache"] = "stale" if stale else "hit"
-        response = get_conditional_response(request, etag=response.get("ETag"), response=response)
+        # Never None when given a response; the stubs have no overload that says so.
+        response = get_conditional_response(request, etag=response.get("ETag"), response=response)  # type: ignore[assignment]
         if lookup.spec.on_hit is not None:
             lookup.spec.on_hit(request, *match.args, **match.kwargs)
         return self.request_metrics.process_response(request, response)

@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
@@ -81,6 +81,7 @@ CACHE_ERRORS = metrics.counter(
 )
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 # --- Backends -------------------------------------------------------------------------------------------
@@ -143,6 +144,7 @@ class _Backend:
     """The few primitives we need, on the raw Redis client or on Django's cache (the embedded default)."""
 
     is_redis = False
+    client: Any  # the raw Redis client, on a Redis backend only (is_redis)
 
     def __init__(self) -> None:
         self.breaker = Breaker(self._probe)
@@ -179,12 +181,23 @@ class _Backend:
         RECENT_PAGES.clear()
         logger.warning("cache: replayed %d generation bumps owed since an outage", len(owed))
 
-    def get_many(self, names: list[str]) -> list[bytes | None]: ...
-    def set(self, name: str, value: bytes, ttl: float) -> None: ...
-    def add(self, name: str, value: bytes, ttl: float) -> bool: ...
-    def delete(self, name: str) -> None: ...
-    def incr_generations(self, names: list[str], stamps: list[str], at: float) -> list[int]: ...
-    def seed_generations(self, names: list[str]) -> list[int]: ...
+    def get_many(self, names: list[str]) -> list[bytes | None]:
+        raise NotImplementedError
+
+    def set(self, name: str, value: bytes, ttl: float) -> None:
+        raise NotImplementedError
+
+    def add(self, name: str, value: bytes, ttl: float) -> bool:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def incr_generations(self, names: list[str], stamps: list[str], at: float) -> list[int]:
+        raise NotImplementedError
+
+    def seed_generations(self, names: list[str]) -> list[int]:
+        raise NotImplementedError
 
 
 # How long a bump's time is kept (keys.changed): far longer than any lag a replica may have and stay in use.
@@ -689,20 +702,29 @@ def unlock(key: str) -> None:
 # --- The design's @Cache decorator ---------------------------------------------------------------------
 
 
+class CachedFunction(Protocol[T_co]):
+    """What ``@cached`` returns: the function through the cache, and ``uncached``, the function itself."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> T_co: ...
+
+    @property
+    def uncached(self) -> Callable[..., T_co]: ...
+
+
 def cached(
     name: str,
     *,
     ttl: float,
     key: Callable[..., str] | None = None,
     namespaces: Callable[..., Iterable[str]] | None = None,
-) -> Callable[[Callable[..., T]], Callable[..., T]]:
+) -> Callable[[Callable[..., T]], CachedFunction[T]]:
     """Cache a function's result for ``ttl`` seconds under ``keys.function(name, key(*args, **kwargs))``.
 
     ``namespaces(*args, **kwargs)`` names generations the result depends on, so that a write that bumps one
     of them invalidates it. Results must be JSON data (bytes allowed; see _dumps). Same metrics, fail-open and stampede control as pages.
     """
 
-    def decorator(fn: Callable[..., T]) -> Callable[..., T]:
+    def decorator(fn: Callable[..., T]) -> CachedFunction[T]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> T:
             args_key = key(*args, **kwargs) if key else repr((args, sorted(kwargs.items())))
@@ -719,6 +741,6 @@ def cached(
             return get_or_build(keys.KIND_FUNCTION, cache_key, build, ttl=ttl)
 
         wrapper.uncached = fn  # type: ignore[attr-defined]
-        return wrapper
+        return cast("CachedFunction[T]", wrapper)
 
     return decorator

@@ -18,11 +18,15 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import ClassVar
 
+from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 from django.db.utils import DEFAULT_DB_ALIAS, DatabaseErrorWrapper
 from django.utils.functional import cached_property
+from psycopg import Connection
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sigma_playground.db_breaker import ALIAS_ATTRIBUTE, BREAKER, Breaker, breaker, is_outage
@@ -73,6 +77,8 @@ class _BreakerPool(ConnectionPool):
 class _AliasErrorWrapper(DatabaseErrorWrapper):
     """Django's error translation, plus the alias on whatever leaves it."""
 
+    wrapper: base.DatabaseWrapper  # set by Django's __init__; django-stubs does not declare it
+
     def __exit__(self, exc_type, exc_value, traceback):
         try:
             super().__exit__(exc_type, exc_value, traceback)
@@ -100,6 +106,11 @@ def _breaker_of(alias: str) -> Breaker:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    # Django's own (5.2), which django-stubs does not declare: the process's pools by alias, and the setup
+    # every new connection gets.
+    _connection_pools: ClassVar[dict[str, ConnectionPool]]
+    _configure_connection: Callable[[Connection], None]
+
     @cached_property
     def wrap_database_errors(self) -> DatabaseErrorWrapper:
         return _AliasErrorWrapper(self)
@@ -108,7 +119,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def pool(self):
         """Django's pool property (5.2), building a _BreakerPool."""
         pool_options = self.settings_dict["OPTIONS"].get("pool")
-        if self.alias == base.NO_DB_ALIAS or not pool_options:
+        if self.alias == NO_DB_ALIAS or not pool_options:
             return None
         if self.alias not in self._connection_pools:
             connect_kwargs = self.get_connection_params()
@@ -156,7 +167,7 @@ def _probe(connection) -> None:
 def _discard_pool(alias: str = DEFAULT_DB_ALIAS) -> None:
     """Drop the process's pool; connections out of it are closed when returned. Closed in a thread: closing
     joins the pool's workers, which may be inside a connection attempt."""
-    pool = base.DatabaseWrapper._connection_pools.pop(alias, None)
+    pool = DatabaseWrapper._connection_pools.pop(alias, None)  # Django's class attribute, shared
     if pool is not None:
         threading.Thread(target=pool.close, kwargs={"timeout": 1.0}, daemon=True).start()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -52,8 +53,8 @@ class MetricBatch(ProcessBuffer[_Batch]):
 
     def record(
         self,
-        counts: list[tuple[Counter, Labels, float]],
-        observations: list[tuple[Histogram, Labels, float]],
+        counts: Sequence[tuple[Counter, Labels, float]],
+        observations: Sequence[tuple[Histogram, Labels, float]],
     ) -> None:
         """Additions and observations under one lock (one request's worth)."""
         if self.interval() > 0:
@@ -67,19 +68,19 @@ class MetricBatch(ProcessBuffer[_Batch]):
     def deliver(self, state: _Batch) -> None:
         for (metric, labels), amount in state.counts.items():
             (metric.labels(*labels) if labels else metric).inc(amount)
-        for (metric, labels), values in state.observations.items():
-            _observe_many(metric.labels(*labels) if labels else metric, values)
+        for (histogram, labels), values in state.observations.items():
+            _observe_many(histogram.labels(*labels) if labels else histogram, values)
 
 
 def _add(
     batch: _Batch,
-    counts: list[tuple[Counter, Labels, float]],
-    observations: list[tuple[Histogram, Labels, float]],
+    counts: Sequence[tuple[Counter, Labels, float]],
+    observations: Sequence[tuple[Histogram, Labels, float]],
 ) -> None:
     for metric, labels, amount in counts:
         batch.counts[metric, labels] += amount
-    for metric, labels, value in observations:
-        batch.observations[metric, labels].append(value)
+    for histogram, labels, value in observations:
+        batch.observations[histogram, labels].append(value)
 
 
 def _observe_many(child: Histogram, values: list[float]) -> None:

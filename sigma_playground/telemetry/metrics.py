@@ -154,6 +154,20 @@ class Metric:
     def __repr__(self) -> str:
         return f"<Metric {self.kind} {self.name} {self.labelnames}>"
 
+    @property
+    def counter(self) -> Counter:
+        """The prometheus_client counter, for monitoring.batched (a TypeError for another kind)."""
+        if not isinstance(self.prom, Counter):
+            raise TypeError(f"{self.name} is a {self.kind}, not a counter")
+        return self.prom
+
+    @property
+    def histogram(self) -> Histogram:
+        """The prometheus_client histogram, for monitoring.batched (a TypeError for another kind)."""
+        if not isinstance(self.prom, Histogram):
+            raise TypeError(f"{self.name} is a {self.kind}, not a histogram")
+        return self.prom
+
     def allowed_values(self, label: str) -> frozenset[str]:
         for item in self._labels:
             if item.name == label:
@@ -203,7 +217,7 @@ class Metric:
             # Only tags that passed unchanged are remembered: a folded one is counted as folded every time.
             if len(self._batched_labels) < _BATCHED_LABELS_KEPT and labels == tuple(v for _, v in key):
                 self._batched_labels[key] = labels
-        BATCH.inc(self.prom, labels, amount)
+        BATCH.inc(self.counter, labels, amount)
 
     def set(self, value: float, tags: Mapping[str, object] | None = None, **kw: object) -> None:
         if self.kind != "gauge":
@@ -268,6 +282,7 @@ def _declare(
                 raise ValueError(f"{name} is already declared as {existing!r}")
             return existing
         labelnames = tuple(labels)
+        prom: Counter | Gauge | Histogram
         if kind == "counter":
             prom = Counter(name, documentation, labelnames)
         elif kind == "gauge":

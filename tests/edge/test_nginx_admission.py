@@ -1,6 +1,6 @@
-"""nginx's admission control (issue 15, "overload without collapse"): beyond ``origin_max_in_flight`` requests
-at the origin, nginx answers a 503 with Retry-After at once instead of queueing; health probes still pass;
-a slow client never holds a slot. The origin here is a small server that holds each request until told to
+"""nginx's admission control (issue 15, "overload without collapse"): beyond ``origin_max_in_flight`` costly
+requests at the origin (anything but an anonymous GET or HEAD), nginx answers a 503 with Retry-After at once
+instead of queueing; anonymous reads and health probes still pass; a slow client never holds a slot. The origin here is a small server that holds each request until told to
 answer, so nothing depends on timing."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class HeldOrigin:
             def do_GET(self) -> None:
                 with origin.lock:
                     origin.seen.append(self.path)
-                if self.path != "/healthz":
+                if self.path != "/healthz" and "/anonymous/" not in self.path:
                     with origin.lock:
                         origin.held += 1
                     origin.release.wait(30)
@@ -42,6 +42,13 @@ class HeldOrigin:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                with origin.lock:
+                    origin.seen.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args) -> None:
                 pass
@@ -84,24 +91,49 @@ def admission(tmp_path):
         nginx.stop()
 
 
+SESSION = {"Cookie": "sessionid=abc"}
+
+
 def test_beyond_the_limit_nginx_answers_503_at_once_and_probes_still_pass(admission):
     origin, base = admission
     with ThreadPoolExecutor(max_workers=2) as pool:
-        held = [pool.submit(edge.http_get, f"{base}/page/{n}", timeout=30) for n in range(2)]
+        held = [pool.submit(edge.http_get, f"{base}/page/{n}", headers=SESSION, timeout=30) for n in range(2)]
         origin.wait_held(2)
-        # Both slots are taken and the origin holds them: the next request is refused without waiting.
-        status, headers, body = edge.http_get(f"{base}/page/extra", timeout=30)
+        # Both slots are taken and the origin holds them: the next costly request is refused without waiting,
+        # a logged-in GET or a POST alike.
+        status, headers, body = edge.http_get(f"{base}/page/extra", headers=SESSION, timeout=30)
         assert status == 503
         assert headers["retry-after"] == "3"
         assert headers["cache-control"] == "no-store"
         assert b"busy" in body
+        assert edge.http_get(f"{base}/page/post", method="POST", timeout=30)[0] == 503
         assert "/page/extra" not in origin.seen  # never reached the origin
-        # Health probes bypass the limit.
+        assert "/page/post" not in origin.seen
+        # Anonymous reads (mostly page-cache hits) and health probes bypass the limit.
+        assert edge.http_get(f"{base}/anonymous/page", timeout=30)[0] == 200
+        assert edge.http_get(f"{base}/anonymous/page", method="HEAD", timeout=30)[0] == 200
         assert edge.http_get(f"{base}/healthz", timeout=30)[0] == 200
         origin.release.set()
         assert [f.result()[0] for f in held] == [200, 200]
     # Slots are free again.
-    assert edge.http_get(f"{base}/page/after", timeout=30)[0] == 200
+    assert edge.http_get(f"{base}/page/after", headers=SESSION, timeout=30)[0] == 200
+
+
+def test_anonymous_reads_are_never_limited(admission):
+    """More anonymous GETs held at once than there are slots: none is refused."""
+    origin, base = admission
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        held = [pool.submit(edge.http_get, f"{base}/page/{n}", timeout=30) for n in range(4)]
+        origin.wait_held(4)
+        origin.release.set()
+        assert [f.result()[0] for f in held] == [200] * 4
+
+
+def test_the_default_limit_is_one_and_a_half_per_core_shared_by_the_instances():
+    assert edge.default_max_in_flight(2) == 3
+    assert edge.default_max_in_flight(8) == 12
+    assert edge.default_max_in_flight(2, instances=2) == 2
+    assert edge.default_max_in_flight(1) == 2
 
 
 def test_a_slow_client_does_not_hold_a_slot(admission):

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.management.base import OutputWrapper
 from django.db import connection
 from django.db.models import Count, F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Follow, User
 from accounts.validators import UsernameValidator
-from sigma_playground.progress import Progress
+from sigma_playground.progress import Progress, command_stream
 from tests.factories import UserFactory, WorkbookFactory
 from workbooks.demo import gallery
 from workbooks.demo.bulk import BulkLoader
@@ -271,6 +272,26 @@ def test_progress_line_shows_rate_and_eta():
     lines = stream.getvalue().splitlines()
     assert any("500/1,000" in line and "rows/s" in line and "ETA" in line for line in lines)
     assert "1,000/1,000" in lines[-1]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_through_a_command_stream_redraws_one_line():
+    """A command's self.stderr (an OutputWrapper) ends every write with a newline and colours it on a
+    terminal: seed_demo, warm_cache and loadtest_cleanup hand Progress the stream under it."""
+    terminal = _Terminal()
+    wrapper = OutputWrapper(terminal)
+    wrapper.style_func = lambda text: f"\x1b[31m{text}\x1b[0m"
+    progress = Progress(command_stream(wrapper), "workbooks_workbook", 1000, interval=0)
+    progress.update(500)
+    progress.update(1000)
+    progress.close()
+    output = terminal.getvalue()
+    assert output.count("\r") == 3 and output.count("\n") == 1 and output.endswith("\n")
+    assert "\x1b[" not in output
 
 
 # --- PostgreSQL: COPY, index rebuild, sequences -----------------------------------------------------------

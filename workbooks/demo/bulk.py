@@ -167,7 +167,8 @@ class _TableSpec:
 
     def resolve(self) -> None:
         opts = self.model._meta
-        columns = [opts.get_field(name).column for name in self.fields]
+        concrete = {f.name: f for f in opts.concrete_fields}
+        columns = [concrete[name].column for name in self.fields]
         extra_cols, extra_vals = [], []
         for f in opts.concrete_fields:
             if f.name in self.fields or getattr(f, "generated", False):
@@ -305,7 +306,7 @@ class BulkLoader:
 
     def _read_existing(self) -> None:
         def next_id(model: type[models.Model]) -> int:
-            top = model.objects.aggregate(m=models.Max("pk"))["m"]
+            top = model._default_manager.aggregate(m=models.Max("pk"))["m"]
             return (top or 0) + 1
 
         self.existing_user_ids = list(User.objects.order_by("pk").values_list("pk", flat=True))
@@ -452,9 +453,11 @@ class BulkLoader:
             if not k:
                 continue
             joined = self.created_of(user_id)
-            ranks = _pick_distinct(
-                k, n_fav, FAVORITE_SKEW, rng, exclude=lambda r, u=user_id: wb_author[favoritable[r]] == u
-            )
+
+            def own(r: int, u: int = user_id) -> bool:  # nobody favorites their own workbook
+                return wb_author[favoritable[r]] == u
+
+            ranks = _pick_distinct(k, n_fav, FAVORITE_SKEW, rng, exclude=own)
             for rank in sorted(ranks):
                 off = favoritable[rank]
                 lo = max(wb_pub[off], joined)
@@ -722,9 +725,11 @@ class BulkLoader:
             if not k:
                 continue
             follower = self.user0 + j
-            for rank in sorted(
-                _pick_distinct(k, n, FOLLOW_SKEW, rng, exclude=lambda r, f=follower: ranked[r] == f)
-            ):
+
+            def themselves(r: int, f: int = follower) -> bool:  # nobody follows themselves
+                return ranked[r] == f
+
+            for rank in sorted(_pick_distinct(k, n, FOLLOW_SKEW, rng, exclude=themselves)):
                 followed = ranked[rank]
                 lo = max(self.user_created[j], self.created_of(followed))
                 minute = lo + int((now_min - lo) * rnd()) if now_min > lo else now_min

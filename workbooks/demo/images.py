@@ -35,12 +35,12 @@ def chart_png(*, workbook_id: int, tag_slugs: list[str], colour: str) -> bytes:
     draw.rectangle((0, 0, width, 44), fill=(245, 247, 250))
     draw.rectangle((24, 16, 24 + rng.randint(160, 320), 28), fill=(29, 36, 48))  # the title
     for i in range(3):  # KPI tiles
-        x = 24 + i * 120
+        x: float = 24 + i * 120  # points of the charts below are floats
         draw.rounded_rectangle((x, 60, x + 104, 104), radius=6, fill=_tint(rgb, 0.85))
         draw.rectangle((x + 10, 70, x + 10 + rng.randint(40, 80), 84), fill=rgb)
     left, top, right, bottom = 48, 124, width - 24, height - 36
     for i in range(5):  # grid
-        y = top + i * (bottom - top) // 4
+        y: float = top + i * (bottom - top) // 4
         draw.line((left, y, right, y), fill=(226, 232, 240), width=1)
     draw.line((left, bottom, right, bottom), fill=(100, 116, 139), width=2)
     values = [rng.uniform(0.15, 0.95) for _ in range(12)]

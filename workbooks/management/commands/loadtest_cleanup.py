@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import loadtest
-from sigma_playground.progress import Progress
+from sigma_playground.progress import Progress, command_stream
 from workbooks import services
 from workbooks.models import Favorite, Workbook
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         authors = loadtest.users()
         workbooks = Workbook.objects.filter(author__in=authors).select_related("author")
         total = workbooks.count()
-        progress = Progress(self.stdout, "delete load-test workbooks", total)
+        progress = Progress(command_stream(self.stdout), "delete load-test workbooks", total)
         deleted = 0
         while True:
             # Through the service, so thumbnails go and cached pages are invalidated, 200 per transaction.

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts import services as account_services
 from accounts.demo import DEMO_STAFF_PASSWORD, DEMO_STAFF_USERNAME
 from sigma_playground.caching import invalidate
+from sigma_playground.progress import command_stream
 from workbooks import search
 from workbooks.demo.bulk import BulkError, BulkLoader
 from workbooks.demo.gallery import seed_gallery
@@ -187,7 +188,7 @@ class Command(BaseCommand):
                 batch_size=batch_size,
                 seed=seed,
                 # Progress goes to stderr so stdout stays a clean summary (and can be redirected).
-                progress_stream=self.stderr if verbosity >= 1 else None,
+                progress_stream=command_stream(self.stderr) if verbosity >= 1 else None,
                 log=(lambda message: self.stderr.write(message)) if verbosity >= 2 else None,
             )
             result = loader.run()

@@ -1,19 +1,21 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
-from sigma_playground.progress import Progress
+from sigma_playground.progress import Progress, command_stream
 from workbooks import warming
 
 
 class Command(BaseCommand):
     help = "Render the most requested pages into the page cache, with progress and a summary."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         bar: Progress | None = None
 
         def progress(done: int, total: int) -> None:
             nonlocal bar
             if bar is None:
-                bar = Progress(self.stderr._out, "warming pages", total, unit="pages")
+                bar = Progress(command_stream(self.stderr), "warming pages", total, unit="pages")
             bar.update(done)
 
         result = warming.warm(progress=progress)
