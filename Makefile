@@ -94,10 +94,14 @@ beat: venv
 
 # The site as deployed (docs/edge.md): Varnish (CDN, :8080) -> nginx (:8081) -> gunicorn (:8082), a Celery
 # worker and beat, on DATABASE_URL and REDIS_URL; configs and logs in .run/stack/; Ctrl-C stops everything.
-# WEB_INSTANCES=N: N gunicorn masters (:8082, :8083, ...) behind nginx's upstream.
+# WEB_INSTANCES=N: N gunicorn masters (:8082, :8083, ...) behind nginx's upstream. REPLICAS=N: the stack's own
+# PostgreSQL (a primary on :5440, initdb'd, migrated and seeded; DATABASE_URL is not used) and N streaming
+# replicas of it (pg_basebackup -R, :5441, ...) that the public pages read (docs/scaling.md);
+# STACK_SEED_WORKBOOKS=N adds N bulk workbooks to that database.
 WEB_INSTANCES ?= 1
+REPLICAS ?= 0
 stack: venv
-	WEB_INSTANCES=$(WEB_INSTANCES) $(BIN)/python deploy/stack.py
+	WEB_INSTANCES=$(WEB_INSTANCES) REPLICAS=$(REPLICAS) $(BIN)/python deploy/stack.py
 
 # Debian's chromium and promtool, for the browser and alert-rule tests (root; .ci/run does the same).
 tools:

@@ -8,6 +8,7 @@ only: nothing here imports Django.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,6 +48,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports, below the kernel's ephemeral range: a port from
+    ``free_port`` is in that range, where an outgoing connection may take the next one before a server that
+    starts a minute later binds it (a replica after its primary's seeding, a second gunicorn)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        first = rng.randrange(10_000, low - count)
+        if all(_bindable(first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def fill(template: str, values: dict[str, str]) -> str:

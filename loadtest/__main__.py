@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.conf import settings
 
-    from loadtest import driver, report
+    from loadtest import driver, mix, report
     from loadtest.samples import Phase
     from loadtest.scenarios import SCENARIOS, Options
 
@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", help='"name:seconds:arrivals_per_s,..." instead of settings.LOAD_TEST')
     parser.add_argument("--users", type=int, default=1000, help="load-test accounts to log in as")
     parser.add_argument("--drafts", action="store_true", help="the design flow saves drafts, never public")
+    parser.add_argument(
+        "--mix",
+        type=mix.parse_mix,
+        default=dict(config["mix"]),
+        help='the mixed scenario\'s weights, "anonymous:90,logged_in:8,design:2" (default settings.LOAD_TEST["mix"])',
+    )
     parser.add_argument("--timeout", type=float, default=config["request_timeout_s"])
     parser.add_argument("--max-in-flight", type=int, default=config["max_in_flight"])
     parser.add_argument("--seed", type=int)
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario=SCENARIOS[name],
             scenario_name=name,
             phases=phases,
-            options=Options(users=args.users, drafts=args.drafts),
+            options=Options(users=args.users, drafts=args.drafts, mix=args.mix),
             timeout_s=args.timeout,
             max_in_flight=args.max_in_flight,
             seed=args.seed,

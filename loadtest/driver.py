@@ -22,6 +22,7 @@ import gevent
 import psutil
 from locust.env import Environment
 
+from loadtest.mix import CATALOGUE_LISTS
 from loadtest.samples import Arrival, CpuSample, Phase, Run, Sample
 from loadtest.scenarios import Catalogue, Options, Visitor
 
@@ -119,8 +120,8 @@ def read_catalogue(visitor: type[Visitor], env: Environment, options: Options) -
     """Paths of real workbooks, tags and profiles, from the site's own first pages (not timed)."""
     user = visitor(env, phase="setup", arrival=-1, options=options, rng=random.Random(0))
     catalogue = Catalogue()
-    for sort in ("newest", "popular", "trending"):
-        response = user.client.get(f"/workbooks/?sort={sort}&per_page=100", name="setup")
+    for path in CATALOGUE_LISTS:
+        response = user.client.get(path, name="setup")
         if response.status_code == 200:
             catalogue.add_from(response.text or "")
     return catalogue

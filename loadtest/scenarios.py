@@ -12,6 +12,8 @@ status, CSRF token found), and a timeout or a refused connection is an error lik
 - ``anonymous``: a visitor without an account reading three pages, each drawn by ``ANONYMOUS_WEIGHTS``
   (detail pages most, then lists in each sort, home, tags, profiles, search).
 - ``logged_in``: a member logging in and reading four pages (``LOGGED_IN_WEIGHTS``: personal pages included).
+- ``mixed``: each arrival is one of the three above, drawn by ``Options.mix`` (default
+  ``settings.LOAD_TEST["mix"]``, the gallery's mix of docs/scaling.md): the traffic the scaling model predicts.
 - ``hello``: one GET of ``/`` (point it at bench/hello_wsgi.py for the same tool's ceiling).
 """
 
@@ -27,28 +29,9 @@ from dataclasses import dataclass, field
 import gevent
 from locust import FastHttpUser
 
+from loadtest.mix import ANONYMOUS_WEIGHTS, LOGGED_IN_WEIGHTS, SEARCH_WORDS, SORTS, Catalogue, pick_flow
+
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-DETAIL_RE = re.compile(r'href="(/workbooks/\d+/[\w-]+/)"')
-TAG_RE = re.compile(r'href="(/tags/[\w-]+/)"')
-PROFILE_RE = re.compile(r'href="(/users/[\w-]+/)"')
-SORTS = ("newest", "popular", "trending", "favorites")
-SEARCH_WORDS = ("revenue", "churn", "pipeline", "cohort", "forecast", "sales", "marketing", "finance")
-
-ANONYMOUS_WEIGHTS = {"detail": 40, "list": 20, "home": 15, "tag": 10, "profile": 10, "search": 5}
-LOGGED_IN_WEIGHTS = {"detail": 30, "list": 20, "home": 15, "feed": 15, "favorites": 10, "profile": 10}
-
-
-@dataclass
-class Catalogue:
-    """Real paths to browse, read once from the site's own lists before the run (any base URL)."""
-
-    details: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    profiles: list[str] = field(default_factory=list)
-
-    def add_from(self, html: str) -> None:
-        for pattern, bucket in ((DETAIL_RE, self.details), (TAG_RE, self.tags), (PROFILE_RE, self.profiles)):
-            bucket.extend(p for p in pattern.findall(html) if p not in bucket)
 
 
 @dataclass
@@ -57,6 +40,9 @@ class Options:
     password: str = ""
     drafts: bool = False
     catalogue: Catalogue = field(default_factory=Catalogue)
+    mix: dict[str, float] = field(
+        default_factory=dict
+    )  # the `mixed` scenario's; python -m loadtest passes one
 
 
 class Visitor(FastHttpUser):
@@ -65,6 +51,7 @@ class Visitor(FastHttpUser):
 
     abstract = True
     host = "http://127.0.0.1:8000"
+    route_prefix = ""  # before each route name in the report (the mixed scenario names the flow)
     max_retries = 0
     insecure = True
     concurrency = 1
@@ -97,6 +84,7 @@ class Visitor(FastHttpUser):
         The client gives up after ``network_timeout`` seconds in all (a hard gevent timeout around the whole
         request: the socket timeouts alone bound each wait, not their sum), and that is an error sample with
         the time waited."""
+        name = self.route_prefix + name
         headers = {"Referer": self.host + path} if method == "POST" else None
         started, started_at = time.perf_counter(), time.time()
         try:
@@ -221,6 +209,15 @@ class LoggedInBrowsing(Visitor):
         return self.login() and all([self.browse(LOGGED_IN_WEIGHTS) for _ in range(4)])
 
 
+class Mixed(Visitor):
+    abstract = True
+
+    def flow(self) -> bool:
+        flow = pick_flow(self.rng, self.options.mix)
+        self.route_prefix = f"{flow}: "  # "anonymous: detail", "design: login"...: the report splits them
+        return MIXABLE[flow].flow(self)
+
+
 class Hello(Visitor):
     abstract = True
 
@@ -228,9 +225,9 @@ class Hello(Visitor):
         return self.fetch("hello", "/") is not None
 
 
-SCENARIOS: dict[str, type[Visitor]] = {
+MIXABLE: dict[str, type[Visitor]] = {
     "design": DesignFlow,
     "anonymous": AnonymousBrowsing,
     "logged_in": LoggedInBrowsing,
-    "hello": Hello,
 }
+SCENARIOS: dict[str, type[Visitor]] = {**MIXABLE, "mixed": Mixed, "hello": Hello}

@@ -924,6 +924,10 @@ LOAD_TEST: dict[str, Any] = {
     # machine (docs/capacity.md: the runs, what "server" covers for each). The capacity report turns them
     # into the cores the phases above need (monitoring/capacity/cost.py).
     "cpu_seconds_per_arrival": {"design": 0.109, "anonymous": 0.0038, "logged_in": 0.088},
+    # The `mixed` scenario's weights per arrival: the gallery's mix that docs/scaling.md's model sizes the tiers
+    # for and checked against a measured run (an assumption, stated there: mostly anonymous readers, a few
+    # members, one arrival in fifty publishing).
+    "mix": {"anonymous": 90, "logged_in": 8, "design": 2},
     # The issue's goals on this machine (issue 15, section 6), measured and judged by `python -m loadtest
     # --goals` (`make loadtest-goals`; loadtest/goals.py says how each is judged). Rates in arrivals/s.
     "goals": {

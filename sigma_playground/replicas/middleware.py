@@ -16,6 +16,7 @@ that sets it carries a Set-Cookie, so neither the page cache nor a CDN stores it
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 
@@ -93,13 +94,21 @@ class ReplicaRoutingMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         detector = _WriteDetector()
-        with connections[DEFAULT_DB_ALIAS].execute_wrapper(detector):
-            try:
-                response = self.get_response(request)
-            finally:
-                token = request.__dict__.pop(_CONTEXT_ATTR, None)
-                if token is not None:
-                    router.close_public_reads(token)
+        # Not Django's execute_wrapper() context manager: it pops the last wrapper at the end, and a connection
+        # made during the request (the pool hands one out at the first query) appends the query timer
+        # (sigma_playground.db_instrumentation) after this one. The pop then took the timer, and every request
+        # left a detector behind, nested in the next: after a few hundred requests per thread a statement went
+        # through hundreds of them and raised RecursionError (the scaling point's load test, docs/scaling.md).
+        wrappers = connections[DEFAULT_DB_ALIAS].execute_wrappers
+        wrappers.append(detector)
+        try:
+            response = self.get_response(request)
+        finally:
+            with contextlib.suppress(ValueError):
+                wrappers.remove(detector)
+            token = request.__dict__.pop(_CONTEXT_ATTR, None)
+            if token is not None:
+                router.close_public_reads(token)
         if detector.wrote and response.status_code < 400:
             pin(response)
         return response

@@ -41,7 +41,8 @@ import psutil
 import pytest
 from django.conf import settings
 
-from tests.faults.servers import PostgresCluster, RedisServer
+from deploy.pg_cluster import PostgresCluster
+from tests.faults.servers import RedisServer
 from tests.http_browser import Answer, Browser
 from tests.monitoring.helpers import GUNICORN_CONFIG, ROOT, free_port
 

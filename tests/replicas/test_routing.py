@@ -317,6 +317,34 @@ def test_a_request_that_wrote_and_succeeded_pins_its_client_whatever_its_method(
     )
 
 
+def test_each_request_takes_its_write_detector_away_whatever_was_added_during_it(replicas):
+    """A connection made during the request adds its query timer (connection_created) after the detector:
+    the detector must go, the timer stay, and nothing pile up from one request to the next (it did, until
+    statements went through hundreds of detectors and raised RecursionError under load)."""
+    from django.db import connections
+
+    wrappers = connections[DEFAULT_DB_ALIAS].execute_wrappers
+    before = list(wrappers)
+
+    def timer(execute, sql, params, many, context):
+        return execute(sql, params, many, context)
+
+    def connects(request):
+        assert isinstance(wrappers[-1], middleware._WriteDetector)
+        wrappers.append(timer)  # what db_instrumentation.install_on does for a new connection
+        return HttpResponse()
+
+    try:
+        for _ in range(3):
+            run(request_for("/workbooks/"), connects)
+            assert not any(isinstance(w, middleware._WriteDetector) for w in wrappers)
+            assert wrappers[-1] is timer
+            wrappers.remove(timer)
+            assert wrappers == before
+    finally:
+        wrappers[:] = before
+
+
 def test_a_forged_or_expired_pin_is_ignored(replicas, time_machine):
     forged = request_for("/", HTTP_COOKIE=f"{middleware.PIN_COOKIE}=1")
     assert not middleware.is_pinned(forged)

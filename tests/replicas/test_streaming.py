@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.servers import REPLICATION_SETTINGS, PostgresCluster
+from deploy.pg_cluster import REPLICATION_SETTINGS, PostgresCluster, wait_caught_up
 from tests.monitoring.helpers import GUNICORN_CONFIG, ROOT, free_port, scrape, stop_gracefully
 from tests.replicas.tool import PASSWORD
 
@@ -185,11 +185,6 @@ def _wait(check: Callable[[], bool], seconds: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def _caught_up(primary: PostgresCluster, standby: PostgresCluster) -> bool:
-    (lsn,) = primary.query("SELECT pg_current_wal_insert_lsn()::text")[0]
-    return bool(standby.query("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0])
-
-
 def _serve(name: str, env: dict[str, str], folder: Path) -> tuple[str, subprocess.Popen]:
     port = free_port()
     metrics = folder / f"prometheus-{name}"
@@ -251,7 +246,7 @@ def stack():
         phase("seeded")
         standby = PostgresCluster.standby_of(primary)
         standby.start()
-        _wait(lambda: _caught_up(primary, standby), 30, "the standby replaying the seed")
+        wait_caught_up(primary, standby, seconds=30)
         phase("standby")
         assert standby.query("SELECT pg_is_in_recovery()")[0][0] is True
         site = {
