@@ -156,14 +156,14 @@ class Metric:
 
     @property
     def counter(self) -> Counter:
-        """The prometheus_client counter, for monitoring.batched (a TypeError for another kind)."""
+        """The prometheus_client counter, for telemetry.batched (a TypeError for another kind)."""
         if not isinstance(self.prom, Counter):
             raise TypeError(f"{self.name} is a {self.kind}, not a counter")
         return self.prom
 
     @property
     def histogram(self) -> Histogram:
-        """The prometheus_client histogram, for monitoring.batched (a TypeError for another kind)."""
+        """The prometheus_client histogram, for telemetry.batched (a TypeError for another kind)."""
         if not isinstance(self.prom, Histogram):
             raise TypeError(f"{self.name} is a {self.kind}, not a histogram")
         return self.prom
