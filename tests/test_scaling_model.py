@@ -31,6 +31,7 @@ def costs(**overrides: m.Cost) -> m.Costs:
             )
             for name in ("detail", "list", "tag", "profile", "search")
         },
+        "view_counted": m.Cost({**TIERS_ZERO, "web": 0.0002, "primary": 0.0005}, statements=0.5, redis=7),
         "login": m.Cost({**TIERS_ZERO, "web": 0.050, "primary": 0.001}, statements=10, redis=3),
         "member_page": m.Cost({**TIERS_ZERO, "web": 0.015, "primary": 0.001}, statements=4, redis=4),
         "publish": m.Cost(
@@ -227,6 +228,10 @@ def point(**measured: float) -> dict:
         "member_pages": 200,
         "publishes": 20,
         "catalogue": {"details": 300, "tags": 60, "profiles": 90},
+        "detail_windows": [
+            {"window": 1, "before": "inf", "views": 500},
+            {"window": 2, "before": 100, "views": 300},
+        ],
     }
     load, tiers = m.predict_run(
         run,
@@ -268,6 +273,40 @@ def test_a_run_that_behaves_as_predicted_holds_and_one_that_does_not_fails():
     shifted = point(statements_replica=0.0)
     share = {c.what: c for c in m.check_run(shifted)}["replica's share of statements"]
     assert share.points and not share.holds and share.measured == 0
+
+
+def test_distinct_pages_match_uniform_picks_and_only_first_views_from_one_address_count():
+    rng = random.Random(9)
+    for views, pages in ((10, 250), (250, 250), (1_000, 250), (40, 3)):
+        mean = sum(len({rng.randrange(pages) for _ in range(views)}) for _ in range(2_000)) / 2_000
+        assert m.distinct_pages(views, pages) == pytest.approx(mean, rel=0.01)
+    assert m.distinct_pages(math.inf, 250) == 250 and m.distinct_pages(0, 250) == 0
+    # A window in which the address had viewed every page already counts nothing; a fresh one counts the
+    # pages first viewed in the interval, not those of the views before it.
+    assert m.first_views_from_one_address([{"before": "inf", "views": 1_000}], 250) == 0
+    fresh = m.first_views_from_one_address([{"before": 100, "views": 300}], 250)
+    assert fresh == pytest.approx(m.distinct_pages(400, 250) - m.distinct_pages(100, 250))
+    assert 0 < fresh < 250 - m.distinct_pages(100, 250) + 1
+
+
+def test_counted_views_are_their_own_kind_in_production_and_in_the_run():
+    load = m.load_at(10_000, {"anonymous": 1}, workbooks=1_000_000)
+    assert load.kinds["view_counted"] == pytest.approx(load.kinds["detail_hit"] + load.kinds["build_detail"])
+    half = m.load_at(10_000, {"anonymous": 1}, workbooks=1_000_000, site=m.Site(first_view_share=0.5))
+    assert half.kinds["view_counted"] == pytest.approx(load.kinds["view_counted"] / 2)
+    with_counting = m.tier_load(load, costs())
+    without = m.tier_load(half, costs())
+    assert with_counting.redis_commands - without.redis_commands == pytest.approx(
+        7 * load.kinds["view_counted"] / 2
+    )
+    run = point()["run"]
+    predicted, tiers = m.predict_run(run, costs())
+    expected = m.distinct_pages(400, 300) - m.distinct_pages(100, 300)  # window 1 counts nothing
+    assert predicted.kinds["view_counted"] * run["seconds"] == pytest.approx(expected)
+    # A point measured before view counting had a kind of its own: its detail costs include the counting.
+    older = m.Costs(kinds={k: v for k, v in costs().kinds.items() if k != "view_counted"})
+    _, old_tiers = m.predict_run(run, older)
+    assert tiers.redis_commands - old_tiers.redis_commands == pytest.approx(7 * expected)
 
 
 def test_the_tables_print_from_a_point_file(tmp_path, capsys):
