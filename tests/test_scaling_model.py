@@ -317,3 +317,29 @@ def test_the_tables_print_from_a_point_file(tmp_path, capsys):
     assert "Mix 'design'" in out and "Mix 'gallery'" in out and "saturates at" in out
     assert m.main(["--check", str(path)]) == 0
     assert "replica's share of statements" in capsys.readouterr().out
+
+
+def test_the_point_solves_a_detail_hit_and_a_counted_view_net_of_the_pages_its_windows_rebuilt():
+    from bench.scaling_point import hit_and_view
+
+    def cost(web: float, redis: float, misses: float = 0.0) -> dict:
+        return {
+            "cpu": {"web": web, "primary": web / 10},
+            "statements": redis / 2,
+            "statements_replica": 0.0,
+            "redis": redis,
+            "page_misses": misses,
+            "seconds": 1.0,
+        }
+
+    hit, view, built = (0.001, 2.0), (0.0005, 7.0), (0.030, 20.0)  # a build with its view counted
+    # 2,000 seen views of which 20 were rebuilt (a build less its counting); 400 first views, 8 rebuilt.
+    seen = [0.99 * h + 0.01 * (b - v) for h, v, b in zip(hit, view, built, strict=True)]
+    first = [0.98 * (h + v) + 0.02 * b for h, v, b in zip(hit, view, built, strict=True)]
+    h, v = hit_and_view(cost(*seen, misses=20), cost(*first, misses=8), cost(*built), 2_000, 400)
+    assert h["cpu"]["web"] == pytest.approx(hit[0]) and h["redis"] == pytest.approx(hit[1])
+    assert v["cpu"]["web"] == pytest.approx(view[0]) and v["redis"] == pytest.approx(view[1])
+    assert v["statements"] == pytest.approx(view[1] / 2) and v["units"] == 400
+    # Nothing rebuilt: the difference of the two windows.
+    h, v = hit_and_view(cost(*hit), cost(hit[0] + view[0], hit[1] + view[1]), cost(*built), 2_000, 400)
+    assert v["redis"] == pytest.approx(7.0) and h["redis"] == pytest.approx(2.0)
