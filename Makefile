@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-pgbouncer test-embedded venv lint typecheck format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest loadtest-goals monitoring
+.PHONY: run test test-pgbouncer test-embedded venv lint importlint typecheck format migrate worker worker-default worker-counters worker-media worker-reports beat tools clean bench-web bench-db stack loadtest loadtest-goals monitoring
 
 venv: $(STAMP)
 
@@ -31,9 +31,14 @@ test: venv
 test-pgbouncer: venv
 	$(BIN)/python deploy/pgbouncer.py test $(PYTEST_ARGS)
 
-lint: venv
+lint: venv importlint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The layers (README, "Layout"): import-linter's contracts in pyproject.toml. An import in the wrong direction,
+# even inside a function, or a new cycle inside a package fails.
+importlint: venv
+	$(BIN)/lint-imports --no-cache
 
 # mypy with django-stubs over the app packages (pyproject.toml [tool.mypy]), at zero errors. Its Django plugin
 # imports the settings: on the embedded defaults, so the shell's DATABASE_URL or DJANGO_ENV do not matter.

@@ -17,8 +17,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from monitoring import metrics
 from sigma_playground import client_ip, ratelimit
+from sigma_playground.telemetry import metrics
 
 logger = logging.getLogger("accounts.throttling")
 

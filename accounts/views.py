@@ -25,7 +25,6 @@ from sigma_playground.caching.pages import (
     cache_anonymous_page,
     cached_fragment,
     choice,
-    fill_personal,
     one,
 )
 from sigma_playground.pagination import (
@@ -40,7 +39,6 @@ from sigma_playground.pagination import (
     wants_list_fragment,
 )
 from sigma_playground.site import absolute
-from workbooks import selectors as workbook_selectors
 
 
 def _rate_limited(
@@ -215,51 +213,9 @@ def people_list(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/people.html", {"fragment": fragment, "q": q})
 
 
-def _user_page(request: HttpRequest, username: str) -> list[str]:
+def user_page_namespaces(request: HttpRequest, username: str) -> list[str]:
+    """What a person's pages show (profile, followers, following): cards of workbooks and the person."""
     return [keys.LISTS, keys.ns_user(username)]
-
-
-@cache_anonymous_page("profile", namespaces=_user_page)
-def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
-    profile_user = selectors.user_get_public(username=username)
-    if profile_user.username != username:
-        return redirect(profile_user, permanent=True)
-    fragment = cached_fragment(
-        "profile",
-        template="accounts/fragments/profile.html",
-        context=lambda: {
-            "profile_user": profile_user,
-            "counts": {
-                **selectors.follow_counts(user=profile_user),
-                **workbook_selectors.profile_stats(user=profile_user),
-            },
-            "workbooks": workbook_selectors.profile_workbooks(user=profile_user),
-        },
-        namespaces=_user_page(request, profile_user.username),
-    )
-    is_self = request.user.is_authenticated and request.user.pk == profile_user.pk
-    personal = {
-        "follow": render_to_string(
-            "accounts/includes/follow_button.html",
-            {
-                "profile_user": profile_user,
-                "is_following": selectors.is_following(follower=request.user, followed=profile_user),
-            },
-            request=request,
-        ),
-        "own": render_to_string(
-            "accounts/includes/own_workbooks.html",
-            {"unlisted": workbook_selectors.own_unlisted_workbooks(user=profile_user)},
-            request=request,
-        )
-        if is_self
-        else "",
-    }
-    return render(
-        request,
-        "accounts/profile_detail.html",
-        {"fragment": fill_personal(fragment, personal), "profile_user": profile_user},
-    )
 
 
 FOLLOW_QUERY = QuerySpec({"cursor": one(), FRAGMENT_PARAM: choice("1")})
@@ -292,7 +248,7 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
         which,
         template="accounts/fragments/follow_list.html",
         context=context,
-        namespaces=_user_page(request, profile_user.username),
+        namespaces=user_page_namespaces(request, profile_user.username),
         variant=fragment_variant(request, FOLLOW_QUERY),
     )
     if wants_list_fragment(request):
@@ -304,13 +260,13 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
     )
 
 
-@cache_anonymous_page("followers", namespaces=_user_page, query=FOLLOW_QUERY)
+@cache_anonymous_page("followers", namespaces=user_page_namespaces, query=FOLLOW_QUERY)
 @cursor_fallback
 def followers(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="followers")
 
 
-@cache_anonymous_page("following", namespaces=_user_page, query=FOLLOW_QUERY)
+@cache_anonymous_page("following", namespaces=user_page_namespaces, query=FOLLOW_QUERY)
 @cursor_fallback
 def following(request: HttpRequest, username: str) -> HttpResponse:
     return _follow_list(request, username, which="following")

@@ -25,6 +25,11 @@ The shape of the model (the reasoning is in docs/scaling.md, "The model"):
   (the monitor sees a replica has a write up to ``0.1 + REPLICA_CHECK_SECONDS`` after it): after every
   publish, rebuilds read the primary for about a second. For a page with rate ``λ`` and publishes at ``P``,
   the share of its builds that read the primary is ``1 - exp(-(λ + P) W)``, averaged over ``W``.
+- A detail page's view is counted at the origin, once per visitor per workbook per dedup window
+  (workbooks/counters.py): a view already seen costs its seen-check (two Redis commands, in the detail page's
+  own cost); a view that counts is delivered to Redis by its process and flushed to the database, its own
+  request kind (``view_counted``). In production nearly every anonymous view counts (``Site.first_view_share``);
+  the load test sends every view from one address, so there only a workbook's first view in each window does.
 - Each request kind has a measured cost vector (CPU seconds per tier, statements, Redis commands); a tier's
   load is the sum over kinds of rate x cost. Tiers are sized at the SLA's 70 % CPU.
 """
@@ -135,6 +140,9 @@ class Site:
     # Not the site today (every publish bumps ``lists`` at once): with a value, ``lists`` changes at most this
     # often (new workbooks shown within that many seconds, as the tag directory's TAG_DIRECTORY_SECONDS).
     lists_bump_seconds: float = 0.0
+    # The share of anonymous detail views that are their visitor's first of that workbook within
+    # VIEW_DEDUP_SECONDS (30 min), and so are counted (``view_counted``): an assumption, nearly all.
+    first_view_share: float = 1.0
 
     def invalidations(self, publishes: float) -> float:
         """How often per second the publishes empty every page (see lists_bump_seconds)."""
@@ -162,8 +170,9 @@ class Nodes:
 class Costs:
     """Everything measured: unit costs per request kind, idle background, sizes per row."""
 
-    # cdn_pass, detail_hit, build_detail, build_list, build_tag, build_profile, build_search, login,
-    # member_page, publish
+    # cdn_pass, detail_hit, build_detail, build_list, build_tag, build_profile, build_search, view_counted,
+    # login, member_page, publish. A detail hit's and a detail build's costs are those of a view already seen
+    # (its seen-check only); a view that counts adds one ``view_counted``.
     kinds: Mapping[str, Cost]
     # Per second with no traffic: cores per tier, and "statements_primary", "statements_replica", "redis_commands".
     background: Mapping[str, float] = field(default_factory=dict)
@@ -336,6 +345,27 @@ def on_primary(pages: Mapping[str, float]) -> dict[str, float]:
     return {k.split(":", 1)[1]: v for k, v in pages.items() if k.startswith("primary:")}
 
 
+def distinct_pages(views: float, pages: float) -> float:
+    """Expected distinct pages among ``views`` picked uniformly (with replacement) from ``pages``."""
+    if pages <= 0 or views <= 0:
+        return 0.0
+    if math.isinf(views):
+        return float(pages)
+    return pages * -math.expm1(views * math.log1p(-1.0 / pages)) if pages > 1 else 1.0
+
+
+def first_views_from_one_address(windows: Iterable[Mapping[str, float]], pages: float) -> float:
+    """Counted views among detail views that all come from one visitor (the load generator's address), picked
+    uniformly from ``pages`` workbooks: per dedup window, the workbooks first viewed in the measured interval.
+    Each window: ``before`` (the address's views in that window before the interval; ``inf`` when it had
+    viewed every page, as the cost measurement does) and ``views`` (in the interval)."""
+    return sum(
+        distinct_pages(float(w["before"]) + float(w["views"]), pages)
+        - distinct_pages(float(w["before"]), pages)
+        for w in windows
+    )
+
+
 def load_at(
     requests_per_s: float,
     mix: Mapping[str, float],
@@ -363,9 +393,10 @@ def load_at(
         site=site,
     )
     requests = anonymous + sum(n * REQUESTS_PER_KIND[k] for k, n in per_kind.items())
+    counted = site.first_view_share * (pages["detail_hit"] + pages["build_detail"])
     return Load(
         arrivals=arrivals,
-        kinds={"cdn_pass": requests, **builds_of(pages), **per_kind},
+        kinds={"cdn_pass": requests, **builds_of(pages), "view_counted": counted, **per_kind},
         builds_on_primary=on_primary(pages),
         cdn_hits=pages["cdn_hits"],
         cdn_cacheable=pages["cdn_cacheable"],
@@ -400,6 +431,8 @@ def tier_load(load: Load, costs: Costs, *, seconds: float = 1.0, background: boo
     for kind, rate in load.kinds.items():
         if rate <= 0:
             continue
+        if kind == "view_counted" and kind not in costs.kinds:
+            continue  # a point measured before it was its own kind: the detail costs include their views
         cost = costs.kinds[kind]
         for tier, cpu in cost.cpu.items():
             cores[tier] += rate * cpu
@@ -621,6 +654,12 @@ def predict_run(run: Mapping, costs: Costs, *, site: Site | None = None) -> tupl
         "member_page": run["member_pages"] / seconds,
         "publish": publishes,
     }
+    if "view_counted" in costs.kinds:
+        # Points measured before view counting was a kind of its own (2026-11-29 17:36) priced a detail build
+        # with its view counted, as the cost measurement's builds were.
+        kinds["view_counted"] = (
+            first_views_from_one_address(run["detail_windows"], run["catalogue"]["details"]) / seconds
+        )
     load = Load(
         arrivals={},
         kinds=kinds,

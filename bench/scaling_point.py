@@ -10,7 +10,9 @@ Not a test (about 7 minutes; every figure is CPU time, so run it on a quiet mach
    a CDN hit (``cdn_pass``: Varnish's cost, which every request pays), a detail page's view answered from the
    origin's page cache (``detail_hit``: the CDN keeps no detail page, s-maxage=0), a page built from the database
    (``build_detail``, ``build_list``, ``build_tag``, ``build_profile``, ``build_search``: anonymous pages nobody
-   asked for before, through nginx),
+   asked for before, through nginx), a detail page's view that counts (``view_counted``: a cached detail page
+   viewed from a loopback address of its own, less a ``detail_hit``, whose views were all seen before; a
+   ``build_detail``'s view counts, so it is given less one ``view_counted``),
    a sign-in (``login``: the form and its POST), a logged-in page (``member_page``) and a publish (the form,
    its POST and the Celery tasks it queues);
 3. runs ``make loadtest LOADTEST_SCENARIOS=mixed`` (the gallery's mix, ``--phases mixed:<s>:<rate>``)
@@ -70,6 +72,7 @@ PY = sys.executable
 APP_STATEMENT = r"\m(workbooks|accounts|notifications|monitoring|django|auth|axes)_[a-z]"
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 VIEW_FLUSH_SECONDS = 5  # settings' default: counted views reach the database this often
+VIEW_DEDUP_SECONDS = 30 * 60  # settings' default: a visitor's views of a workbook count once per window
 
 
 def say(message: str) -> None:
@@ -282,6 +285,8 @@ def page_cache(stack: Stack) -> dict[str, float]:
             for s in family.samples:
                 if s.name == "sigma_cache_requests_total" and s.labels.get("kind") == "page":
                     out[f"page_{s.labels['result']}"] += s.value
+                elif s.name == "sigma_views_total":
+                    out[f"views_{s.labels['path']}"] += s.value
                 elif s.name == "sigma_db_public_reads_total":
                     out[f"reads_{s.labels['target']}_{s.labels['reason']}"] += s.value
     return dict(out)
@@ -365,11 +370,15 @@ class Counters:
 class Client:
     """One keep-alive connection with a cookie jar: requests one at a time, as a browser would."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, *, source: str | None = None) -> None:
         parts = urllib.parse.urlsplit(base)
         self.host, self.port = parts.hostname, parts.port
-        self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.source = (source, 0) if source else None  # a loopback address of its own: another visitor
+        self.connection = self._connect()
         self.cookies: dict[str, str] = {}
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=30, source_address=self.source)
 
     def request(self, method: str, path: str, *, data: dict | None = None, headers: dict | None = None):
         body = urllib.parse.urlencode(data).encode() if data is not None else None
@@ -387,7 +396,7 @@ class Client:
                 break
             except (http.client.HTTPException, OSError):
                 self.connection.close()
-                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                self.connection = self._connect()
                 if attempt:
                     raise
         for header, value in response.getheaders():
@@ -511,6 +520,47 @@ def per_unit(measured: dict, units: int) -> dict:
     }
 
 
+def less(cost: dict, other: dict) -> dict:
+    """``cost`` less ``other``, per unit (CPU per tier, statements, Redis commands), not below zero."""
+    out = dict(cost)
+    out["cpu"] = {t: max(0.0, v - other["cpu"].get(t, 0.0)) for t, v in cost["cpu"].items()}
+    for key in ("statements", "statements_replica", "redis"):
+        out[key] = max(0.0, cost[key] - other[key])
+    return out
+
+
+FIELDS = ("statements", "statements_replica", "redis")
+ZERO = {"cpu": {}, "statements": 0.0, "statements_replica": 0.0, "redis": 0.0}
+
+
+def combine(*terms: tuple[float, dict]) -> dict:
+    """The sum of coefficient x cost over ``terms``, field by field (CPU per tier, statements, Redis)."""
+    out = dict(terms[0][1])
+    out["cpu"] = {t: sum(c * cost["cpu"].get(t, 0.0) for c, cost in terms) for t in terms[0][1]["cpu"]}
+    for key in FIELDS:
+        out[key] = sum(c * cost[key] for c, cost in terms)
+    return out
+
+
+def hit_and_view(hit: dict, first: dict, build: dict, n_hits: int, n_firsts: int) -> tuple[dict, dict]:
+    """A detail hit's cost ``H`` and a counted view's ``V`` from two windows of cached detail pages: ``hit``
+    (views seen before) and ``first`` (every view its visitor's first), per request, with ``build`` a detail
+    page built with its view counted (``B``). A few pages of each window were rebuilt (``page_misses``; the
+    page cache's misses, whatever made them): a miss of a seen view costs ``B - V``, of a first view ``B``.
+    So with f the windows' shares of misses, ``first = (1 - f_c)(H + V) + f_c B`` and
+    ``hit = (1 - f_h) H + f_h (B - V)``: ``H + V = (first - f_c B) / (1 - f_c)``, ``H = hit - f_h (B - (H + V))``.
+    """
+    f_h, f_c = hit["page_misses"] / n_hits, first["page_misses"] / n_firsts
+    both = combine((1 / (1 - f_c), first), (-f_c / (1 - f_c), build))
+    h = combine((1.0, hit), (-f_h, build), (f_h, both))
+    v = combine((1.0, both), (-1.0, h))
+    h, v = (less(combine((1.0, cost)), ZERO) for cost in (h, v))  # not below zero
+    h["units"], v["units"] = n_hits, n_firsts
+    h["page_misses"], v["page_misses"] = hit["page_misses"], first["page_misses"]
+    h["seconds"], v["seconds"] = hit["seconds"], first["seconds"]
+    return h, v
+
+
 def unit_costs(counters: Counters, stack: Stack, catalogue: Pages, args, rng: random.Random) -> dict:
     costs: dict[str, dict] = {}
     lists = ["/", *(f"/workbooks/?sort={s}" for s in SORTS)]
@@ -531,23 +581,6 @@ def unit_costs(counters: Counters, stack: Stack, catalogue: Pages, args, rng: ra
     client.close()
     say(f"cdn_pass: {1000 * costs['cdn_pass']['cpu']['cdn']:.3f} ms of Varnish per request")
 
-    # A detail page's view: the CDN keeps none (s-maxage=0) and fetches each from the origin, which answers
-    # from its page cache (a 200 with the body: the CDN's conditional fetch gets no 304 here) and counts it.
-    client = Client(stack.nginx)
-    for path in catalogue.details:
-        status, _, _ = client.request("GET", path)
-        expect(status, (200,), "detail page")
-    measured = {}
-    with counters.window(measured):
-        for i in range(args.detail_hits):
-            status, _, _ = client.request("GET", catalogue.details[i % len(catalogue.details)])
-            expect(status, (200,), "detail page")
-    if measured["pages"].get("page_miss", 0) > 0.01 * args.detail_hits:
-        raise RuntimeError(f"detail pages were built, not hits: {measured['pages']}")
-    costs["detail_hit"] = per_unit(measured, args.detail_hits)
-    client.close()
-    say(f"detail_hit: {1000 * costs['detail_hit']['cpu']['web']:.2f} ms of gunicorn per request")
-
     for name, paths in fresh_pages(stack, catalogue, args.builds, rng).items():
         measured = {}
         with counters.window(measured):
@@ -565,6 +598,57 @@ def unit_costs(counters: Counters, stack: Stack, catalogue: Pages, args, rng: ra
             f"{kind}: {1000 * costs[kind]['cpu']['web']:.1f} ms of gunicorn, {costs[kind]['statements']:.1f} "
             f"statements ({costs[kind]['statements_replica']:.1f} on the replica) a page, {len(paths)} pages"
         )
+
+    # A detail page's view: the CDN keeps none (s-maxage=0) and fetches each from the origin, which answers
+    # from its page cache (a 200 with the body: the CDN's conditional fetch gets no 304 here) and counts it.
+    # The warm pass's views are 127.0.0.1's first: their delivery and flush pass before the window opens.
+    client = Client(stack.nginx)
+    for path in catalogue.details:
+        status, _, _ = client.request("GET", path)
+        expect(status, (200,), "detail page")
+    seen_window = int(time.time() // VIEW_DEDUP_SECONDS)  # 127.0.0.1 has now viewed every catalogue page
+    time.sleep(VIEW_FLUSH_SECONDS + 1)
+    hits: dict = {}
+    with counters.window(hits):
+        for i in range(args.detail_hits):
+            status, _, _ = client.request("GET", catalogue.details[i % len(catalogue.details)])
+            expect(status, (200,), "detail page")
+    client.close()
+
+    # The same cached pages, each from a loopback address nobody used: every view is its visitor's first, so
+    # it is delivered to Redis by its process (alone in its process's batch, one request at a time, as views
+    # mostly are in the run) and flushed to the database.
+    firsts: dict = {}
+    with counters.window(firsts):
+        for i in range(args.counted_views):
+            visitor = Client(stack.nginx, source=f"127.1.{i // 250}.{i % 250 + 1}")
+            status, _, _ = visitor.request("GET", catalogue.details[i % len(catalogue.details)])
+            expect(status, (200,), "detail page, new visitor")
+            visitor.close()
+    counted = firsts["pages"].get("views_buffered", 0.0)
+    if counted < 0.99 * args.counted_views:
+        raise RuntimeError(f"{counted:.0f} views counted of {args.counted_views} first views")
+    for what, window, n in (
+        ("detail hits", hits, args.detail_hits),
+        ("first views", firsts, args.counted_views),
+    ):
+        if window["pages"].get("page_miss", 0) > 0.05 * n:
+            raise RuntimeError(f"{what}: pages were built, not hits: {window['pages']}")
+    hit, first = per_unit(hits, args.detail_hits), per_unit(firsts, args.counted_views)
+    costs["detail_hit"], costs["view_counted"] = hit_and_view(
+        hit, first, costs["build_detail"], args.detail_hits, args.counted_views
+    )
+    say(f"detail_hit: {1000 * costs['detail_hit']['cpu']['web']:.2f} ms of gunicorn per request")
+    say(
+        f"view_counted: {costs['view_counted']['redis']:.1f} Redis commands, "
+        f"{costs['view_counted']['statements']:.2f} statements, "
+        f"{1000 * costs['view_counted']['cpu']['primary']:.2f} ms of the primary a view"
+    )
+    # Every page built above was a first view of its workbook (by 127.0.0.1): a build less its counting.
+    costs["build_detail"]["with_its_view_counted"] = {
+        k: costs["build_detail"][k] for k in ("cpu", "statements", "statements_replica", "redis")
+    }
+    costs["build_detail"] = less(costs["build_detail"], costs["view_counted"])
 
     from accounts import loadtest
 
@@ -624,6 +708,7 @@ def unit_costs(counters: Counters, stack: Stack, catalogue: Pages, args, rng: ra
     )
     for member in members:
         member.close()
+    costs["seen_window"] = seen_window
     return costs
 
 
@@ -667,7 +752,7 @@ def page_bytes(stack: Stack, sample: int = 400) -> float:
 # --- The load-test run ----------------------------------------------------------------------------------------
 
 
-def load_test(counters: Counters, stack: Stack, args, folder: Path) -> dict:
+def load_test(counters: Counters, stack: Stack, args, folder: Path, *, seen_window: int) -> dict:
     """``make loadtest`` with the mixed scenario; the counters are read when the scenario starts and when its
     report is printed (every flow finished)."""
     phases = f"warm:{args.warm:g}:{args.rate:g},mixed:{args.seconds:g}:{args.rate:g}"
@@ -701,10 +786,19 @@ def load_test(counters: Counters, stack: Stack, args, folder: Path) -> dict:
         raise RuntimeError("make loadtest did not run the mixed scenario:\n" + "".join(output[-40:]))
     measured = counters.between(before, after, subtract=False)  # the model adds the background itself
     routes = Counter()
+    # Anonymous detail views per dedup window, before and within the measured interval: all from 127.0.0.1,
+    # which viewed every catalogue page in ``seen_window`` (the cost measurement).
+    windows: dict[int, dict[str, float]] = {}
     with csv_path.open() as handle:
         for row in csv.DictReader(handle):  # the requests sent between the snapshots, whatever their phase
-            if before.wall <= float(row["start_unix_s"]) <= after.wall:
+            at = float(row["start_unix_s"])
+            if row["route"] == "anonymous: detail" and at <= after.wall:
+                window = windows.setdefault(int(at // VIEW_DEDUP_SECONDS), {"before": 0.0, "views": 0.0})
+                window["views" if at >= before.wall else "before"] += 1
+            if before.wall <= at <= after.wall:
                 routes[row["route"]] += 1
+    if seen_window in windows:
+        windows[seen_window]["before"] = float("inf")
     views = Counter()
     for route, n in routes.items():
         flow, _, name = route.partition(": ")
@@ -726,6 +820,15 @@ def load_test(counters: Counters, stack: Stack, args, folder: Path) -> dict:
         "logins": logins,
         "member_pages": member_pages,
         "publishes": publishes,
+        "detail_windows": [
+            {
+                "window": w,
+                "before": v["before"] if v["before"] != float("inf") else "inf",
+                "views": v["views"],
+            }
+            for w, v in sorted(windows.items())
+            if v["views"]
+        ],
         "measured": {
             "cpu": measured["cpu"],
             "statements_primary": measured["statements_primary"],
@@ -733,6 +836,8 @@ def load_test(counters: Counters, stack: Stack, args, folder: Path) -> dict:
             "redis_commands": measured["redis_commands"],
             "page_builds": measured["pages"].get("page_miss", 0.0),
             "page_hits": measured["pages"].get("page_hit", 0.0),
+            "views_counted": measured["pages"].get("views_buffered", 0.0)
+            + measured["pages"].get("views_direct", 0.0),
             "cdn_hits": measured["varnish"]["cache_hit"],
             "cdn_requests": measured["varnish"]["client_req"],
             "cdn_response_bytes": measured["varnish"]["s_resp_bodybytes"],
@@ -770,6 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cdn-hits", type=int, default=5000)
     parser.add_argument("--detail-hits", type=int, default=2000)
     parser.add_argument("--builds", type=int, default=400)
+    parser.add_argument("--counted-views", type=int, default=400, help="first views of cached detail pages")
     parser.add_argument("--logins", type=int, default=60)
     parser.add_argument("--member-pages-each", type=int, default=5)
     parser.add_argument("--publishes", type=int, default=30)
@@ -827,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
             "idle background per second: " + ", ".join(f"{t} {v:.3f}" for t, v in counters.background.items())
         )
         costs = unit_costs(counters, stack, catalogue, args, rng)
+        seen_window = costs.pop("seen_window")
         sizes = {"page_bytes": page_bytes(stack), "response_bytes": costs["cdn_pass"].pop("response_bytes")}
         with psycopg.connect(stack.primary, autocommit=True) as conn:
             db_bytes, workbooks = conn.execute(
@@ -836,7 +943,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes["workbooks"] = workbooks
         say(f"sizes: {sizes}")
         time.sleep(5)  # past the publishes' change window: the run starts with the replica in use
-        run = load_test(counters, stack, args, folder)
+        run = load_test(counters, stack, args, folder, seen_window=seen_window)
         run["catalogue"] = catalogue_sizes(catalogue)
         load_average = [round(x, 2) for x in os.getloadavg()]
     finally:

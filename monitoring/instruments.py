@@ -1,20 +1,19 @@
-"""The metrics this project declares, in one place so rules, dashboard and tests can find them.
+"""Monitoring's own metrics: real-user monitoring, Celery tasks and the profiler.
 
-Other modules declare theirs through :mod:`monitoring.metrics` the same way. Two more series come from
-scrape-time collectors in :mod:`monitoring.exposition`: ``sigma_celery_queue_length`` and
-``sigma_celery_broker_up``.
+The metrics core infrastructure records are in sigma_playground/telemetry/instruments.py.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
+from django.apps import apps
 from django.conf import settings
-from prometheus_client import disable_created_metrics
 
-from monitoring import metrics
-from monitoring.routes import page_route_names
-
-# The *_created series double the series count and Prometheus doesn't need them.
-disable_created_metrics()
+from sigma_playground.celery import app
+from sigma_playground.telemetry import metrics
+from sigma_playground.telemetry.routes import page_route_names
 
 # --- Real-user monitoring (static/js/rum.js -> /monitoring/rum/) ---------------------------------------------
 
@@ -53,73 +52,41 @@ RUM_REPORTS = metrics.counter(
     initialize=True,
 )
 
-# --- Celery (recorded in the worker processes; see sigma_playground/celery.py) -------------------------------
+# --- Celery (recorded in the worker processes; see monitoring/celery_signals.py) -----------------------------
+
+
+def task_names() -> set[str]:
+    """Celery task names registered by this project (Celery's own ``celery.*`` tasks fold into other)."""
+    # Import each app's tasks module and CELERY_IMPORTS directly: Celery's import_default_modules() would run
+    # Django's system checks and reconfigure logging from inside whatever task first records a metric.
+    for config in apps.get_app_configs():
+        try:
+            if importlib.util.find_spec(f"{config.name}.tasks") is not None:
+                importlib.import_module(f"{config.name}.tasks")
+        except ModuleNotFoundError:  # the app is a module, not a package
+            continue
+    for module in app.conf.imports or ():
+        importlib.import_module(module)
+    return {name for name in app.tasks if not name.startswith("celery.")}
+
 
 TASK_STATES = ("success", "failure", "retry", "revoked", "ignored", "rejected")
 
 CELERY_TASKS = metrics.counter(
     "sigma_celery_tasks_total",
     "Celery tasks finished, by task name and final state.",
-    {"task": metrics.task_names, "state": TASK_STATES},
+    {"task": task_names, "state": TASK_STATES},
 )
 CELERY_TASK_SECONDS = metrics.histogram(
     "sigma_celery_task_duration_seconds",
     "Wall time of Celery task bodies.",
-    {"task": metrics.task_names},
+    {"task": task_names},
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
 )
 BEAT_HEARTBEAT = metrics.gauge(
     "sigma_celery_beat_heartbeat_timestamp_seconds",
     "Unix time at which a worker last ran the beat heartbeat task (scheduled every minute).",
     multiprocess_mode="max",
-)
-
-# --- Database connection pool (this process's psycopg pool; all zero on SQLite) -----------------------------
-
-DB_POOL_CONNECTIONS = metrics.gauge(
-    "sigma_db_pool_connections",
-    "Connections held by this process's database pool, in use or idle (sampled after each request).",
-    {"state": ("in_use", "idle")},
-    initialize=True,
-)
-DB_POOL_MAX = metrics.gauge("sigma_db_pool_max_connections", "The database pool's max_size (0: no pool).")
-DB_POOL_WAITING = metrics.gauge(
-    "sigma_db_pool_requests_waiting", "Requests waiting for a pooled database connection."
-)
-
-# --- Read replicas (sigma_playground/replicas; series exist only with DATABASE_REPLICA_URLS) ----------------
-
-REPLICA_ALIASES = metrics.Capped(limit=16, pattern=r"^replica_\d{1,2}$")
-DB_REPLICA_LAG = metrics.gauge(
-    "sigma_db_replica_lag_seconds",
-    "How far each read replica is behind the primary, as this process last measured it plus the time since "
-    "(it keeps growing while the replica cannot be measured); 0 when it has replayed everything.",
-    {"replica": REPLICA_ALIASES},
-    multiprocess_mode="livemax",
-)
-DB_REPLICA_UP = metrics.gauge(
-    "sigma_db_replica_up",
-    "1 while public reads may go to the replica (reachable, a standby, within REPLICA_MAX_LAG_SECONDS), else 0.",
-    {"replica": REPLICA_ALIASES},
-    multiprocess_mode="livemax",
-)
-PUBLIC_READ_REASONS = ("replica", "pinned", "staff", "recent_write", "unavailable", "unknown")
-DB_PUBLIC_READS = metrics.counter(
-    "sigma_db_public_reads_total",
-    "Public page requests that read the database, by where their reads went (replica or primary) and why: "
-    "pinned (the client wrote recently), staff, recent_write (the page changed after what the replicas have), "
-    "unavailable (no replica reachable within the lag bound), unknown (change times unreadable).",
-    {"target": ("replica", "primary"), "reason": PUBLIC_READ_REASONS},
-)
-
-# --- Cache: declared here, incremented by the caching layer --------------------------------------------------
-
-CACHE_KINDS = metrics.Capped(limit=50)
-CACHE_REQUESTS = metrics.counter(
-    "sigma_cache_requests_total",
-    "Cache lookups by kind of cached thing and result (hit or miss).",
-    {"kind": CACHE_KINDS, "result": ("hit", "miss")},
-    batched=True,  # counted on every cached page served
 )
 
 # --- Profiler (monitoring/profiling.py) ---------------------------------------------------------------------

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 from monitoring import instruments
-from monitoring.routes import page_route_names
 from sigma_playground.caching import keys
+from sigma_playground.telemetry.routes import page_route_names
 
 TIMING_MAX_MS = 120_000.0  # two minutes: later than that is a backgrounded tab, not a page load
 CLS_MAX = 10.0

@@ -23,7 +23,7 @@ from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 from monitoring.exposition import multiprocess_dir
-from sigma_playground import celery
+from sigma_playground.telemetry import process
 
 RESPONSES = "django_http_responses_total_by_status_view_method_total"
 LATENCY_BUCKET = "django_http_requests_latency_seconds_by_view_method_bucket"
@@ -94,17 +94,12 @@ def histogram_quantile(q: float, buckets: Mapping[str, float]) -> float | None:
 
 
 def in_celery_worker() -> bool:
-    return celery.IN_WORKER
+    return process.in_celery_worker()
 
 
 def this_process_serves_the_site() -> bool:
     """A single process that is the whole site: its own registry holds the web's numbers."""
     return not multiprocess_dir() and not in_celery_worker()
-
-
-def _families(registries: Iterable) -> Iterable:
-    for registry in registries:
-        yield from registry.collect()
 
 
 def _sum(families: Iterable, source: str) -> WebCounters:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from monitoring import metrics
+from sigma_playground.telemetry import metrics
 
 logger = logging.getLogger("sigma_playground.body_limit")
 

@@ -5,8 +5,9 @@ An execute wrapper installed on each connection (``connection_created``) observe
 never SQL text. A statement slower than ``DB_SLOW_QUERY_SECONDS`` is logged with its SQL and with its
 parameter values redacted (they can hold emails, search terms, tokens), and added to the slow-statement
 aggregate (monitoring.SlowQuery: count, total, mean, max per normalised fingerprint) that staff read in
-admin. The aggregate is written after the request or task, outside whatever transaction the slow
-statement ran in (it may have been aborted by the very timeout that made it slow).
+admin, through the writer monitoring hands to :func:`install`. The aggregate is written after the request or
+task, outside whatever transaction the slow statement ran in (it may have been aborted by the very timeout
+that made it slow).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db.backends.signals import connection_created
 
-from monitoring import metrics
+from sigma_playground.telemetry import metrics
 
 logger = logging.getLogger("sigma_playground.db.slow")
 
@@ -90,7 +91,12 @@ class SlowStatement:
     seconds: float
 
 
+class SlowStatementWriter(Protocol):
+    def __call__(self, *, fingerprint: str, statement: str, table: str, sql: str, seconds: float) -> None: ...
+
+
 _pending = threading.local()
+_record_slow: SlowStatementWriter | None = None  # set by install()
 
 
 def _queue(item: SlowStatement) -> None:
@@ -106,12 +112,12 @@ def flush_slow_statements(**_: Any) -> int:
     if not items or getattr(_pending, "flushing", False):
         return 0
     _pending.items = []
+    if _record_slow is None:
+        return 0
     _pending.flushing = True
     try:
-        from monitoring.services import slow_query_record
-
         for item in items:
-            slow_query_record(
+            _record_slow(
                 fingerprint=item.fingerprint,
                 statement=item.statement,
                 table=item.table,
@@ -158,12 +164,15 @@ def install_on(connection: Any, **_: Any) -> None:
         connection.execute_wrappers.append(timing_wrapper)
 
 
-def install() -> None:
-    """Called once from MonitoringConfig.ready(): time every connection, flush after each request/task."""
+def install(*, record_slow: SlowStatementWriter) -> None:
+    """Called once from MonitoringConfig.ready(): time every connection, and hand the slow statements to
+    ``record_slow`` after each request and task."""
     from celery.signals import task_postrun
     from django.core.signals import request_finished
     from django.db import connections
 
+    global _record_slow
+    _record_slow = record_slow
     connection_created.connect(install_on, dispatch_uid="sigma_db_timing")
     for conn in connections.all(initialized_only=True):
         install_on(conn)

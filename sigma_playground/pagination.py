@@ -23,9 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import InvalidPage, Page, Paginator
+from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import F, Field, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
@@ -345,20 +344,6 @@ class EstimatedCountPaginator(Paginator):
         if isinstance(self.object_list, QuerySet):
             return count_for_display(self.object_list, limit=ADMIN_EXACT_COUNT_LIMIT).value
         return super().count
-
-
-def paginate(request: HttpRequest, queryset: QuerySet, *, per_page: int | None = None) -> Page:
-    """A numbered page; a malformed or out-of-range ``page`` is a 404, never a 500."""
-    paginator = Paginator(queryset, per_page or settings.PAGE_SIZE)
-    raw = request.GET.get("page", "1")
-    try:
-        number = int(raw)
-    except (TypeError, ValueError):
-        raise Http404("That page number is not valid.") from None
-    try:
-        return paginator.page(number)
-    except InvalidPage:
-        raise Http404("That page does not exist.") from None
 
 
 def query_url(query: QueryDict, **changes: str | list[str] | None) -> str:

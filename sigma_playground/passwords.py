@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth import hashers
 from django.http import HttpRequest, HttpResponse
 
-from monitoring import metrics
+from sigma_playground.telemetry import metrics
 
 HASHES_REJECTED = metrics.counter(
     "sigma_password_hash_rejected_total",

@@ -34,8 +34,8 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from monitoring import metrics
-from monitoring.batched import BATCH
+from sigma_playground.telemetry import metrics
+from sigma_playground.telemetry.batched import BATCH
 
 HEADER = "HTTP_X_REQUEST_START"
 ENVIRON_KEY = "sigma.queue_seconds"  # the wait, in seconds, for the timers further in

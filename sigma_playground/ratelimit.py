@@ -17,8 +17,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-from monitoring import metrics
 from sigma_playground.caching import keys
+from sigma_playground.telemetry import metrics
 
 logger = logging.getLogger("sigma_playground.ratelimit")
 

@@ -2,7 +2,7 @@
 
 Every request gets an id: the client's (or the proxy's) ``X-Request-ID`` when it is sane, otherwise a new one.
 It is returned in the response header, attached to every log record made while the request runs, and
-carried to the Celery tasks the request starts (see ``sigma_playground/celery.py``). One access-log line per
+carried to the Celery tasks the request starts (see ``monitoring/celery_signals.py``). One access-log line per
 request records method, route name, status, duration and a hashed user id: never the raw user id, query
 string or form data.
 """
@@ -83,7 +83,7 @@ ENVIRON_KEY = "sigma.request_id"
 # Requests the site makes to itself (the cache warmer, workbooks.warming) carry this environ key, which no
 # HTTP client can set (only headers become environ keys, as HTTP_*): they are not site traffic, so they write
 # no access-log line (warm_cache prints a summary instead) and record no request metrics
-# (monitoring.middleware).
+# (sigma_playground.request_metrics).
 UNTRACKED_ENVIRON = "sigma.untracked"
 # Request attribute: a stored copy of this page is in hand, and the page cache serves it (and records that
 # response) if the rebuild fails. The request metrics then skip the failed rebuild's 5xx: one request, one

@@ -111,7 +111,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "monitoring.middleware.PrometheusBeforeMiddleware",
+    "sigma_playground.request_metrics.PrometheusBeforeMiddleware",
     "sigma_playground.request_id.RequestIdMiddleware",
     # A NUL in the path, query or cookies is a 400 before anything reads them (PostgreSQL text cannot hold it).
     "sigma_playground.middleware.NulCharacterMiddleware",
@@ -134,7 +134,7 @@ MIDDLEWARE = [
     # A view that found every password-hashing slot taken answers 503 + Retry-After (sigma_playground.passwords).
     "sigma_playground.passwords.HashingBusyMiddleware",
     "monitoring.middleware.ProfileMiddleware",
-    "monitoring.middleware.PrometheusAfterMiddleware",
+    "sigma_playground.request_metrics.PrometheusAfterMiddleware",
     # Turns a login refused by a lockout into the lockout page (429, Retry-After): accounts/throttling.py.
     "axes.middleware.AxesMiddleware",
 ]
@@ -408,7 +408,7 @@ _CDN_PURGE_BACKEND = env_str("CDN_PURGE_BACKEND", "none").lower()
 PAGE_LOCAL_SECONDS = env_float("PAGE_LOCAL_SECONDS", 0.5 if _CDN_PURGE_BACKEND == "none" else 0.0)
 # Cached-page hits are answered by the WSGI front (sigma_playground/caching/front.py) before Django's handler.
 PAGE_FRONT_ENABLED = env_bool("PAGE_FRONT_ENABLED", True)
-# Request metrics of those hits are summed in each process and published this often (monitoring/batched.py).
+# Request metrics of those hits are summed in each process and published this often (sigma_playground/telemetry/batched.py).
 METRICS_BATCH_SECONDS = env_float("METRICS_BATCH_SECONDS", 1.0)
 # Fresh lifetime of a cached page: also the bound on how far counters on cached pages lag behind.
 PAGE_CACHE_TTL = env_int("PAGE_CACHE_TTL", 60)

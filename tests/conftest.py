@@ -167,10 +167,10 @@ def _not_a_celery_worker():
     """A test that runs a worker in this process (celery.contrib.testing) sends worker_init, which marks the
     process a Celery worker (monitoring.web_metrics then won't read its registry as the site's); the worker
     is gone when the test ends, and so is the mark."""
-    from sigma_playground import celery
+    from sigma_playground.telemetry import process
 
     yield
-    celery.IN_WORKER = False
+    process.mark_celery_worker(False)
 
 
 @pytest.fixture(autouse=True)

@@ -31,6 +31,7 @@ def costs(**overrides: m.Cost) -> m.Costs:
             )
             for name in ("detail", "list", "tag", "profile", "search")
         },
+        "view_counted": m.Cost({**TIERS_ZERO, "web": 0.0002, "primary": 0.0005}, statements=0.5, redis=7),
         "login": m.Cost({**TIERS_ZERO, "web": 0.050, "primary": 0.001}, statements=10, redis=3),
         "member_page": m.Cost({**TIERS_ZERO, "web": 0.015, "primary": 0.001}, statements=4, redis=4),
         "publish": m.Cost(
@@ -227,6 +228,10 @@ def point(**measured: float) -> dict:
         "member_pages": 200,
         "publishes": 20,
         "catalogue": {"details": 300, "tags": 60, "profiles": 90},
+        "detail_windows": [
+            {"window": 1, "before": "inf", "views": 500},
+            {"window": 2, "before": 100, "views": 300},
+        ],
     }
     load, tiers = m.predict_run(
         run,
@@ -270,6 +275,40 @@ def test_a_run_that_behaves_as_predicted_holds_and_one_that_does_not_fails():
     assert share.points and not share.holds and share.measured == 0
 
 
+def test_distinct_pages_match_uniform_picks_and_only_first_views_from_one_address_count():
+    rng = random.Random(9)
+    for views, pages in ((10, 250), (250, 250), (1_000, 250), (40, 3)):
+        mean = sum(len({rng.randrange(pages) for _ in range(views)}) for _ in range(2_000)) / 2_000
+        assert m.distinct_pages(views, pages) == pytest.approx(mean, rel=0.01)
+    assert m.distinct_pages(math.inf, 250) == 250 and m.distinct_pages(0, 250) == 0
+    # A window in which the address had viewed every page already counts nothing; a fresh one counts the
+    # pages first viewed in the interval, not those of the views before it.
+    assert m.first_views_from_one_address([{"before": "inf", "views": 1_000}], 250) == 0
+    fresh = m.first_views_from_one_address([{"before": 100, "views": 300}], 250)
+    assert fresh == pytest.approx(m.distinct_pages(400, 250) - m.distinct_pages(100, 250))
+    assert 0 < fresh < 250 - m.distinct_pages(100, 250) + 1
+
+
+def test_counted_views_are_their_own_kind_in_production_and_in_the_run():
+    load = m.load_at(10_000, {"anonymous": 1}, workbooks=1_000_000)
+    assert load.kinds["view_counted"] == pytest.approx(load.kinds["detail_hit"] + load.kinds["build_detail"])
+    half = m.load_at(10_000, {"anonymous": 1}, workbooks=1_000_000, site=m.Site(first_view_share=0.5))
+    assert half.kinds["view_counted"] == pytest.approx(load.kinds["view_counted"] / 2)
+    with_counting = m.tier_load(load, costs())
+    without = m.tier_load(half, costs())
+    assert with_counting.redis_commands - without.redis_commands == pytest.approx(
+        7 * load.kinds["view_counted"] / 2
+    )
+    run = point()["run"]
+    predicted, tiers = m.predict_run(run, costs())
+    expected = m.distinct_pages(400, 300) - m.distinct_pages(100, 300)  # window 1 counts nothing
+    assert predicted.kinds["view_counted"] * run["seconds"] == pytest.approx(expected)
+    # A point measured before view counting had a kind of its own: its detail costs include the counting.
+    older = m.Costs(kinds={k: v for k, v in costs().kinds.items() if k != "view_counted"})
+    _, old_tiers = m.predict_run(run, older)
+    assert tiers.redis_commands - old_tiers.redis_commands == pytest.approx(7 * expected)
+
+
 def test_the_tables_print_from_a_point_file(tmp_path, capsys):
     path = tmp_path / "point.json"
     path.write_text(json.dumps(point()))
@@ -278,3 +317,29 @@ def test_the_tables_print_from_a_point_file(tmp_path, capsys):
     assert "Mix 'design'" in out and "Mix 'gallery'" in out and "saturates at" in out
     assert m.main(["--check", str(path)]) == 0
     assert "replica's share of statements" in capsys.readouterr().out
+
+
+def test_the_point_solves_a_detail_hit_and_a_counted_view_net_of_the_pages_its_windows_rebuilt():
+    from bench.scaling_point import hit_and_view
+
+    def cost(web: float, redis: float, misses: float = 0.0) -> dict:
+        return {
+            "cpu": {"web": web, "primary": web / 10},
+            "statements": redis / 2,
+            "statements_replica": 0.0,
+            "redis": redis,
+            "page_misses": misses,
+            "seconds": 1.0,
+        }
+
+    hit, view, built = (0.001, 2.0), (0.0005, 7.0), (0.030, 20.0)  # a build with its view counted
+    # 2,000 seen views of which 20 were rebuilt (a build less its counting); 400 first views, 8 rebuilt.
+    seen = [0.99 * h + 0.01 * (b - v) for h, v, b in zip(hit, view, built, strict=True)]
+    first = [0.98 * (h + v) + 0.02 * b for h, v, b in zip(hit, view, built, strict=True)]
+    h, v = hit_and_view(cost(*seen, misses=20), cost(*first, misses=8), cost(*built), 2_000, 400)
+    assert h["cpu"]["web"] == pytest.approx(hit[0]) and h["redis"] == pytest.approx(hit[1])
+    assert v["cpu"]["web"] == pytest.approx(view[0]) and v["redis"] == pytest.approx(view[1])
+    assert v["statements"] == pytest.approx(view[1] / 2) and v["units"] == 400
+    # Nothing rebuilt: the difference of the two windows.
+    h, v = hit_and_view(cost(*hit), cost(hit[0] + view[0], hit[1] + view[1]), cost(*built), 2_000, 400)
+    assert v["redis"] == pytest.approx(7.0) and h["redis"] == pytest.approx(2.0)

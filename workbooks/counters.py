@@ -52,9 +52,9 @@ from django.core.cache import cache as django_cache
 from django.db import connections
 from django.utils import timezone
 
-from monitoring import metrics
 from sigma_playground.caching import keys, service
-from sigma_playground.process_buffer import ProcessBuffer
+from sigma_playground.telemetry import metrics
+from sigma_playground.telemetry.process_buffer import ProcessBuffer
 from workbooks import services
 
 logger = logging.getLogger(__name__)

@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
 from django.utils import timezone
 
 from sigma_playground.caching import keys
@@ -115,13 +114,6 @@ def probe(url: str, *, timeout: float) -> Outcome:
     duration_ms = int((time.monotonic() - started) * 1000)
     ok = status is not None and 200 <= status < 300
     return Outcome(ok=ok, http_status=status, error=error[:200], duration_ms=duration_ms)
-
-
-def eligible(workbook_filter: str = "") -> Q:
-    """Workbooks whose links are shown to someone other than their author: published, not private."""
-    return Q(**{f"{workbook_filter}published_at__isnull": False}) & ~Q(
-        **{f"{workbook_filter}visibility": Visibility.PRIVATE}
-    )
 
 
 def due(*, limit: int, now: dt.datetime) -> list[EmbedCheck]:

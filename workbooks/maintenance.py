@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db.models import BigIntegerField, Count, IntegerField, OuterRef, Subquery, Sum
 
-from monitoring import metrics
+from sigma_playground.telemetry import metrics
 from workbooks.models import Favorite, WorkbookDailyStat
 
 COUNTERS = ("favorite_count", "view_count")

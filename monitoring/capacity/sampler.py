@@ -26,7 +26,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from redis import Redis
 
-from monitoring import diagnosis, queues, web_metrics
+from monitoring import queues, web_metrics
+from monitoring.diagnosis import readings
 from monitoring.models import CapacitySample
 from monitoring.web_metrics import WebCounters
 
@@ -135,7 +136,7 @@ def read_db_connections(sample: CapacitySample, previous: CapacitySample | None)
     if connection.vendor != "postgresql":
         raise Missing(f"{connection.vendor}: a local file, no server connections to count")
     with transaction.atomic():
-        data = diagnosis.db_connections()
+        data = readings.db_connections()
     sample.db_connections = data.server_total
     sample.db_connections_active = data.server_active
     sample.db_max_connections = data.server_max
@@ -250,16 +251,18 @@ def read_cache_hit_ratio(sample: CapacitySample, previous: CapacitySample | None
     note = ""
     if settings.PROMETHEUS_URL:
         try:
-            hits = diagnosis._prometheus_scalar(settings.PROMETHEUS_URL, diagnosis._cache_lookups("hit"), 2.0)
-            misses = diagnosis._prometheus_scalar(
-                settings.PROMETHEUS_URL, diagnosis._cache_lookups("miss"), 2.0
+            hits = readings.prometheus_scalar(
+                settings.PROMETHEUS_URL, readings.cache_lookups_query("hit"), 2.0
             )
-        except diagnosis.PrometheusError as exc:
+            misses = readings.prometheus_scalar(
+                settings.PROMETHEUS_URL, readings.cache_lookups_query("miss"), 2.0
+            )
+        except readings.PrometheusError as exc:
             note = _prometheus_note(exc)
         else:
             lookups = (hits or 0) + (misses or 0)
             sample.cache_hit_ratio = (hits or 0) / lookups if lookups else None
-            return f"sigma_cache_requests_total of the web job from Prometheus, last {diagnosis.WINDOW}"
+            return f"sigma_cache_requests_total of the web job from Prometheus, last {readings.WINDOW}"
     try:
         reading = _web_reading(sample, previous)
     except Missing as exc:
@@ -282,8 +285,8 @@ def read_requests(sample: CapacitySample, previous: CapacitySample | None) -> st
     note = ""
     if settings.PROMETHEUS_URL:
         try:
-            stats = diagnosis.prometheus_request_stats(settings.PROMETHEUS_URL)
-        except diagnosis.PrometheusError as exc:
+            stats = readings.prometheus_request_stats(settings.PROMETHEUS_URL)
+        except readings.PrometheusError as exc:
             note = _prometheus_note(exc)
         else:
             sample.request_rate = (stats.requests or 0.0) / 300
@@ -303,7 +306,7 @@ def read_requests(sample: CapacitySample, previous: CapacitySample | None) -> st
 
 
 def read_queue(sample: CapacitySample, previous: CapacitySample | None) -> str:
-    if diagnosis._broker_is_memory():
+    if readings.broker_is_memory():
         sample.queue_length = 0
         return "in-memory broker: tasks run in-process, nothing queues"
     lengths, up = queues.queue_lengths()

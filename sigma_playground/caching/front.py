@@ -13,7 +13,7 @@ twenty Prometheus file writes), about 2 ms of CPU against 0.45 ms for a bare WSG
 "What a cached page costs"). A hit here keeps what makes it observable: its request id (the client's when
 sane, in the response and on every log record), the access-log line, the page's ``on_hit`` (view counting)
 and the same django-prometheus series the middleware records, added to a per-process batch published every
-second (monitoring/batched.py) instead of one file write each.
+second (sigma_playground/telemetry/batched.py) instead of one file write each.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
 from django_prometheus.middleware import Metrics
 
-from monitoring.batched import BATCH
-from monitoring.middleware import sample_db_pool
-from monitoring.window import REQUESTS
 from sigma_playground import queue_time
 from sigma_playground import request_id as rid
 from sigma_playground.caching import pages
+from sigma_playground.request_metrics import sample_db_pool
+from sigma_playground.telemetry.batched import BATCH
+from sigma_playground.telemetry.window import REQUESTS
 
 logger = logging.getLogger(__name__)
 

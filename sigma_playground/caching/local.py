@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from monitoring import metrics
+from sigma_playground.telemetry import metrics
 
 T = TypeVar("T")
 

@@ -354,7 +354,7 @@ class AnonymousPageCacheMiddleware:
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        from monitoring.middleware import PrometheusAfterMiddleware
+        from sigma_playground.request_metrics import PrometheusAfterMiddleware
 
         self.get_response = get_response
         self.request_metrics = PrometheusAfterMiddleware(get_response)

@@ -60,11 +60,11 @@ from typing import Any, Protocol, TypeVar, cast
 from django.conf import settings
 from django.core.cache import cache as django_cache
 
-from monitoring import metrics
-from monitoring.instruments import CACHE_REQUESTS
 from sigma_playground.caching import keys
 from sigma_playground.caching.local import LocalLRUCache
 from sigma_playground.replicas import router as replica_router
+from sigma_playground.telemetry import metrics
+from sigma_playground.telemetry.instruments import CACHE_REQUESTS
 
 logger = logging.getLogger("sigma_playground.cache")
 DURABLE_ALIAS = "durable"  # settings.CACHES alias of the durable Redis (absent: the cache Redis)

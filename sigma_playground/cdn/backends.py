@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
-from monitoring import metrics
+from sigma_playground.telemetry import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
 
-from monitoring.instruments import DB_PUBLIC_READS
 from sigma_playground.caching import service
 from sigma_playground.replicas import router
+from sigma_playground.telemetry.instruments import DB_PUBLIC_READS
 
 PIN_COOKIE = "sigma_primary"
 PIN_SALT = "sigma_playground.replicas.pin"

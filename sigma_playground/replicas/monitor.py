@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from monitoring.instruments import DB_REPLICA_LAG, DB_REPLICA_UP
 from sigma_playground.db_breaker import DatabaseUnavailable, breaker, is_outage
+from sigma_playground.telemetry.instruments import DB_REPLICA_LAG, DB_REPLICA_UP
 
 logger = logging.getLogger("sigma_playground.replicas")
 

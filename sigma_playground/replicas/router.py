@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from monitoring.instruments import DB_PUBLIC_READS
 from sigma_playground.replicas.monitor import MONITOR
+from sigma_playground.telemetry.instruments import DB_PUBLIC_READS
 
 # A session or a lockout written a moment ago must be read back at once, whatever page the request is for.
 PRIMARY_ONLY_APPS = frozenset({"sessions", "axes", "admin", "django_celery_beat"})

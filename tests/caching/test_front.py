@@ -245,7 +245,7 @@ def test_a_hit_through_the_front_records_the_metrics_a_middleware_hit_does(world
 
 
 def test_front_metrics_wait_for_the_batch(world, front, settings):
-    from monitoring.batched import BATCH
+    from sigma_playground.telemetry.batched import BATCH
 
     settings.METRICS_BATCH_SECONDS = 3600
     url = reverse("workbooks:list")

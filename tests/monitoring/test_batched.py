@@ -7,7 +7,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from monitoring.batched import MetricBatch
+from sigma_playground.telemetry.batched import MetricBatch
 
 VALUES = [0.0, 0.004, 0.005, 0.0051, 0.2, 0.2, 0.75, 1.0, 29.9, 30.0, 31.0, 1e9]
 BUCKETS = (0.005, 0.01, 0.2, 0.5, 1.0, 30.0)
@@ -77,8 +77,8 @@ def test_zero_seconds_publishes_at_once(batch, settings):
 
 
 def test_a_declared_batched_counter_waits_for_the_batch_and_folds_labels(settings):
-    from monitoring import metrics
-    from monitoring.batched import BATCH
+    from sigma_playground.telemetry import metrics
+    from sigma_playground.telemetry.batched import BATCH
     from tests.monitoring.helpers import sample
 
     settings.METRICS_BATCH_SECONDS = 3600

@@ -147,10 +147,10 @@ def test_in_a_celery_worker_without_the_web_directory_requests_are_missing_with_
     client, settings, monkeypatch
 ):
     """Never the pool process's own numbers (warming's traffic, or nothing)."""
-    from sigma_playground import celery
+    from sigma_playground.telemetry import process
 
     settings.PROMETHEUS_URL = ""
-    monkeypatch.setattr(celery, "IN_WORKER", True)
+    monkeypatch.setattr(process, "in_celery_worker", lambda: True)
     client.get("/")
     sample = capacity_services.capacity_sample_take()
     assert {"requests", "cache_hit_ratio"} <= set(sample.missing)
@@ -207,7 +207,7 @@ def test_on_postgresql_the_sampler_reads_real_connection_counts_size_and_rows(se
 
 @pytest.mark.redis
 def test_on_redis_the_sampler_reads_used_memory_maxmemory_and_the_hit_ratio():
-    from monitoring.instruments import CACHE_REQUESTS
+    from sigma_playground.telemetry.instruments import CACHE_REQUESTS
 
     client = cache.client.get_client(write=False)
     info = client.info()

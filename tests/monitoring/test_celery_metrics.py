@@ -68,21 +68,21 @@ def test_beat_schedules_the_heartbeat_every_minute():
 
 
 def test_worker_init_serves_the_workers_metrics_on_its_port(settings):
-    from sigma_playground import celery as celery_module
+    from monitoring import celery_signals
 
     port = free_port()
     settings.CELERY_METRICS_PORT = port
     settings.CELERY_METRICS_ADDR = "127.0.0.1"
     monitoring_tasks.beat_heartbeat.delay()
-    celery_module._start_metrics_server()
-    server, _thread = celery_module.metrics_server
+    celery_signals._start_metrics_server()
+    server, _thread = celery_signals.metrics_server
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             samples = scrape(response.read().decode())
     finally:
         server.shutdown()
         server.server_close()
-        celery_module.metrics_server = None
+        celery_signals.metrics_server = None
     assert any(
         s.labels.get("task") == "monitoring.tasks.beat_heartbeat" for s in samples["sigma_celery_tasks_total"]
     )
@@ -90,11 +90,11 @@ def test_worker_init_serves_the_workers_metrics_on_its_port(settings):
 
 
 def test_without_a_port_the_worker_serves_nothing(settings):
-    from sigma_playground import celery as celery_module
+    from monitoring import celery_signals
 
     settings.CELERY_METRICS_PORT = 0
-    celery_module._start_metrics_server()
-    assert celery_module.metrics_server is None
+    celery_signals._start_metrics_server()
+    assert celery_signals.metrics_server is None
 
 
 def test_cleaning_the_multiprocess_dir_keeps_only_the_given_pids(tmp_path):

@@ -11,9 +11,11 @@ import pytest
 from django.core.management import call_command
 
 from monitoring import diagnosis, slow_queries
-from monitoring.diagnosis import Finding, Report, RequestStats
+from monitoring.diagnosis import grading, readings
+from monitoring.diagnosis.grading import Finding, Report
+from monitoring.diagnosis.readings import RequestStats
 from monitoring.sla import thresholds
-from monitoring.window import RequestWindow
+from sigma_playground.telemetry.window import RequestWindow
 from tests.monitoring.helpers import free_port
 
 T = None
@@ -34,49 +36,49 @@ def stats(p95_ms=None, error_ratio=None, requests=1000):
 # (assess, threshold key, [(value, severity)]) - warning at the SLA target, critical at the alert level.
 CASES = {
     "latency": (
-        lambda v: diagnosis.assess_latency(stats(p95_ms=v), T["latency_p95_ms"]),
+        lambda v: grading.assess_latency(stats(p95_ms=v), T["latency_p95_ms"]),
         [(499, "ok"), (500, "ok"), (501, "warning"), (1000, "warning"), (1001, "critical")],
     ),
     "error_rate": (
-        lambda v: diagnosis.assess_errors(stats(error_ratio=v / 100), T["error_rate_percent"]),
+        lambda v: grading.assess_errors(stats(error_ratio=v / 100), T["error_rate_percent"]),
         [(0.05, "ok"), (0.1, "ok"), (0.11, "warning"), (1.0, "warning"), (1.01, "critical")],
     ),
     "memory": (
-        lambda v: diagnosis.assess_memory(v, 2**27, T["memory_percent"]),
+        lambda v: grading.assess_memory(v, 2**27, T["memory_percent"]),
         [(79, "ok"), (80, "ok"), (80.5, "warning"), (85, "warning"), (85.5, "critical")],
     ),
     "cpu": (
-        lambda v: diagnosis.assess_cpu(v, T["cpu_percent"]),
+        lambda v: grading.assess_cpu(v, T["cpu_percent"]),
         [(69, "ok"), (70, "ok"), (71, "warning"), (80, "warning"), (81, "critical")],
     ),
     "disk": (
-        lambda v: diagnosis.assess_disk(v, "/srv", T["disk_percent"]),
+        lambda v: grading.assess_disk(v, "/srv", T["disk_percent"]),
         [(84, "ok"), (85, "ok"), (86, "warning"), (95, "warning"), (96, "critical")],
     ),
     "db_connections": (
-        lambda v: diagnosis.assess_db_connections(
-            diagnosis.DbConnections("postgresql", 2, 5, 20, 0, v, 3, 1000), T["db_connections"]
+        lambda v: grading.assess_db_connections(
+            readings.DbConnections("postgresql", 2, 5, 20, 0, v, 3, 1000), T["db_connections"]
         ),
         [(79, "ok"), (80, "ok"), (81, "warning"), (100, "warning"), (101, "critical")],
     ),
     "slow_queries": (
-        lambda v: diagnosis.assess_slow_queries(
+        lambda v: grading.assess_slow_queries(
             500, T["slow_queries"], source=lambda ms: [slow_queries.SlowQuery("SELECT ?", 3, 900.0)] * v
         ),
         [(0, "ok"), (10, "ok"), (11, "warning")],
     ),
     "cache_hit_ratio": (
-        lambda v: diagnosis.assess_cache(
-            diagnosis.CacheState("redis", True, v * 1000, (1 - v) * 1000, "test"), T["cache_hit_ratio"], 100
+        lambda v: grading.assess_cache(
+            readings.CacheState("redis", True, v * 1000, (1 - v) * 1000, "test"), T["cache_hit_ratio"], 100
         ),
         [(0.9, "ok"), (0.5, "ok"), (0.49, "warning")],
     ),
     "celery_queue": (
-        lambda v: diagnosis.assess_queue({"celery": v}, True, T["queue_length"], in_memory=False),
+        lambda v: grading.assess_queue({"celery": v}, True, T["queue_length"], in_memory=False),
         [(0, "ok"), (100, "ok"), (101, "warning"), (1000, "warning"), (1001, "critical")],
     ),
     "beat_heartbeat": (
-        lambda v: diagnosis.assess_heartbeat(v, T["heartbeat_age_s"], in_memory=False),
+        lambda v: grading.assess_heartbeat(v, T["heartbeat_age_s"], in_memory=False),
         [(30, "ok"), (180, "ok"), (181, "warning"), (900, "warning"), (901, "critical")],
     ),
 }
@@ -95,37 +97,37 @@ def test_severity_at_below_and_above_each_threshold(check, value, expected):
 
 
 def test_checks_without_data_say_so_and_do_not_count():
-    assert diagnosis.assess_latency(stats(requests=0), T["latency_p95_ms"]).severity == "info"
-    assert diagnosis.assess_errors(stats(requests=0), T["error_rate_percent"]).severity == "info"
+    assert grading.assess_latency(stats(requests=0), T["latency_p95_ms"]).severity == "info"
+    assert grading.assess_errors(stats(requests=0), T["error_rate_percent"]).severity == "info"
     assert (
-        diagnosis.assess_db_connections(diagnosis.DbConnections("sqlite"), T["db_connections"]).severity
+        grading.assess_db_connections(readings.DbConnections("sqlite"), T["db_connections"]).severity
         == "info"
     )
-    assert diagnosis.assess_queue({}, True, T["queue_length"], in_memory=True).severity == "info"
-    assert diagnosis.assess_heartbeat(None, T["heartbeat_age_s"], in_memory=True).severity == "info"
-    few = diagnosis.CacheState("redis", True, 1, 20, "test")
-    assert diagnosis.assess_cache(few, T["cache_hit_ratio"], 100).severity == "ok"
+    assert grading.assess_queue({}, True, T["queue_length"], in_memory=True).severity == "info"
+    assert grading.assess_heartbeat(None, T["heartbeat_age_s"], in_memory=True).severity == "info"
+    few = readings.CacheState("redis", True, 1, 20, "test")
+    assert grading.assess_cache(few, T["cache_hit_ratio"], 100).severity == "ok"
 
 
 def test_outages_are_critical():
-    down = diagnosis.CacheState("redis", False, None, None, "PING", error="ConnectionError")
-    assert diagnosis.assess_cache(down, T["cache_hit_ratio"], 100).severity == "critical"
-    assert diagnosis.assess_queue({}, False, T["queue_length"], in_memory=False).severity == "critical"
-    assert diagnosis.assess_heartbeat(None, T["heartbeat_age_s"], in_memory=False).severity == "warning"
+    down = readings.CacheState("redis", False, None, None, "PING", error="ConnectionError")
+    assert grading.assess_cache(down, T["cache_hit_ratio"], 100).severity == "critical"
+    assert grading.assess_queue({}, False, T["queue_length"], in_memory=False).severity == "critical"
+    assert grading.assess_heartbeat(None, T["heartbeat_age_s"], in_memory=False).severity == "warning"
 
 
 def test_a_waiting_pool_or_a_server_near_max_connections():
-    waiting = diagnosis.DbConnections("postgresql", 20, 20, 20, 3, 30, 25, 100)
-    assert diagnosis.assess_db_connections(waiting, T["db_connections"]).severity == "warning"
-    near_max = diagnosis.DbConnections("postgresql", 1, 1, 5, 0, 45, 3, 50)
-    assert diagnosis.assess_db_connections(near_max, T["db_connections"]).severity == "critical"
+    waiting = readings.DbConnections("postgresql", 20, 20, 20, 3, 30, 25, 100)
+    assert grading.assess_db_connections(waiting, T["db_connections"]).severity == "warning"
+    near_max = readings.DbConnections("postgresql", 1, 1, 5, 0, 45, 3, 50)
+    assert grading.assess_db_connections(near_max, T["db_connections"]).severity == "critical"
 
 
 def test_an_unavailable_slow_query_source_is_an_information_line():
     def unavailable(ms):
         raise slow_queries.Unavailable("not yet available: no log")
 
-    finding = diagnosis.assess_slow_queries(500, T["slow_queries"], source=unavailable)
+    finding = grading.assess_slow_queries(500, T["slow_queries"], source=unavailable)
     assert finding.severity == "info" and "not yet available" in finding.summary
 
 
@@ -160,7 +162,7 @@ def test_a_check_that_raises_becomes_a_warning_not_an_error(monkeypatch):
     def broken():
         raise RuntimeError("psutil exploded")
 
-    monkeypatch.setattr(diagnosis, "cpu_utilisation", broken)
+    monkeypatch.setattr(readings, "cpu_utilisation", broken)
     report = diagnosis.diagnose()
     cpu = next(f for f in report.findings if f.check == "cpu")
     assert cpu.severity == "warning" and "RuntimeError" in cpu.summary
@@ -208,10 +210,10 @@ def test_the_window_computes_quantiles_and_errors_and_forgets_old_slots():
 @pytest.mark.django_db
 def test_without_prometheus_the_process_window_is_used_and_says_so(client, settings):
     settings.PROMETHEUS_URL = ""
-    diagnosis.REQUESTS.clear()
+    readings.REQUESTS.clear()
     for _ in range(3):
         client.get("/")
-    s = diagnosis.request_stats()
+    s = readings.request_stats()
     assert s.requests >= 3 and s.p95_ms is not None
     assert "this process's own metrics" in s.source and "set PROMETHEUS_URL" in s.source
 
@@ -222,11 +224,11 @@ def test_with_prometheus_the_fleet_numbers_come_from_its_http_api(settings, fake
         'status=~"5.."': "0.002",
         "increase(": "12000",
     }
-    s = diagnosis.request_stats()
+    s = readings.request_stats()
     assert (s.p95_ms, s.error_ratio, s.requests) == (750.0, 0.002, 12000.0)
     assert s.source.startswith("Prometheus at http://127.0.0.1")
-    assert diagnosis.assess_latency(s, T["latency_p95_ms"]).severity == "warning"
-    assert diagnosis.assess_errors(s, T["error_rate_percent"]).severity == "warning"
+    assert grading.assess_latency(s, T["latency_p95_ms"]).severity == "warning"
+    assert grading.assess_errors(s, T["error_rate_percent"]).severity == "warning"
     assert any(
         "[5m]" in q and "django_http_requests_latency_seconds_by_view_method_bucket" in q
         for q in fake_prometheus.queries
@@ -235,25 +237,25 @@ def test_with_prometheus_the_fleet_numbers_come_from_its_http_api(settings, fake
 
 def test_prometheus_without_traffic_gives_no_numbers(settings, fake_prometheus):
     fake_prometheus.answers = {"histogram_quantile(0.95": "NaN"}
-    s = diagnosis.request_stats()
+    s = readings.request_stats()
     assert s.p95_ms is None and s.requests is None
-    assert diagnosis.assess_latency(s, T["latency_p95_ms"]).severity == "info"
+    assert grading.assess_latency(s, T["latency_p95_ms"]).severity == "info"
 
 
 def test_the_cache_hit_ratio_comes_from_prometheus_when_it_is_set(settings, fake_prometheus):
     fake_prometheus.answers = {'result="hit"': "900", 'result="miss"': "100"}
-    state = diagnosis.cache_state()
+    state = readings.cache_state()
     assert (state.hits, state.misses) == (900.0, 100.0) and "from Prometheus" in state.source
-    assert diagnosis.assess_cache(state, T["cache_hit_ratio"], 100).value == 0.9
+    assert grading.assess_cache(state, T["cache_hit_ratio"], 100).value == 0.9
 
 
 def test_without_prometheus_the_cache_hit_ratio_is_this_processs(settings):
-    from monitoring.instruments import CACHE_REQUESTS
+    from sigma_playground.telemetry.instruments import CACHE_REQUESTS
 
     settings.PROMETHEUS_URL = ""
     for _ in range(settings.MONITORING_THRESHOLDS["cache_min_lookups"]):
         CACHE_REQUESTS.inc(kind="test", result="hit")
-    state = diagnosis.cache_state()
+    state = readings.cache_state()
     assert state.reachable and state.hits >= settings.MONITORING_THRESHOLDS["cache_min_lookups"]
     assert "sigma_cache_requests_total of this process" in state.source and "single-process" in state.source
 
@@ -261,13 +263,13 @@ def test_without_prometheus_the_cache_hit_ratio_is_this_processs(settings):
 def test_in_a_celery_worker_without_the_web_directory_the_hit_ratio_is_missing_with_the_reason(
     settings, monkeypatch
 ):
-    from sigma_playground import celery
+    from sigma_playground.telemetry import process
 
     settings.PROMETHEUS_URL = ""
-    monkeypatch.setattr(celery, "IN_WORKER", True)
-    state = diagnosis.cache_state()
+    monkeypatch.setattr(process, "in_celery_worker", lambda: True)
+    state = readings.cache_state()
     assert state.hits is None and "no web metrics directory" in state.missing
-    finding = diagnosis.assess_cache(state, T["cache_hit_ratio"], 100)
+    finding = grading.assess_cache(state, T["cache_hit_ratio"], 100)
     assert finding.severity == "info" and "hit ratio unknown" in finding.summary
 
 
@@ -277,7 +279,7 @@ def test_the_diagnosis_queries_are_valid_promql(promtool, tmp_path):
 
     import yaml
 
-    queries = list(diagnosis.prometheus_queries().values())
+    queries = list(readings.prometheus_queries().values())
     rules = [{"record": f"diagnosis:q{i}", "expr": q} for i, q in enumerate(queries)]
     path = tmp_path / "diagnosis_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "diagnosis", "rules": rules}]}))
@@ -289,7 +291,7 @@ def test_the_diagnosis_queries_are_valid_promql(promtool, tmp_path):
 
 def test_an_unreachable_prometheus_falls_back_to_the_process_and_says_so(settings):
     settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
-    s = diagnosis.request_stats()
+    s = readings.request_stats()
     assert s.source.startswith("Prometheus did not answer") and "this process's own metrics" in s.source
 
 
@@ -304,7 +306,7 @@ def test_an_unreachable_prometheus_is_a_warning_not_an_info_line(settings):
 
 def test_a_prometheus_that_answers_is_ok(settings, fake_prometheus):
     fake_prometheus.answers = {"increase(django_http": "10"}
-    assert diagnosis.assess_prometheus(diagnosis.request_stats()).severity == "ok"
+    assert grading.assess_prometheus(readings.request_stats()).severity == "ok"
 
 
 def test_without_prometheus_there_is_no_prometheus_check(settings):
@@ -321,11 +323,11 @@ def test_cpu_is_utilisation_over_an_interval_and_load_is_shown_beside_it(setting
         intervals.append(interval)
         return 12.5
 
-    monkeypatch.setattr(diagnosis.psutil, "cpu_percent", cpu_percent)
-    monkeypatch.setattr(diagnosis.psutil, "getloadavg", lambda: (4.92, 1.0, 1.0))
-    reading = diagnosis.cpu_utilisation()
-    assert intervals == [diagnosis.CPU_INTERVAL_S] and intervals[0] > 0
-    finding = diagnosis.assess_cpu(reading.percent, T["cpu_percent"], reading.source, reading.load_1m)
+    monkeypatch.setattr(readings.psutil, "cpu_percent", cpu_percent)
+    monkeypatch.setattr(readings.psutil, "getloadavg", lambda: (4.92, 1.0, 1.0))
+    reading = readings.cpu_utilisation()
+    assert intervals == [readings.CPU_INTERVAL_S] and intervals[0] > 0
+    finding = grading.assess_cpu(reading.percent, T["cpu_percent"], reading.source, reading.load_1m)
     # A load of 246% of 2 cores is not "CPU": the grade follows utilisation, the load is only shown.
     assert finding.severity == "ok" and finding.value == 12.5
     assert "12% busy" in finding.summary or "13% busy" in finding.summary
@@ -335,7 +337,7 @@ def test_cpu_is_utilisation_over_an_interval_and_load_is_shown_beside_it(setting
 
 def test_with_prometheus_cpu_is_the_node_exporter_utilisation_the_alert_uses(settings, fake_prometheus):
     fake_prometheus.answers = {"node_cpu_seconds_total": "83"}
-    reading = diagnosis.cpu_utilisation()
+    reading = readings.cpu_utilisation()
     assert reading.percent == 83 and "node-exporter" in reading.source
     query = next(q for q in fake_prometheus.queries if "node_cpu_seconds_total" in q)
     assert 'mode=~"idle|iowait"' in query and "[5m]" in query
@@ -348,10 +350,10 @@ def test_with_prometheus_cpu_is_the_node_exporter_utilisation_the_alert_uses(set
 @pytest.mark.django_db
 def test_database_connections_on_postgresql(client):
     client.get("/")  # opens this process's pool
-    data = diagnosis.db_connections()
+    data = readings.db_connections()
     assert data.vendor == "postgresql"
     assert data.server_total >= 1 and data.server_max >= data.server_total
-    finding = diagnosis.assess_db_connections(data, T["db_connections"])
+    finding = grading.assess_db_connections(data, T["db_connections"])
     assert "max_connections" in finding.summary
 
 
@@ -392,14 +394,14 @@ def test_the_default_source_reads_the_slow_statement_log():
     assert found[0].query == "SELECT 10" and found[0].max_ms == 11500
     zero = next(q for q in found if q.query == "SELECT 0")
     assert (zero.calls, zero.mean_ms) == (2, 1000)
-    finding = diagnosis.assess_slow_queries(1000, T["slow_queries"])
+    finding = grading.assess_slow_queries(1000, T["slow_queries"])
     assert finding.severity == "warning" and finding.value == 11
 
 
 @pytest.mark.django_db
 def test_the_slow_query_source_is_configurable(settings):
     settings.MONITORING_SLOW_QUERY_SOURCE = "tests.monitoring.test_diagnosis.twelve_slow_queries"
-    finding = diagnosis.assess_slow_queries(500, T["slow_queries"])
+    finding = grading.assess_slow_queries(500, T["slow_queries"])
     assert finding.severity == "warning" and finding.value == 12
     assert "1200 ms x4" in finding.summary
 
@@ -410,7 +412,7 @@ def twelve_slow_queries(threshold_ms: float) -> list[slow_queries.SlowQuery]:
 
 @pytest.mark.redis
 def test_redis_reachability_and_the_hit_ratio_of_the_sites_own_lookups():
-    state = diagnosis.cache_state()
+    state = readings.cache_state()
     assert state.backend == "redis" and state.reachable and state.hits is not None
     assert "Redis INFO" not in state.source and "sigma_cache_requests_total" in state.source
 
@@ -423,9 +425,9 @@ def test_an_unreachable_redis_is_critical(settings):
 
     settings.CACHES = CLOSED_PORT_REDIS
     try:
-        state = diagnosis.cache_state()
+        state = readings.cache_state()
         assert not state.reachable
-        assert diagnosis.assess_cache(state, T["cache_hit_ratio"], 100).severity == "critical"
+        assert grading.assess_cache(state, T["cache_hit_ratio"], 100).severity == "critical"
     finally:
         caches["default"].close()
 
@@ -447,10 +449,10 @@ def test_queue_lengths_when_the_broker_is_down(settings, monkeypatch):
 def test_the_heartbeat_age_comes_from_the_last_heartbeat_task():
     from monitoring.tasks import beat_heartbeat
 
-    assert diagnosis.heartbeat_age_s() is None
+    assert readings.heartbeat_age_s() is None
     beat_heartbeat.delay()
-    assert 0 <= diagnosis.heartbeat_age_s() < 5
-    assert diagnosis.heartbeat_age_s(now=time.time() + 600) > 590
+    assert 0 <= readings.heartbeat_age_s() < 5
+    assert readings.heartbeat_age_s(now=time.time() + 600) > 590
 
 
 # --- Page, JSON, command ------------------------------------------------------------------------------------------
@@ -527,8 +529,8 @@ def test_manage_py_diagnose_for_real_exits_with_the_reports_code(capsys):
 
 
 def test_the_durable_redis_check_warns_on_an_evicting_policy_or_full_memory():
-    ok = diagnosis.assess_durable_redis([], True)
+    ok = grading.assess_durable_redis([], True)
     assert ok.severity == "ok"
-    warn = diagnosis.assess_durable_redis(["durable Redis has maxmemory-policy allkeys-lru: ..."], True)
+    warn = grading.assess_durable_redis(["durable Redis has maxmemory-policy allkeys-lru: ..."], True)
     assert warn.severity == "warning" and "allkeys-lru" in warn.summary
-    assert diagnosis.assess_durable_redis([], False).severity == "info"
+    assert grading.assess_durable_redis([], False).severity == "info"

@@ -151,11 +151,11 @@ def web_selections(expr: str) -> list[tuple[str, str]]:
 
 
 def test_rules_panels_and_diagnosis_queries_select_the_web_job():
-    from monitoring import diagnosis
+    from monitoring.diagnosis import readings
 
     exprs = [("alerts.yml", e) for e in rule_exprs()]
     exprs += [(f"dashboard panel {panel_id}", e) for panel_id, _, e in dashboard_targets()]
-    exprs += [(f"diagnosis {name}", e) for name, e in diagnosis.prometheus_queries().items()]
+    exprs += [(f"diagnosis {name}", e) for name, e in readings.prometheus_queries().items()]
     checked = 0
     for where, expr in exprs:
         for name, selector in web_selections(expr):

@@ -64,7 +64,7 @@ def test_parse_request_start(raw, expected):
 
 
 def test_the_wait_is_observed_and_added_to_the_request_latency():
-    # A user's request (probes and scrapes record no request metrics: monitoring/middleware.py).
+    # A user's request (probes and scrapes record no request metrics: sigma_playground/request_metrics.py).
     labels = {"view": "<unnamed view>", "method": "GET"}
     count = sample("sigma_request_queue_seconds_count")
     latency_sum = sample(f"{LATENCY}_sum", labels)

@@ -15,7 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from monitoring import instruments
-from monitoring.routes import page_route_names
+from sigma_playground.telemetry.routes import page_route_names
 from tests.monitoring.helpers import sample
 
 URL = "/monitoring/rum/"

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring import diagnosis, web_metrics
+from monitoring import web_metrics
 from monitoring.capacity import services as capacity_services
+from monitoring.diagnosis import readings
 from monitoring.web_metrics import WebCounters, histogram_quantile
 from tests.monitoring.helpers import fetch, gunicorn_serving
 
@@ -51,7 +52,7 @@ def get(url: str) -> None:
 def test_a_worker_reads_the_web_processes_merged_counters(tmp_path, settings, monkeypatch):
     """gunicorn (two workers) writes its directory; a Celery pool process (this one, marked so) samples
     request rate, p95 and the hit ratio from it, and scrapes and probes are not in them."""
-    from sigma_playground import celery
+    from sigma_playground.telemetry import process
 
     metrics_dir = tmp_path / "prometheus-web"
     env = {
@@ -61,7 +62,7 @@ def test_a_worker_reads_the_web_processes_merged_counters(tmp_path, settings, mo
     }
     settings.PROMETHEUS_URL = ""
     settings.PROMETHEUS_WEB_MULTIPROC_DIR = str(metrics_dir)
-    monkeypatch.setattr(celery, "IN_WORKER", True)
+    monkeypatch.setattr(process, "in_celery_worker", lambda: True)
     now = timezone.now()
     with gunicorn_serving(env) as (base, _):
         for _ in range(4):
@@ -80,14 +81,14 @@ def test_a_worker_reads_the_web_processes_merged_counters(tmp_path, settings, mo
     assert f"merged from {metrics_dir}" in second.notes["requests"]
     assert "over the last 30 s" in second.notes["requests"]
     assert "requests" not in second.missing
-    state = diagnosis.cache_state()
+    state = readings.cache_state()
     assert "merged from" in state.source and state.missing == ""
 
 
 def test_an_empty_web_directory_says_so(tmp_path, settings, monkeypatch):
-    from sigma_playground import celery
+    from sigma_playground.telemetry import process
 
-    monkeypatch.setattr(celery, "IN_WORKER", True)
+    monkeypatch.setattr(process, "in_celery_worker", lambda: True)
     settings.PROMETHEUS_WEB_MULTIPROC_DIR = str(tmp_path)
     with pytest.raises(web_metrics.Unavailable, match="holds no samples yet"):
         web_metrics.read()

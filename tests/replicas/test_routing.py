@@ -421,16 +421,16 @@ def test_a_fragment_built_inside_a_public_page_asks_for_its_own_namespaces(repli
 
 
 def test_the_health_diagnosis_grades_each_replica_against_the_bound(replicas):
-    from monitoring import diagnosis
+    from monitoring.diagnosis import grading
     from monitoring.sla import thresholds
 
     bound = thresholds()["replica_lag_s"]
     assert bound.warning == 5.0
-    assert diagnosis.assess_replicas([], {}, bound).severity == "info"
+    assert grading.assess_replicas([], {}, bound).severity == "info"
 
     def assess():
         states = MONITOR.states()
-        return diagnosis.assess_replicas(states, {s.alias: MONITOR.usable(s.alias) for s in states}, bound)
+        return grading.assess_replicas(states, {s.alias: MONITOR.usable(s.alias) for s in states}, bound)
 
     measured("replica_0", behind=1.0)
     measured("replica_1", behind=4.5)

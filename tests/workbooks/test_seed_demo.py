@@ -16,11 +16,13 @@ from django.utils import timezone
 
 from accounts.models import Follow, User
 from accounts.validators import UsernameValidator
-from sigma_playground.progress import command_stream
+from sigma_playground.progress import Progress, command_stream
 from tests.factories import UserFactory, WorkbookFactory
-from workbooks import demo
-from workbooks.demo import HAS_TAG_NAMES, BulkLoader, Progress, demo_embed_url, tag_names_text
+from workbooks.demo import gallery
+from workbooks.demo.bulk import BulkLoader
+from workbooks.demo.vocabulary import demo_embed_url
 from workbooks.models import Favorite, Tag, Visibility, Workbook, WorkbookDailyStat, WorkbookTag
+from workbooks.services import tag_names_text
 
 # The demo is dated from today (30 days of statistics, reruns that must add nothing): on the fixed clock.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
@@ -78,9 +80,8 @@ def assert_rows_valid() -> None:
     assert all(embed.match(url) for url in Workbook.objects.values_list("sigma_embed_url", flat=True))
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in Tag.objects.values_list("colour", flat=True))
     # The denormalised tag text that the full-text column reads matches the tag rows.
-    if HAS_TAG_NAMES:
-        for workbook in Workbook.objects.prefetch_related("tags"):
-            assert workbook.tag_names == tag_names_text(t.name for t in workbook.tags.all())
+    for workbook in Workbook.objects.prefetch_related("tags"):
+        assert workbook.tag_names == tag_names_text(t.name for t in workbook.tags.all())
 
 
 def assert_orm_inserts_still_work() -> None:
@@ -115,7 +116,7 @@ def test_demo_seed_is_believable_and_idempotent(django_capture_on_commit_callbac
 
     # Raster chart thumbnails through the upload pipeline: a master and AVIF/WebP/JPEG derivatives.
     pictured = Workbook.objects.listed().exclude(thumbnail="")
-    assert pictured.count() == demo.DEMO_THUMBNAILS
+    assert pictured.count() == gallery.DEMO_THUMBNAILS
     for workbook in pictured:
         assert set(workbook.thumbnail_derivatives["sources"]) == {"image/avif", "image/webp", "image/jpeg"}
     assert not Workbook.objects.exclude(thumbnail="").exclude(pk__in=pictured.values("pk")).exists()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from prometheus_client import Counter, Histogram
 
-from sigma_playground.process_buffer import ProcessBuffer
+from sigma_playground.telemetry.process_buffer import ProcessBuffer
 
 Labels = tuple[str, ...]
 

@@ -27,7 +27,7 @@ def _tint(rgb: tuple[int, int, int], amount: float) -> tuple[int, int, int]:
 def chart_png(*, workbook_id: int, tag_slugs: list[str], colour: str) -> bytes:
     """A PNG "screenshot" of the workbook's chart (the same kind its generated preview would show)."""
     kind = previews.chart_kind(workbook_id, tag_slugs)
-    rng = random.Random(workbook_id * 7919 + 17)  # noqa: S311 (a drawing)
+    rng = random.Random(workbook_id * 7919 + 17)
     rgb = _rgb(colour)
     width, height = SIZE
     image = Image.new("RGB", SIZE, (255, 255, 255))

@@ -1,42 +1,27 @@
-"""The health diagnosis: the design's troubleshooting service, measured for real and graded by the SLA.
-
-Each check measures one thing, grades it with :func:`monitoring.sla.thresholds` and says what to do about it.
-Overall health is the worst grade: ``critical`` if any check is critical, ``warning`` if any warns, otherwise
-``healthy`` (``info`` lines say what could not be measured and why; they never count against health). A check
-that fails to measure is a warning naming the error, never an exception: the page, the JSON and
-``manage.py diagnose`` always answer.
+"""The health diagnosis's verdicts: each reading graded against :func:`monitoring.sla.thresholds` (or a bound of
+its own), with a summary and what to do about it. Overall health is the worst grade: ``critical`` if any check
+is critical, ``warning`` if any warns, otherwise ``healthy`` (``info`` lines say what could not be measured and
+why; they never count against health).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import psutil
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.db import connections
 
-from monitoring import queues, slow_queries, web_metrics
-from monitoring.sla import Threshold, thresholds
-from monitoring.window import REQUESTS
-from sigma_playground.caching import keys
-from sigma_playground.replicas.monitor import MONITOR as REPLICAS
+from monitoring import slow_queries
+from monitoring.diagnosis.readings import WINDOW, CacheState, DbConnections, RequestStats
+from monitoring.sla import Threshold
 from sigma_playground.replicas.monitor import ReplicaState
 
-logger = logging.getLogger(__name__)
-
 RANK = {"ok": 0, "info": 0, "warning": 1, "critical": 2}
+
+
 STATUS_BY_RANK = {0: "healthy", 1: "warning", 2: "critical"}
-WINDOW = "5m"
 
 
 @dataclass
@@ -169,110 +154,6 @@ class Report:
         return "\n".join(lines)
 
 
-# --- Request latency and errors -------------------------------------------------------------------------------
-
-_LATENCY_BUCKET = "django_http_requests_latency_seconds_by_view_method_bucket"
-_RESPONSES = "django_http_responses_total_by_status_view_method_total"
-
-
-def _web(extra: str = "") -> str:
-    """The label matcher of the web job's series (settings.PROMETHEUS_WEB_JOB), plus ``extra`` matchers."""
-    matchers = [f'job="{settings.PROMETHEUS_WEB_JOB}"', *([extra] if extra else [])]
-    return "{" + ",".join(matchers) + "}"
-
-
-_5XX = 'status=~"5.."'
-
-
-def prometheus_queries() -> dict[str, str]:
-    return {
-        "p95_s": f"histogram_quantile(0.95, sum by (le) (rate({_LATENCY_BUCKET}{_web()}[{WINDOW}])))",
-        # "or vector(0)": with no 5xx series at all the ratio is 0, not "no data".
-        "error_ratio": (
-            f"(sum(rate({_RESPONSES}{_web(_5XX)}[{WINDOW}])) or vector(0))"
-            f" / sum(rate({_RESPONSES}{_web()}[{WINDOW}]))"
-        ),
-        "requests": f"sum(increase({_RESPONSES}{_web()}[{WINDOW}]))",
-        "cache_hits": _cache_lookups("hit"),
-        "cache_misses": _cache_lookups("miss"),
-        # The busiest host's CPU utilisation, as the HighCPUUsage rule defines it (node-exporter).
-        "cpu_percent": (
-            f'max(100 * (1 - sum by (instance) (rate(node_cpu_seconds_total{{mode=~"idle|iowait"}}[{WINDOW}]))'
-            f" / sum by (instance) (rate(node_cpu_seconds_total[{WINDOW}]))))"
-        ),
-    }
-
-
-REQUEST_QUERIES = ("p95_s", "error_ratio", "requests")
-
-
-@dataclass
-class RequestStats:
-    requests: float | None
-    p95_ms: float | None
-    error_ratio: float | None
-    source: str
-    prometheus_error: str = ""  # PROMETHEUS_URL is set but did not answer: why
-
-
-class PrometheusError(Exception):
-    pass
-
-
-def _prometheus_scalar(base_url: str, query: str, timeout: float) -> float | None:
-    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    if not url.startswith(("http://", "https://")):
-        raise PrometheusError("PROMETHEUS_URL must be http(s)")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
-            body = json.loads(response.read(1_000_000))
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        raise PrometheusError(type(exc).__name__) from exc
-    if body.get("status") != "success":
-        raise PrometheusError(str(body.get("error", "query failed"))[:200])
-    result = body.get("data", {}).get("result", [])
-    if not result:
-        return None
-    value = float(result[0]["value"][1])
-    return None if value != value else value  # NaN: no traffic
-
-
-def prometheus_request_stats(base_url: str, timeout: float = 2.0) -> RequestStats:
-    queries = prometheus_queries()
-    values = {name: _prometheus_scalar(base_url, queries[name], timeout) for name in REQUEST_QUERIES}
-    return RequestStats(
-        requests=values["requests"],
-        p95_ms=None if values["p95_s"] is None else values["p95_s"] * 1000,
-        error_ratio=values["error_ratio"],
-        source=f"Prometheus at {base_url}, all web processes (job {settings.PROMETHEUS_WEB_JOB}), last {WINDOW}",
-    )
-
-
-def process_request_stats(note: str = "") -> RequestStats:
-    stats = REQUESTS.stats()
-    source = f"this process's own metrics (pid {os.getpid()}), last {stats.seconds // 60} minutes"
-    if not settings.PROMETHEUS_URL:
-        source += "; set PROMETHEUS_URL for the whole site"
-    return RequestStats(
-        requests=stats.requests,
-        p95_ms=stats.p95_ms,
-        error_ratio=stats.error_ratio,
-        source=f"{note}{source}",
-    )
-
-
-def request_stats() -> RequestStats:
-    if settings.PROMETHEUS_URL:
-        try:
-            return prometheus_request_stats(settings.PROMETHEUS_URL)
-        except PrometheusError as exc:
-            logger.warning("diagnosis: Prometheus did not answer: %s", exc)
-            stats = process_request_stats(note=f"Prometheus did not answer ({exc}); showing ")
-            stats.prometheus_error = str(exc)
-            return stats
-    return process_request_stats()
-
-
 def assess_prometheus(stats: RequestStats) -> Finding:
     """Only when PROMETHEUS_URL is set: a Prometheus that does not answer is a warning (the site-wide
     numbers above fell back to one process's), not an information line."""
@@ -336,9 +217,6 @@ def assess_errors(stats: RequestStats, t: Threshold) -> Finding:
     )
 
 
-# --- Database -------------------------------------------------------------------------------------------------
-
-
 def assess_slow_queries(
     threshold_ms: float, t: Threshold, source: Callable[[float], list] | None = None
 ) -> Finding:
@@ -364,40 +242,6 @@ def assess_slow_queries(
         recommendations=recs,
         source=settings.MONITORING_SLOW_QUERY_SOURCE,
     )
-
-
-@dataclass
-class DbConnections:
-    vendor: str
-    pool_in_use: int | None = None
-    pool_size: int | None = None
-    pool_max: int | None = None
-    pool_waiting: int | None = None
-    server_total: int | None = None
-    server_active: int | None = None
-    server_max: int | None = None
-
-
-def db_connections() -> DbConnections:
-    connection = connections["default"]
-    data = DbConnections(vendor=connection.vendor)
-    pool = getattr(type(connection), "_connection_pools", {}).get(connection.alias)
-    if pool is not None:
-        stats = pool.get_stats()
-        data.pool_size = stats.get("pool_size", 0)
-        data.pool_in_use = data.pool_size - stats.get("pool_available", 0)
-        data.pool_max = stats.get("pool_max")
-        data.pool_waiting = stats.get("requests_waiting", 0)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity "
-                "WHERE backend_type = 'client backend'"
-            )
-            data.server_total, data.server_active = cursor.fetchone()
-            cursor.execute("SELECT current_setting('max_connections')::int")
-            (data.server_max,) = cursor.fetchone()
-    return data
 
 
 def assess_db_connections(data: DbConnections, t: Threshold) -> Finding:
@@ -476,9 +320,6 @@ def assess_replicas(states: list[ReplicaState], usable: dict[str, bool], t: Thre
     )
 
 
-# --- Host ---------------------------------------------------------------------------------------------------
-
-
 def assess_memory(percent: float, rss_bytes: int, t: Threshold) -> Finding:
     return Finding(
         check="memory",
@@ -496,34 +337,6 @@ def assess_memory(percent: float, rss_bytes: int, t: Threshold) -> Finding:
         ],
         source="psutil",
     )
-
-
-CPU_INTERVAL_S = 0.5
-
-
-@dataclass
-class CpuReading:
-    percent: float
-    source: str
-    load_1m: float | None = None
-
-
-def cpu_utilisation() -> CpuReading:
-    """CPU utilisation over an interval: the share of time neither idle nor waiting for I/O, the one
-    definition the HighCPUUsage rule, the dashboard and the capacity sampler use. With PROMETHEUS_URL, the
-    busiest host over the last 5 minutes (node-exporter); otherwise this machine over CPU_INTERVAL_S. The
-    load average (runnable and waiting processes, not CPU time) is only shown beside it."""
-    load = psutil.getloadavg()[0]
-    if settings.PROMETHEUS_URL:
-        try:
-            value = _prometheus_scalar(settings.PROMETHEUS_URL, prometheus_queries()["cpu_percent"], 2.0)
-        except PrometheusError as exc:
-            logger.warning("diagnosis: Prometheus did not answer the CPU query: %s", exc)
-        else:
-            if value is not None:
-                return CpuReading(value, f"node-exporter via Prometheus, busiest host, last {WINDOW}", load)
-    percent = psutil.cpu_percent(interval=CPU_INTERVAL_S)
-    return CpuReading(percent, f"psutil, this machine, over {CPU_INTERVAL_S:g} s", load)
 
 
 def assess_cpu(percent: float, t: Threshold, source: str = "psutil", load_1m: float | None = None) -> Finding:
@@ -555,62 +368,6 @@ def assess_disk(percent: float, path: str, t: Threshold) -> Finding:
         threshold=t,
         recommendations=["Remove orphaned thumbnails and old logs", "Grow the volume"],
         source="psutil",
-    )
-
-
-# --- Cache ----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CacheState:
-    backend: str
-    reachable: bool
-    hits: float | None
-    misses: float | None
-    source: str
-    error: str = ""
-    missing: str = ""  # no hit ratio to be had here: why
-
-
-def _cache_lookups(result: str) -> str:
-    matcher = f'result="{result}"'
-    return f"sum(increase(sigma_cache_requests_total{_web(matcher)}[{WINDOW}]))"
-
-
-def cache_state() -> CacheState:
-    """Reachability by PING (or a round trip), and the hit ratio of the project's own cache lookups
-    (sigma_cache_requests_total of the web processes): site-wide over the last 5 minutes from Prometheus when
-    PROMETHEUS_URL is set, otherwise the web processes' merged multiprocess metrics since they started
-    (monitoring.web_metrics). Never Redis INFO: that counts the whole server, the Celery broker included."""
-    from sigma_playground.health import check_cache
-
-    result = check_cache()
-    client = getattr(cache, "client", None)
-    is_redis = client is not None and hasattr(client, "get_client")
-    backend = "redis" if is_redis else type(caches["default"]).__name__
-    if not result.ok:
-        return CacheState(backend, False, None, None, "PING", error=result.detail)
-    note = ""
-    if settings.PROMETHEUS_URL:
-        try:
-            hits = _prometheus_scalar(settings.PROMETHEUS_URL, _cache_lookups("hit"), 2.0)
-            misses = _prometheus_scalar(settings.PROMETHEUS_URL, _cache_lookups("miss"), 2.0)
-            return CacheState(
-                backend,
-                True,
-                hits,
-                misses,
-                f"sigma_cache_requests_total from Prometheus at {settings.PROMETHEUS_URL} "
-                f"(job {settings.PROMETHEUS_WEB_JOB}), last {WINDOW}",
-            )
-        except PrometheusError as exc:
-            note = f"Prometheus did not answer ({exc}); "
-    try:
-        web = web_metrics.read()
-    except web_metrics.Unavailable as exc:
-        return CacheState(backend, True, None, None, f"{note}no web counters", missing=str(exc))
-    return CacheState(
-        backend, True, web.cache_hits, web.cache_misses, f"{note}sigma_cache_requests_total of {web.source}"
     )
 
 
@@ -650,13 +407,6 @@ def assess_cache(state: CacheState, t: Threshold, min_lookups: float) -> Finding
     )
 
 
-# --- Celery ---------------------------------------------------------------------------------------------------
-
-
-def _broker_is_memory() -> bool:
-    return settings.CELERY_BROKER_URL.startswith("memory://")
-
-
 def assess_queue(lengths: dict[str, int], up: bool, t: Threshold, in_memory: bool) -> Finding:
     base = FindingBase(check="celery_queue", title="Celery queue", threshold=t, source="broker")
     if in_memory:
@@ -679,13 +429,6 @@ def assess_queue(lengths: dict[str, int], up: bool, t: Threshold, in_memory: boo
             "Look for a task that got slow (sigma_celery_task_duration_seconds)",
         ],
     )
-
-
-def heartbeat_age_s(now: float | None = None) -> float | None:
-    stamp = cache.get(keys.beat_heartbeat())
-    if stamp is None:
-        return None
-    return max(0.0, (time.time() if now is None else now) - float(stamp))
 
 
 def assess_heartbeat(age_s: float | None, t: Threshold, in_memory: bool) -> Finding:
@@ -712,9 +455,6 @@ def assess_heartbeat(age_s: float | None, t: Threshold, in_memory: bool) -> Find
     )
 
 
-# --- All together ---------------------------------------------------------------------------------------------
-
-
 def assess_durable_redis(warnings: list[str], is_redis: bool) -> Finding:
     """The durable Redis (broker, view buffers, generation keys, beat lock) must not evict, nor fill up."""
     base = FindingBase(check="durable_redis", title="Durable Redis", source="Redis INFO memory")
@@ -731,93 +471,3 @@ def assess_durable_redis(warnings: list[str], is_redis: bool) -> Finding:
             ],
         )
     return base.finding(severity="ok", summary="noeviction, memory below its limit")
-
-
-def _safely(check: str, title: str, run: Callable[[], Finding]) -> Finding:
-    try:
-        return run()
-    except Exception as exc:
-        logger.warning("diagnosis: check %s failed", check, exc_info=True)
-        return Finding(
-            check=check,
-            title=title,
-            severity="warning",
-            summary=f"could not be measured: {type(exc).__name__}",
-            recommendations=["See the application log for the error"],
-        )
-
-
-def diagnose() -> Report:
-    t = thresholds()
-    ops = settings.MONITORING_THRESHOLDS
-    stats_holder: dict[str, RequestStats] = {}
-
-    def stats() -> RequestStats:
-        if "s" not in stats_holder:
-            stats_holder["s"] = request_stats()
-        return stats_holder["s"]
-
-    def memory() -> Finding:
-        return assess_memory(
-            psutil.virtual_memory().percent, psutil.Process().memory_info().rss, t["memory_percent"]
-        )
-
-    def disk() -> Finding:
-        path = str(settings.MEDIA_ROOT if os.path.exists(settings.MEDIA_ROOT) else settings.BASE_DIR)
-        return assess_disk(psutil.disk_usage(path).percent, path, t["disk_percent"])
-
-    def cpu() -> Finding:
-        reading = cpu_utilisation()
-        return assess_cpu(reading.percent, t["cpu_percent"], reading.source, reading.load_1m)
-
-    def queue() -> Finding:
-        if _broker_is_memory():
-            return assess_queue({}, True, t["queue_length"], in_memory=True)
-        lengths, up = queues.queue_lengths()
-        return assess_queue(lengths, up, t["queue_length"], in_memory=False)
-
-    def replicas() -> Finding:
-        states = REPLICAS.refresh(max_age=2 * settings.REPLICA_CHECK_SECONDS) if REPLICAS.aliases() else []
-        usable = {state.alias: REPLICAS.usable(state.alias) for state in states}
-        return assess_replicas(states, usable, t["replica_lag_s"])
-
-    def durable_redis() -> Finding:
-        from sigma_playground.caching import service
-        from sigma_playground.health import durable_redis_warnings
-
-        return assess_durable_redis(durable_redis_warnings(), service.durable().is_redis)
-
-    checks: list[tuple[str, str, Callable[[], Finding]]] = [
-        ("latency", "Request latency p95", lambda: assess_latency(stats(), t["latency_p95_ms"])),
-        ("error_rate", "5xx error rate", lambda: assess_errors(stats(), t["error_rate_percent"])),
-        (
-            "slow_queries",
-            "Slow queries",
-            lambda: assess_slow_queries(ops["slow_query_ms"], t["slow_queries"]),
-        ),
-        (
-            "db_connections",
-            "Database connections",
-            lambda: assess_db_connections(db_connections(), t["db_connections"]),
-        ),
-        ("replicas", "Read replicas", replicas),
-        ("memory", "Memory", memory),
-        ("cpu", "CPU", cpu),
-        ("disk", "Disk", disk),
-        (
-            "cache",
-            "Cache",
-            lambda: assess_cache(cache_state(), t["cache_hit_ratio"], ops["cache_min_lookups"]),
-        ),
-        ("celery_queue", "Celery queue", queue),
-        ("durable_redis", "Durable Redis", durable_redis),
-        (
-            "beat_heartbeat",
-            "Celery beat heartbeat",
-            lambda: assess_heartbeat(heartbeat_age_s(), t["heartbeat_age_s"], _broker_is_memory()),
-        ),
-    ]
-    if settings.PROMETHEUS_URL:
-        checks.append(("prometheus", "Prometheus", lambda: assess_prometheus(stats())))
-    findings = [_safely(check, title, run) for check, title, run in checks]
-    return Report(findings=findings, generated_at=datetime.now(tz=UTC))

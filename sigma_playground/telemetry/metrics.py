@@ -8,7 +8,7 @@ declared is a programming error and raises.
 
 Declaring::
 
-    from monitoring import metrics
+    from sigma_playground.telemetry import metrics
 
     QUERY_SECONDS = metrics.histogram(
         "sigma_db_query_duration_seconds",
@@ -39,9 +39,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+from sigma_playground.telemetry.batched import BATCH
 
 logger = logging.getLogger(__name__)
+
+# The *_created series double the series count and Prometheus doesn't need them.
+disable_created_metrics()
 
 OTHER = "other"
 Kind = Literal["counter", "gauge", "histogram"]
@@ -142,7 +147,7 @@ class Metric:
         self.labelnames = tuple(label.name for label in self._labels)
         self.prom = prom
         # A batched counter's increments go to this process's metric batch, published every
-        # METRICS_BATCH_SECONDS (monitoring/batched.py): for counters bumped on every cache hit.
+        # METRICS_BATCH_SECONDS (telemetry/batched.py): for counters bumped on every cache hit.
         self.batched = batched
         self._batched_labels: dict[tuple, tuple[str, ...]] = {}  # tags as given -> folded label values
 
@@ -151,14 +156,14 @@ class Metric:
 
     @property
     def counter(self) -> Counter:
-        """The prometheus_client counter, for monitoring.batched (a TypeError for another kind)."""
+        """The prometheus_client counter, for telemetry.batched (a TypeError for another kind)."""
         if not isinstance(self.prom, Counter):
             raise TypeError(f"{self.name} is a {self.kind}, not a counter")
         return self.prom
 
     @property
     def histogram(self) -> Histogram:
-        """The prometheus_client histogram, for monitoring.batched (a TypeError for another kind)."""
+        """The prometheus_client histogram, for telemetry.batched (a TypeError for another kind)."""
         if not isinstance(self.prom, Histogram):
             raise TypeError(f"{self.name} is a {self.kind}, not a histogram")
         return self.prom
@@ -205,8 +210,6 @@ class Metric:
             self.child(tags, **kw).inc(amount)
 
     def _inc_batched(self, amount: float, tags: dict[str, object]) -> None:
-        from monitoring.batched import BATCH
-
         key = tuple(tags.items())
         labels = self._batched_labels.get(key)
         if labels is None:
@@ -302,7 +305,7 @@ def counter(
     batched: bool = False,
 ) -> Metric:
     """``batched``: increments are summed in the process and published every METRICS_BATCH_SECONDS
-    (monitoring/batched.py), for counters bumped on every cache hit; a SIGKILLed process loses its last
+    (telemetry/batched.py), for counters bumped on every cache hit; a SIGKILLed process loses its last
     interval of them."""
     return _declare("counter", name, documentation, labels, initialize=initialize, batched=batched)
 
@@ -336,7 +339,9 @@ def get(name: str) -> Metric:
     try:
         return _registry[name]
     except KeyError:
-        raise KeyError(f"metric {name!r} is not declared (see monitoring/metrics.py)") from None
+        raise KeyError(
+            f"metric {name!r} is not declared (see sigma_playground/telemetry/metrics.py)"
+        ) from None
 
 
 def declared() -> dict[str, Metric]:
@@ -373,26 +378,6 @@ def model_tables() -> set[str]:
     from django.apps import apps
 
     return {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
-
-
-def task_names() -> set[str]:
-    """Celery task names registered by this project (Celery's own ``celery.*`` tasks fold into other)."""
-    import importlib
-    import importlib.util
-
-    from django.apps import apps
-
-    from sigma_playground.celery import app
-
-    # Import each app's tasks module directly: Celery's import_default_modules() would run Django's system
-    # checks and reconfigure logging from inside whatever task first records a metric.
-    for config in apps.get_app_configs():
-        try:
-            if importlib.util.find_spec(f"{config.name}.tasks") is not None:
-                importlib.import_module(f"{config.name}.tasks")
-        except ModuleNotFoundError:  # the app is a module, not a package
-            continue
-    return {name for name in app.tasks if not name.startswith("celery.")}
 
 
 _FOLDED: Metric | None = None

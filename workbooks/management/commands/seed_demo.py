@@ -16,8 +16,13 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts import services as account_services
 from accounts.demo import DEMO_STAFF_PASSWORD, DEMO_STAFF_USERNAME
+from sigma_playground.caching import invalidate
 from sigma_playground.progress import command_stream
+from workbooks import services
+from workbooks.demo.bulk import BulkError, BulkLoader
+from workbooks.demo.gallery import seed_gallery
 
 DEFAULT_DEMO_USERS = 30
 
@@ -128,19 +133,15 @@ class Command(BaseCommand):
             )
         self._finish()
         if capacity_history:
-            # By name: the monitoring app provides it (accounts does not import the monitoring layer).
+            # By name: the monitoring app provides it (workbooks does not import the monitoring layer).
             call_command("seed_capacity_history", stdout=self.stdout, stderr=self.stderr)
 
     def _finish(self) -> None:
         """What the seeded rows need before the site shows them: the prefix-search words (else ``?q=chur``
         finds nothing until the daily refresh), follower counts (the loaders write Follow rows directly),
         and fresh cached pages."""
-        from accounts import services as account_services
-        from sigma_playground.caching import invalidate
-        from workbooks import services as workbook_services
-
         started = time.perf_counter()
-        words = workbook_services.search_lexemes_refresh()
+        words = services.search_lexemes_refresh()
         people = account_services.recount_followers()
         invalidate.lists_changed()
         self.stdout.write(
@@ -149,8 +150,6 @@ class Command(BaseCommand):
         )
 
     def _demo(self, users: int) -> None:
-        from workbooks.demo import seed_gallery
-
         result = seed_gallery(users=users)
         self.stdout.write(
             f"Demo data: {result['users']} users and {result['follows']} follows created "
@@ -179,8 +178,6 @@ class Command(BaseCommand):
         seed: int,
         verbosity: int,
     ) -> None:
-        from workbooks.demo import BulkError, BulkLoader
-
         started = time.perf_counter()
         try:
             loader = BulkLoader(

@@ -1,7 +1,7 @@
 """Work a web process batches in memory and hands on from a daemon thread, every few tenths of a second.
 
 A request that only adds to an in-process buffer does no I/O: view counts (workbooks/counters.py) and the
-request metrics of cached pages (monitoring/batched.py) are collected this way. Each buffer owns one daemon
+request metrics of cached pages (telemetry/batched.py) are collected this way. Each buffer owns one daemon
 thread per process, started by the first addition in that process (a gunicorn worker forked from a master that
 imported the module starts its own), and hands its contents on when the process exits normally.
 """
