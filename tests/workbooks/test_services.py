@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import os
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -153,3 +156,24 @@ def test_the_services_queue_tasks_by_name_and_never_import_them():
     assert not {m for m in _imported_modules(root / "thumbnails.py") if m.startswith(("django.db", "celery"))}
     assert app.tasks[services.RENDER_THUMBNAIL_TASK].name == tasks.render_thumbnail_derivatives.name
     assert app.tasks[services.CAPTURE_PREVIEW_TASK].name == tasks.capture_embed_preview.name
+
+
+def test_a_process_that_imported_no_task_module_can_queue_the_tasks():
+    """A web process (gunicorn, runserver) or a management command sets Django up and imports no task module
+    itself, and Celery registers autodiscovered tasks only in workers: the names the services queue must
+    resolve there too (workbooks.apps registers them). Otherwise an upload's render is never queued."""
+    code = (
+        "import django\n"
+        "django.setup()\n"
+        "from celery import current_app\n"
+        "from workbooks import services\n"
+        "for name in (services.RENDER_THUMBNAIL_TASK, services.CAPTURE_PREVIEW_TASK):\n"
+        "    print(current_app.tasks[name].name)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "sigma_playground.settings"}
+    root = Path(services.__file__).parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [services.RENDER_THUMBNAIL_TASK, services.CAPTURE_PREVIEW_TASK]
