@@ -23,20 +23,17 @@ from sigma_playground.caching import keys
 from sigma_playground.caching.pages import (
     QuerySpec,
     cache_anonymous_page,
-    cached_fragment,
     choice,
     one,
 )
 from sigma_playground.pagination import (
     FRAGMENT_PARAM,
     cursor_fallback,
-    fragment_response,
-    fragment_variant,
+    fragment_page,
     keyset_page,
     list_query,
     page_links,
     query_url,
-    wants_list_fragment,
 )
 from sigma_playground.site import absolute
 
@@ -201,16 +198,16 @@ def people_list(request: HttpRequest) -> HttpResponse:
             "clear_url": query_url(query, q=None, cursor=None),
         }
 
-    fragment = cached_fragment(
+    return fragment_page(
+        request,
         "people",
         template="accounts/fragments/people.html",
         context=context,
         namespaces=[keys.PEOPLE],
-        variant=fragment_variant(request, PEOPLE_QUERY),
+        spec=PEOPLE_QUERY,
+        page_template="accounts/people.html",
+        page_context={"q": q},
     )
-    if wants_list_fragment(request):
-        return fragment_response(fragment)
-    return render(request, "accounts/people.html", {"fragment": fragment, "q": q})
 
 
 def user_page_namespaces(request: HttpRequest, username: str) -> list[str]:
@@ -244,19 +241,15 @@ def _follow_list(request: HttpRequest, username: str, *, which: str) -> HttpResp
             "which": which,
         }
 
-    fragment = cached_fragment(
+    return fragment_page(
+        request,
         which,
         template="accounts/fragments/follow_list.html",
         context=context,
         namespaces=user_page_namespaces(request, profile_user.username),
-        variant=fragment_variant(request, FOLLOW_QUERY),
-    )
-    if wants_list_fragment(request):
-        return fragment_response(fragment)
-    return render(
-        request,
-        "accounts/follow_list.html",
-        {"fragment": fragment, "profile_user": profile_user, "which": which},
+        spec=FOLLOW_QUERY,
+        page_template="accounts/follow_list.html",
+        page_context={"profile_user": profile_user, "which": which},
     )
 
 

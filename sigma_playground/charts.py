@@ -81,6 +81,19 @@ def _attrs(attrs: dict[str, str]) -> str:
     )
 
 
+def _open_svg(chart_id: str, title: str, description: str) -> list[str]:
+    """The opening of a chart: the svg element labelled by its title and description, and the plot area."""
+    cid = escape(chart_id)
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" '
+        f'aria-labelledby="{cid}-title {cid}-desc" id="{cid}">',
+        f'<title id="{cid}-title">{escape(title)}</title>',
+        f'<desc id="{cid}-desc">{escape(description)}</desc>',
+        f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
+        f'height="{HEIGHT - TOP - BOTTOM}" fill="#ffffff" stroke="#cbd5e1"/>',
+    ]
+
+
 def time_series_svg(
     *,
     chart_id: str,
@@ -104,15 +117,7 @@ def time_series_svg(
     frame = _Frame(start, end, *y_range)
     colour = TONES.get(tone, TONES["none"])
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    cid = escape(chart_id)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" '
-        f'aria-labelledby="{cid}-title {cid}-desc" id="{cid}">',
-        f'<title id="{cid}-title">{escape(title)}</title>',
-        f'<desc id="{cid}-desc">{escape(description)}</desc>',
-        f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#ffffff" '
-        'stroke="#cbd5e1"/>',
-    ]
+    parts = _open_svg(chart_id, title, description)
     x_now = frame.x(now)
     parts.append(
         f'<rect class="future" x="{_num(x_now)}" y="{TOP}" width="{_num(LEFT + plot_w - x_now)}" '
@@ -242,15 +247,7 @@ def multi_series_svg(
     :func:`time_series_svg`."""
     frame = _Frame(start, end, *y_range)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    cid = escape(chart_id)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" '
-        f'aria-labelledby="{cid}-title {cid}-desc" id="{cid}">',
-        f'<title id="{cid}-title">{escape(title)}</title>',
-        f'<desc id="{cid}-desc">{escape(description)}</desc>',
-        f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#ffffff" '
-        'stroke="#cbd5e1"/>',
-    ]
+    parts = _open_svg(chart_id, title, description)
     for i in range(5):
         value = frame.y_min + (frame.y_max - frame.y_min) * i / 4
         y = _num(frame.y(value))

@@ -19,7 +19,7 @@ import datetime as dt
 import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,10 @@ from django.db import connections
 from django.db.models import F, Field, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import render
 from django.utils.functional import cached_property
+
+from sigma_playground.caching.pages import cached_fragment
 
 CURSOR_PARAM = "cursor"
 # Gallery totals are exact up to here and "about …" above. A bounded count costs up to the limit in rows, and
@@ -423,3 +426,28 @@ def fragment_response(html: str) -> HttpResponse:
     response = HttpResponse(html)
     response["X-Robots-Tag"] = "noindex"
     return response
+
+
+def fragment_page(
+    request: HttpRequest,
+    name: str,
+    *,
+    template: str,
+    context: Callable[[], dict[str, Any]],
+    namespaces: Iterable[str],
+    spec: _CanonicalQuery,
+    page_template: str,
+    page_context: dict[str, Any],
+) -> HttpResponse:
+    """A list page whose shared part is a cached fragment: the fragment alone for "Load more"
+    (``?fragment=1``), otherwise ``page_template`` around it."""
+    fragment = cached_fragment(
+        name,
+        template=template,
+        context=context,
+        namespaces=namespaces,
+        variant=fragment_variant(request, spec),
+    )
+    if wants_list_fragment(request):
+        return fragment_response(fragment)
+    return render(request, page_template, {"fragment": fragment, **page_context})

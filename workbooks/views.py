@@ -38,14 +38,12 @@ from sigma_playground.charts import Point, sparkline_svg, time_series_svg
 from sigma_playground.pagination import (
     FRAGMENT_PARAM,
     cursor_fallback,
-    fragment_response,
-    fragment_variant,
+    fragment_page,
     keyset_page,
     keyset_page_from_request,
     list_query,
     page_links,
     query_url,
-    wants_list_fragment,
 )
 from sigma_playground.site import absolute
 from workbooks import analytics, counters, search, selectors, services, sharing, warming
@@ -141,17 +139,17 @@ def workbook_list(request: HttpRequest) -> HttpResponse:
         featured=query.get("featured") == "1",
     )
     per_page = page_size(request, query)
-    fragment = cached_fragment(
+    title = f"Search: {params.q}" if params.q else ("Featured workbooks" if params.featured else "")
+    return fragment_page(
+        request,
         "list",
         template="workbooks/fragments/list.html",
         context=lambda: _list_context(query, selectors.resolve_tags(params), per_page),
         namespaces=_list_namespaces(request),
-        variant=fragment_variant(request, LIST_QUERY),
+        spec=LIST_QUERY,
+        page_template="workbooks/list.html",
+        page_context={"title": title},
     )
-    if wants_list_fragment(request):
-        return fragment_response(fragment)
-    title = f"Search: {params.q}" if params.q else ("Featured workbooks" if params.featured else "")
-    return render(request, "workbooks/list.html", {"fragment": fragment, "title": title})
 
 
 @cache_anonymous_page("tags", namespaces=_lists)
@@ -178,17 +176,15 @@ def tag_detail(request: HttpRequest, slug: str) -> HttpResponse:
         )
         return {"tag": tag, **_list_context(query, params, per_page)}
 
-    fragment = cached_fragment(
+    return fragment_page(
+        request,
         "tag",
         template="workbooks/fragments/tag.html",
         context=context,
         namespaces=[keys.LISTS],
-        variant=fragment_variant(request, TAG_QUERY),
-    )
-    if wants_list_fragment(request):
-        return fragment_response(fragment)
-    return render(
-        request, "workbooks/tag.html", {"fragment": fragment, "title": tag.name, "tag_slug": tag.slug}
+        spec=TAG_QUERY,
+        page_template="workbooks/tag.html",
+        page_context={"title": tag.name, "tag_slug": tag.slug},
     )
 
 
@@ -361,21 +357,21 @@ def _favorite_answer(request: HttpRequest, workbook, *, is_favorited: bool) -> H
 @login_required
 @require_POST
 def favorite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    workbook = selectors.workbook_get_for_viewer(
-        pk=pk, user=request.user, share_token=request.POST.get("token")
-    )
-    services.favorite_add(user=request.user, workbook=workbook)
-    return _favorite_answer(request, workbook, is_favorited=True)
+    return _set_favorite(request, pk, on=True)
 
 
 @login_required
 @require_POST
 def unfavorite(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    return _set_favorite(request, pk, on=False)
+
+
+def _set_favorite(request: AuthenticatedHttpRequest, pk: int, *, on: bool) -> HttpResponse:
     workbook = selectors.workbook_get_for_viewer(
         pk=pk, user=request.user, share_token=request.POST.get("token")
     )
-    services.favorite_remove(user=request.user, workbook=workbook)
-    return _favorite_answer(request, workbook, is_favorited=False)
+    (services.favorite_add if on else services.favorite_remove)(user=request.user, workbook=workbook)
+    return _favorite_answer(request, workbook, is_favorited=on)
 
 
 @login_required
