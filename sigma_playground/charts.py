@@ -94,6 +94,20 @@ def _open_svg(chart_id: str, title: str, description: str) -> list[str]:
     ]
 
 
+def _y_grid(frame: _Frame, format_y: Callable[[float], str]) -> list[str]:
+    """Five horizontal grid lines with their values on the left."""
+    lines = []
+    for i in range(5):
+        value = frame.y_min + (frame.y_max - frame.y_min) * i / 4
+        y = _num(frame.y(value))
+        lines.append(
+            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}" stroke="#e2e8f0"/>'
+            f'<text x="{LEFT - 6}" y="{y}" dy="0.35em" text-anchor="end" font-size="11" fill="#475569">'
+            f"{escape(format_y(value))}</text>"
+        )
+    return lines
+
+
 def time_series_svg(
     *,
     chart_id: str,
@@ -130,14 +144,7 @@ def time_series_svg(
             f'<rect class="zone-over" x="{LEFT}" y="{_num(top)}" width="{plot_w}" '
             f'height="{_num(max(0.0, bottom - top))}" fill="#fee2e2" fill-opacity="0.7"/>'
         )
-    for i in range(5):
-        value = frame.y_min + (frame.y_max - frame.y_min) * i / 4
-        y = _num(frame.y(value))
-        parts.append(
-            f'<line class="grid" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y}" y2="{y}" stroke="#e2e8f0"/>'
-            f'<text x="{LEFT - 6}" y="{y}" dy="0.35em" text-anchor="end" font-size="11" fill="#475569">'
-            f"{escape(format_y(value))}</text>"
-        )
+    parts.extend(_y_grid(frame, format_y))
     tick = start
     while tick <= end:
         x = frame.x(tick)
@@ -248,14 +255,7 @@ def multi_series_svg(
     frame = _Frame(start, end, *y_range)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = _open_svg(chart_id, title, description)
-    for i in range(5):
-        value = frame.y_min + (frame.y_max - frame.y_min) * i / 4
-        y = _num(frame.y(value))
-        parts.append(
-            f'<line class="grid" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y}" y2="{y}" stroke="#e2e8f0"/>'
-            f'<text x="{LEFT - 6}" y="{y}" dy="0.35em" text-anchor="end" font-size="11" fill="#475569">'
-            f"{escape(format_y(value))}</text>"
-        )
+    parts.extend(_y_grid(frame, format_y))
     step = max(1.0, tick_seconds)
     offset = 0.0
     while start + timedelta(seconds=offset) <= end:

@@ -54,6 +54,16 @@ RENDER_THUMBNAIL_TASK = "workbooks.tasks.render_thumbnail_derivatives"
 CAPTURE_PREVIEW_TASK = "workbooks.tasks.capture_embed_preview"
 
 
+# What _store_thumbnail sets on a workbook.
+THUMBNAIL_FIELDS = [
+    "thumbnail",
+    "thumbnail_source",
+    "thumbnail_width",
+    "thumbnail_height",
+    "thumbnail_derivatives",
+]
+
+
 def _enqueue_on_commit(task_name: str, *args: object) -> None:
     """Queue a task once the transaction commits. ``robust``: a broker outage must not turn a committed save
     into an error page; the beat sweeps (``render_pending_thumbnails``, ``refresh_embed_previews``) pick up
@@ -222,15 +232,7 @@ def workbook_publish(
     _set_tags(workbook, tags)
     if thumbnail is not None:
         _store_thumbnail(workbook, thumbnail)
-        workbook.save(
-            update_fields=[
-                "thumbnail",
-                "thumbnail_source",
-                "thumbnail_width",
-                "thumbnail_height",
-                "thumbnail_derivatives",
-            ]
-        )
+        workbook.save(update_fields=THUMBNAIL_FIELDS)
     _search_lexemes_add(workbook_id=workbook.pk)
     _embed_link_set(workbook)
     invalidate.workbooks_changed(workbook_ids=[workbook.pk], author_usernames=[author.username], created=True)
@@ -707,16 +709,7 @@ def workbook_preview_captured(*, workbook_id: int, url: str, image: ProcessedIma
         if not wants_preview(thumbnail=workbook.thumbnail, thumbnail_source=workbook.thumbnail_source):
             return False
         _store_thumbnail(workbook, image, source="embed")
-        workbook.save(
-            update_fields=[
-                "thumbnail",
-                "thumbnail_source",
-                "thumbnail_width",
-                "thumbnail_height",
-                "thumbnail_derivatives",
-                "updated_at",
-            ]
-        )
+        workbook.save(update_fields=[*THUMBNAIL_FIELDS, "updated_at"])
         EmbedCheck.objects.filter(workbook_id=workbook_id).update(
             preview_url=url,
             preview_taken_at=now,

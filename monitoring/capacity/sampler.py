@@ -239,6 +239,17 @@ def _web_reading(sample: CapacitySample, previous: CapacitySample | None) -> tup
     return cached
 
 
+def _web_reading_noted(
+    note: str, sample: CapacitySample, previous: CapacitySample | None
+) -> tuple[WebCounters, float] | str:
+    """:func:`_web_reading` after Prometheus failed with ``note``: the note goes in front of what is said."""
+    try:
+        reading = _web_reading(sample, previous)
+    except Missing as exc:
+        raise Missing(f"{note}{exc}") from None
+    return note + reading if isinstance(reading, str) else reading
+
+
 def _prometheus_note(exc: Exception) -> str:
     logger.warning("capacity: Prometheus did not answer: %s", exc)
     return f"Prometheus did not answer ({exc}); "
@@ -263,12 +274,9 @@ def read_cache_hit_ratio(sample: CapacitySample, previous: CapacitySample | None
             lookups = (hits or 0) + (misses or 0)
             sample.cache_hit_ratio = (hits or 0) / lookups if lookups else None
             return f"sigma_cache_requests_total of the web job from Prometheus, last {readings.WINDOW}"
-    try:
-        reading = _web_reading(sample, previous)
-    except Missing as exc:
-        raise Missing(f"{note}{exc}") from None
+    reading = _web_reading_noted(note, sample, previous)
     if isinstance(reading, str):
-        return note + reading
+        return reading
     diff, _ = reading
     lookups = diff.cache_hits + diff.cache_misses
     sample.cache_hit_ratio = diff.cache_hits / lookups if lookups else None
@@ -292,12 +300,9 @@ def read_requests(sample: CapacitySample, previous: CapacitySample | None) -> st
             sample.request_rate = (stats.requests or 0.0) / 300
             sample.latency_p95_ms = stats.p95_ms
             return stats.source
-    try:
-        reading = _web_reading(sample, previous)
-    except Missing as exc:
-        raise Missing(f"{note}{exc}") from None
+    reading = _web_reading_noted(note, sample, previous)
     if isinstance(reading, str):
-        return note + reading
+        return reading
     diff, seconds = reading
     sample.request_rate = diff.responses / seconds
     p95 = diff.quantile(0.95) if diff.responses else None
