@@ -7,6 +7,7 @@ rendered per request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -89,13 +90,19 @@ def _list_namespaces(request: HttpRequest, **kwargs: Any) -> list[str]:
 
 @cache_anonymous_page("home", namespaces=_lists)
 def home(request: HttpRequest) -> HttpResponse:
-    fragment = cached_fragment(
-        "home",
-        template="workbooks/fragments/home.html",
-        context=lambda: {"sections": selectors.home_sections()},
-        namespaces=[keys.LISTS],
+    return _gallery_page(
+        request, "home", context=lambda: {"sections": selectors.home_sections()}, page_template="home.html"
     )
-    return render(request, "home.html", {"fragment": fragment})
+
+
+def _gallery_page(
+    request: HttpRequest, name: str, *, context: Callable[[], dict[str, Any]], page_template: str
+) -> HttpResponse:
+    """A page of one shared fragment (``workbooks/fragments/<name>.html``) cached with the lists."""
+    fragment = cached_fragment(
+        name, template=f"workbooks/fragments/{name}.html", context=context, namespaces=[keys.LISTS]
+    )
+    return render(request, page_template, {"fragment": fragment})
 
 
 def _list_context(query: QueryDict, params: selectors.ListParams, per_page: int) -> dict[str, Any]:
@@ -154,13 +161,12 @@ def workbook_list(request: HttpRequest) -> HttpResponse:
 
 @cache_anonymous_page("tags", namespaces=_lists)
 def tag_list(request: HttpRequest) -> HttpResponse:
-    fragment = cached_fragment(
+    return _gallery_page(
+        request,
         "tags",
-        template="workbooks/fragments/tags.html",
         context=lambda: {"tags": selectors.tag_directory()},
-        namespaces=[keys.LISTS],
+        page_template="workbooks/tags.html",
     )
-    return render(request, "workbooks/tags.html", {"fragment": fragment})
 
 
 @cache_anonymous_page("tag", namespaces=_lists, query=TAG_QUERY)
@@ -265,23 +271,27 @@ def _detail_page(request: HttpRequest, workbook) -> HttpResponse:
     return render(request, "workbooks/detail.html", {"fragment": page, "workbook": workbook, "share": share})
 
 
+def _workbook_fields(form: WorkbookForm) -> dict[str, Any]:
+    """What the publish and edit forms give the services."""
+    data = form.cleaned_data
+    return {
+        "title": data["title"],
+        "description": data["description"],
+        "sigma_embed_url": data["sigma_embed_url"],
+        "tags": data["tags"],
+        "visibility": data["visibility"],
+        "publish": data["publish"],
+        "thumbnail": form.processed_thumbnail,
+    }
+
+
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def workbook_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = WorkbookForm(request.POST or None, request.FILES or None, uploader_id=request.user.pk)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        workbook = services.workbook_publish(
-            author=request.user,
-            title=data["title"],
-            description=data["description"],
-            sigma_embed_url=data["sigma_embed_url"],
-            tags=data["tags"],
-            visibility=data["visibility"],
-            publish=data["publish"],
-            thumbnail=form.processed_thumbnail,
-        )
+        workbook = services.workbook_publish(author=request.user, **_workbook_fields(form))
         messages.success(
             request, "Published." if workbook.published_at else "Saved as a draft. Only you can see it."
         )
@@ -298,17 +308,10 @@ def workbook_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         request.POST or None, request.FILES or None, instance=workbook, uploader_id=request.user.pk
     )
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         services.workbook_update(
             workbook=workbook,
-            title=data["title"],
-            description=data["description"],
-            sigma_embed_url=data["sigma_embed_url"],
-            tags=data["tags"],
-            visibility=data["visibility"],
-            publish=data["publish"],
-            thumbnail=form.processed_thumbnail,
-            clear_thumbnail=data.get("clear_thumbnail", False),
+            clear_thumbnail=form.cleaned_data.get("clear_thumbnail", False),
+            **_workbook_fields(form),
         )
         messages.success(request, "Saved.")
         return redirect(workbook)
