@@ -624,7 +624,13 @@ def test_postgresql_stopped_for_30_seconds_answers_fast_and_recovers_by_itself(s
         f"[faults] PostgreSQL back: pages recovered {recovered:.1f} s and /readyz {ready:.1f} s after it restarted ({time.monotonic() - restarted_at:.1f} s)"
     )
     reader = login(stack)
-    assert stack.view(1, reader).status == 200
+    # Each gunicorn process reconnects on its own: the probes above may all have reached processes whose pool
+    # was already back, while another one's pool still waits out psycopg_pool's reconnect backoff and answers
+    # the 503 of an outage (seen once in CI, 2026-11-29). Bounded, not instant: within 30 s, and printed.
+    logged_in = _wait(lambda: stack.view(1, reader).status == 200, 30, "a logged-in page recovers")
+    print(
+        f"[faults] PostgreSQL back: a logged-in page answered 200 within {logged_in:.1f} s of the first try"
+    )
     assert stack.pids() == before, "a process was restarted"
     counted = stack.wait_counted(60)
     print(f"[faults] all faults: views sent {stack.sent}, counted {counted} (sent = counted)")
